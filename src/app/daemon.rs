@@ -1,0 +1,83 @@
+//! Going to the background: fork, and let the parent exit only once the child reports the
+//! mount ready (exit 0) or failed (its one-line reason, exit 1).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use crate::error::{Error, Result};
+
+const READY: &str = "ready";
+
+/// The child's end of the report pipe.
+pub struct Reporter {
+    pipe: Option<File>,
+}
+
+impl Reporter {
+    /// A reporter for a process that stays in the foreground: nothing to report to.
+    pub fn foreground() -> Self {
+        Reporter { pipe: None }
+    }
+
+    /// Tell the waiting parent how the mount went, then detach from the terminal.
+    pub fn report(&mut self, outcome: &Result<()>) {
+        let Some(mut pipe) = self.pipe.take() else { return };
+        let message = match outcome {
+            Ok(()) => READY.to_string(),
+            Err(e) => e.to_string(),
+        };
+        let _ = pipe.write_all(message.as_bytes());
+        drop(pipe);
+        if outcome.is_ok() {
+            detach_stdio();
+        }
+    }
+}
+
+/// Fork. In the parent, wait for the child's report and exit; in the child, return its reporter.
+pub fn fork_and_wait() -> Result<Reporter> {
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for the two descriptors pipe(2) writes.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(Error::Config(format!("pipe: {}", std::io::Error::last_os_error())));
+    }
+    // SAFETY: the descriptors were just created and are owned here only.
+    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: no other threads exist yet (the runtime is built after this), so fork is sound.
+    match unsafe { libc::fork() } {
+        -1 => Err(Error::Config(format!("fork: {}", std::io::Error::last_os_error()))),
+        0 => {
+            drop(read_end);
+            // SAFETY: setsid has no memory-safety preconditions.
+            unsafe { libc::setsid() };
+            Ok(Reporter { pipe: Some(File::from(write_end)) })
+        }
+        _child => {
+            drop(write_end);
+            let mut message = String::new();
+            let _ = File::from(read_end).read_to_string(&mut message);
+            match message.as_str() {
+                READY => std::process::exit(0),
+                "" => {
+                    eprintln!("secretfs: the mount process died before the mount was ready");
+                    std::process::exit(1)
+                }
+                reason => {
+                    eprintln!("secretfs: {reason}");
+                    std::process::exit(1)
+                }
+            }
+        }
+    }
+}
+
+fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        use std::os::fd::AsRawFd;
+        for fd in [libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+            // SAFETY: both descriptors are open; dup2 replaces fd atomically.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The command line (clap), turned into the library's plain configuration structs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secretfs::app::{normalize_ps_prefix, normalize_sm_prefix, MountConfig, Source};
+use secretfs::cache::{CacheSettings, DEFAULT_CAPACITY, DEFAULT_TTL};
+use secretfs::fs::FsConfig;
+use secretfs::provider::aws::AwsSettings;
+
+/// AWS Parameter Store parameters and Secrets Manager secrets as files.
+#[derive(Parser, Debug)]
+#[command(name = "secretfs", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Mount the secrets at MOUNTPOINT; returns once the mount is ready (or use -f).
+    Mount(MountArgs),
+    /// Unmount a secretfs mount.
+    Unmount {
+        /// The mount point to release.
+        mountpoint: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// Empty directory to mount on.
+    pub mountpoint: PathBuf,
+    /// Stay in the foreground (systemd, containers); logs go to stderr.
+    #[arg(short, long)]
+    pub foreground: bool,
+    /// AWS region (default: AWS_REGION or the profile's region).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// AWS shared-config profile (default: AWS_PROFILE or "default").
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Send AWS API calls to this endpoint (moto, LocalStack, a VPC endpoint).
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// Serve this local store file instead of AWS.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["region", "profile", "endpoint_url"])]
+    pub local: Option<PathBuf>,
+    /// Seconds a value or a listing is cached before it is fetched again.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TTL.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub cache_ttl: u64,
+    /// Most values kept in the cache.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CAPACITY, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cache_size: u64,
+    /// Mount read-only: every write fails with EROFS.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Owner of every file (default: the mounting user).
+    #[arg(long)]
+    pub uid: Option<u32>,
+    /// Group of every file (default: the mounting user's group).
+    #[arg(long)]
+    pub gid: Option<u32>,
+    /// Permission bits of files, in octal.
+    #[arg(long, value_name = "OCTAL", default_value = "0400", value_parser = parse_mode)]
+    pub file_mode: u16,
+    /// Permission bits of directories, in octal.
+    #[arg(long, value_name = "OCTAL", default_value = "0500", value_parser = parse_mode)]
+    pub dir_mode: u16,
+    /// Let other users reach the mount (mode bits are still enforced).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Parameter Store path shown as ps/.
+    #[arg(long, value_name = "PATH", default_value = "/")]
+    pub ps_prefix: String,
+    /// Secrets Manager name prefix shown as sm/.
+    #[arg(long, value_name = "PREFIX", default_value = "")]
+    pub sm_prefix: String,
+    /// Show values that are JSON objects as directories of keys.
+    #[arg(long, value_enum, default_value = "on")]
+    pub json_keys: OnOff,
+}
+
+fn parse_mode(text: &str) -> Result<u16, String> {
+    let mode = u16::from_str_radix(text.trim_start_matches("0o"), 8).map_err(|_| format!("{text:?} is not an octal mode"))?;
+    if mode > 0o7777 {
+        return Err(format!("{text:?} is larger than 7777"));
+    }
+    Ok(mode)
+}
+
+impl MountArgs {
+    /// The library's configuration for these arguments.
+    pub fn into_config(self) -> MountConfig {
+        // SAFETY: getuid/getgid cannot fail and have no preconditions.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let source = match self.local {
+            Some(path) => Source::Local(path),
+            None => Source::Aws(AwsSettings {
+                region: self.region,
+                profile: self.profile,
+                endpoint_url: self.endpoint_url,
+            }),
+        };
+        MountConfig {
+            mountpoint: self.mountpoint,
+            foreground: self.foreground,
+            source,
+            cache: CacheSettings { ttl: Duration::from_secs(self.cache_ttl), capacity: self.cache_size },
+            fs: FsConfig {
+                uid: self.uid.unwrap_or(uid),
+                gid: self.gid.unwrap_or(gid),
+                file_mode: self.file_mode,
+                dir_mode: self.dir_mode,
+                json_keys: self.json_keys == OnOff::On,
+                read_only: self.read_only,
+            },
+            allow_other: self.allow_other,
+            ps_prefix: normalize_ps_prefix(&self.ps_prefix),
+            sm_prefix: normalize_sm_prefix(&self.sm_prefix),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secretfs::fs::{DEFAULT_DIR_MODE, DEFAULT_FILE_MODE};
+
+    #[test]
+    fn defaults_match_the_design() {
+        let cli = Cli::parse_from(["secretfs", "mount", "/mnt/s"]);
+        let Command::Mount(args) = cli.command else { panic!("not a mount") };
+        let config = args.into_config();
+        assert_eq!(config.cache, CacheSettings { ttl: Duration::from_secs(900), capacity: 1000 });
+        assert_eq!((config.fs.file_mode, config.fs.dir_mode), (DEFAULT_FILE_MODE, DEFAULT_DIR_MODE));
+        assert!(config.fs.json_keys && !config.fs.read_only && !config.foreground);
+        assert_eq!((config.ps_prefix.as_str(), config.sm_prefix.as_str()), ("/", ""));
+    }
+
+    #[test]
+    fn modes_are_octal_and_bounded() {
+        assert_eq!(parse_mode("0440"), Ok(0o440));
+        assert_eq!(parse_mode("755"), Ok(0o755));
+        assert!(parse_mode("9").is_err());
+        assert!(parse_mode("77777").is_err());
+    }
+}

@@ -1,0 +1,91 @@
+//! The one error type of secretfs and its single, exhaustive mapping to errno values.
+
+use std::fmt;
+
+/// Result alias used throughout the library.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Everything that can go wrong below the CLI. Messages never carry a secret value:
+/// they hold names, AWS error codes and AWS error messages only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The name does not exist (in the service, the listing, or the JSON object).
+    NotFound,
+    /// The service refused access to this name (IAM, KMS, resource policy).
+    AccessDenied(String),
+    /// A failure that may pass: timeout, connection failure, 5xx, throttling.
+    Transient(String),
+    /// A service error that is neither of the above (bad request, unknown code).
+    Service(String),
+    /// The value is larger than the service allows.
+    TooLarge,
+    /// The mount (or this part of it) does not accept writes.
+    ReadOnly,
+    /// A name or value the service would reject.
+    InvalidInput(String),
+    /// A directory was expected.
+    NotADirectory,
+    /// A file was expected.
+    IsADirectory,
+    /// The operation is not permitted on this node (chmod, delete without --allow-delete).
+    NotPermitted,
+    /// A file handle the kernel gave us is unknown.
+    BadHandle,
+    /// Startup configuration or environment problem; shown to the user as one line.
+    Config(String),
+}
+
+impl Error {
+    /// The errno the kernel should return for this error. A new variant must decide here.
+    pub fn errno(&self) -> i32 {
+        match self {
+            Error::NotFound => libc::ENOENT,
+            Error::AccessDenied(_) => libc::EACCES,
+            Error::Transient(_) | Error::Service(_) => libc::EIO,
+            Error::TooLarge => libc::EFBIG,
+            Error::ReadOnly => libc::EROFS,
+            Error::InvalidInput(_) => libc::EINVAL,
+            Error::NotADirectory => libc::ENOTDIR,
+            Error::IsADirectory => libc::EISDIR,
+            Error::NotPermitted => libc::EPERM,
+            Error::BadHandle => libc::EBADF,
+            Error::Config(_) => libc::EINVAL,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotFound => write!(f, "not found"),
+            Error::AccessDenied(m) => write!(f, "access denied: {m}"),
+            Error::Transient(m) => write!(f, "temporary failure: {m}"),
+            Error::Service(m) => write!(f, "service error: {m}"),
+            Error::TooLarge => write!(f, "value too large for the service"),
+            Error::ReadOnly => write!(f, "read-only"),
+            Error::InvalidInput(m) => write!(f, "invalid input: {m}"),
+            Error::NotADirectory => write!(f, "not a directory"),
+            Error::IsADirectory => write!(f, "is a directory"),
+            Error::NotPermitted => write!(f, "operation not permitted"),
+            Error::BadHandle => write!(f, "unknown file handle"),
+            Error::Config(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_failures_are_never_enoent() {
+        assert_eq!(Error::Transient("throttled".into()).errno(), libc::EIO);
+        assert_eq!(Error::Service("bad".into()).errno(), libc::EIO);
+        assert_eq!(Error::NotFound.errno(), libc::ENOENT);
+        assert_eq!(Error::AccessDenied("x".into()).errno(), libc::EACCES);
+        assert_eq!(Error::TooLarge.errno(), libc::EFBIG);
+        assert_eq!(Error::ReadOnly.errno(), libc::EROFS);
+    }
+}

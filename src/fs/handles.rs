@@ -1,0 +1,41 @@
+//! Open file and directory handles: numbered snapshots taken at open time.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// A table of open handles of type `T`, numbered from 1.
+#[derive(Debug)]
+pub struct HandleTable<T> {
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, T>>,
+}
+
+impl<T> Default for HandleTable<T> {
+    fn default() -> Self {
+        HandleTable { next: AtomicU64::new(1), open: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<T: Clone> HandleTable<T> {
+    /// Keep `item` and return its handle number.
+    pub fn insert(&self, item: T) -> u64 {
+        let fh = self.next.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(fh, item);
+        fh
+    }
+
+    /// A copy of the item behind `fh`.
+    pub fn get(&self, fh: u64) -> Option<T> {
+        self.lock().get(&fh).cloned()
+    }
+
+    /// Forget `fh`.
+    pub fn remove(&self, fh: u64) -> Option<T> {
+        self.lock().remove(&fh)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, T>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,304 @@
+//! The FUSE-free filesystem core: lookup, getattr, readdir, open, read and release on paths.
+
+pub mod handles;
+pub mod json_view;
+pub mod resolve;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::cache::ServiceCache;
+use crate::error::{Error, Result};
+use crate::inodes::{Ino, InodeTable, NodePath};
+use crate::namespace::NsNode;
+use crate::provider::{SecretBytes, Service};
+use handles::HandleTable;
+use json_view::{listed_keys, RAW_VALUE_FILE};
+use resolve::{node_value, resolve_in_service, value_is_dir, Resolved};
+
+/// Default mode of files: owner read.
+pub const DEFAULT_FILE_MODE: u16 = 0o400;
+/// Default mode of directories: owner read and search.
+pub const DEFAULT_DIR_MODE: u16 = 0o500;
+
+/// How nodes are presented; fixed for the life of a mount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FsConfig {
+    /// Owner of every node.
+    pub uid: u32,
+    /// Group of every node.
+    pub gid: u32,
+    /// Permission bits of files.
+    pub file_mode: u16,
+    /// Permission bits of directories.
+    pub dir_mode: u16,
+    /// Whether JSON object values are shown as directories.
+    pub json_keys: bool,
+    /// Whether every write is refused.
+    pub read_only: bool,
+}
+
+/// File or directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+}
+
+/// The attributes of a node, in plain terms (the FUSE adapter converts them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attr {
+    /// Inode number.
+    pub ino: Ino,
+    /// File or directory.
+    pub kind: NodeKind,
+    /// Length in bytes of what `read` returns (0 for directories).
+    pub size: u64,
+    /// Last modification, from the service where it says.
+    pub mtime: SystemTime,
+    /// Permission bits.
+    pub perm: u16,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+}
+
+/// One directory entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    /// Inode of the entry.
+    pub ino: Ino,
+    /// File or directory.
+    pub kind: NodeKind,
+    /// Exact name.
+    pub name: String,
+}
+
+#[derive(Clone)]
+struct OpenFile {
+    bytes: SecretBytes,
+}
+
+/// The filesystem: paths over the per-service caches.
+pub struct SecretFs {
+    config: FsConfig,
+    services: Vec<(Service, ServiceCache)>,
+    inodes: InodeTable,
+    files: HandleTable<OpenFile>,
+    dirs: HandleTable<Arc<Vec<DirEntry>>>,
+    started: SystemTime,
+}
+
+impl SecretFs {
+    /// A filesystem over one cache per service.
+    pub fn new(config: FsConfig, services: Vec<(Service, ServiceCache)>) -> Self {
+        SecretFs {
+            config,
+            services,
+            inodes: InodeTable::default(),
+            files: HandleTable::default(),
+            dirs: HandleTable::default(),
+            started: SystemTime::now(),
+        }
+    }
+
+    /// The presentation settings.
+    pub fn config(&self) -> &FsConfig {
+        &self.config
+    }
+
+    /// The cache of `service`, if that service is mounted.
+    pub fn cache(&self, service: Service) -> Option<&ServiceCache> {
+        self.services.iter().find(|(s, _)| *s == service).map(|(_, c)| c)
+    }
+
+    /// Attributes of child `name` of directory `parent`.
+    pub fn lookup(&self, parent: Ino, name: &str) -> Result<Attr> {
+        let parent_path = self.path(parent)?;
+        let path = parent_path.child(name).ok_or(Error::NotFound)?;
+        if path.service.is_some_and(|s| self.cache(s).is_none()) {
+            return Err(Error::NotFound);
+        }
+        let resolved = self.resolve(&path)?;
+        let ino = self.inodes.intern(path);
+        self.attr(ino, &resolved)
+    }
+
+    /// Attributes of `ino`; with an open handle, the size is that of the handle's snapshot.
+    pub fn getattr(&self, ino: Ino, fh: Option<u64>) -> Result<Attr> {
+        let resolved = self.resolve(&*self.path(ino)?);
+        match (fh.and_then(|fh| self.files.get(fh)), resolved) {
+            (Some(open), Ok(resolved)) => Ok(Attr { size: open.bytes.len() as u64, ..self.attr(ino, &resolved)? }),
+            (Some(open), Err(_)) => Ok(self.file_attr(ino, open.bytes.len() as u64, self.started)),
+            (None, resolved) => self.attr(ino, &resolved?),
+        }
+    }
+
+    /// Open a file for reading: the value is fixed for this handle until release.
+    pub fn open(&self, ino: Ino, write: bool) -> Result<u64> {
+        if write {
+            return Err(Error::ReadOnly);
+        }
+        let resolved = self.resolve(&*self.path(ino)?)?;
+        let bytes = resolved.bytes()?;
+        Ok(self.files.insert(OpenFile { bytes }))
+    }
+
+    /// Read up to `size` bytes at `offset` of an open handle, passing them to `reply`.
+    pub fn read<R>(&self, fh: u64, offset: u64, size: u32, reply: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        let open = self.files.get(fh).ok_or(Error::BadHandle)?;
+        let bytes = open.bytes.as_slice();
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
+        let end = start.saturating_add(size as usize).min(bytes.len());
+        Ok(reply(&bytes[start..end]))
+    }
+
+    /// Close a file handle.
+    pub fn release(&self, fh: u64) {
+        self.files.remove(fh);
+    }
+
+    /// Open a directory: its entries are listed once and served from the handle.
+    pub fn opendir(&self, ino: Ino) -> Result<u64> {
+        let entries = self.entries(ino)?;
+        Ok(self.dirs.insert(Arc::new(entries)))
+    }
+
+    /// The entries of an open directory, as listed when it was opened (`.` and `..` first).
+    pub fn readdir(&self, fh: u64) -> Result<Arc<Vec<DirEntry>>> {
+        self.dirs.get(fh).ok_or(Error::BadHandle)
+    }
+
+    /// Close a directory handle.
+    pub fn releasedir(&self, fh: u64) {
+        self.dirs.remove(fh);
+    }
+
+    /// The entries of directory `ino`, with `.` and `..` first. A value that cannot be fetched
+    /// is listed as a file; the error shows when that file is opened.
+    pub fn entries(&self, ino: Ino) -> Result<Vec<DirEntry>> {
+        let path = self.path(ino)?;
+        let resolved = self.resolve(&path)?;
+        if !resolved.is_dir() {
+            return Err(Error::NotADirectory);
+        }
+        let parent_ino = self.inodes.intern(path.parent());
+        let mut entries = vec![
+            DirEntry { ino, kind: NodeKind::Dir, name: ".".into() },
+            DirEntry { ino: parent_ino, kind: NodeKind::Dir, name: "..".into() },
+        ];
+        let mut push = |name: &str, kind: NodeKind| {
+            if let Some(child) = path.child(name) {
+                entries.push(DirEntry { ino: self.inodes.intern(child), kind, name: name.to_string() });
+            }
+        };
+        match &resolved {
+            Resolved::Root => {
+                for (service, _) in &self.services {
+                    push(service.dir_name(), NodeKind::Dir);
+                }
+            }
+            Resolved::Tree { namespace, tree_path, value, .. } => {
+                let service = path.service.ok_or(Error::NotFound)?;
+                let cache = self.cache(service).ok_or(Error::NotFound)?;
+                let node = namespace.root().descend(tree_path).ok_or(Error::NotFound)?;
+                for (name, child) in &node.children {
+                    push(name, self.child_kind(cache, child, node));
+                }
+                if let Some(value) = value {
+                    if self.config.json_keys {
+                        for (key, member) in value.json_object().into_iter().flat_map(listed_keys) {
+                            if !node.children.contains_key(key) {
+                                push(key, kind_of_member(member));
+                            }
+                        }
+                    }
+                    push(RAW_VALUE_FILE, NodeKind::File);
+                }
+            }
+            Resolved::Json { .. } => {
+                let object = resolved_object(&resolved).ok_or(Error::NotADirectory)?;
+                for (key, member) in listed_keys(object) {
+                    push(key, kind_of_member(member));
+                }
+                push(RAW_VALUE_FILE, NodeKind::File);
+            }
+            Resolved::Raw { .. } => return Err(Error::NotADirectory),
+        }
+        Ok(entries)
+    }
+
+    fn child_kind(&self, cache: &ServiceCache, child: &NsNode, parent: &NsNode) -> NodeKind {
+        if !child.children.is_empty() {
+            return NodeKind::Dir;
+        }
+        if !self.config.json_keys {
+            return NodeKind::File;
+        }
+        match node_value(cache, child, Some(parent)) {
+            Ok(Some(value)) if value_is_dir(child, &value, true) => NodeKind::Dir,
+            _ => NodeKind::File,
+        }
+    }
+
+    fn path(&self, ino: Ino) -> Result<Arc<NodePath>> {
+        self.inodes.path(ino).ok_or(Error::NotFound)
+    }
+
+    fn resolve(&self, path: &NodePath) -> Result<Resolved> {
+        match path.service {
+            None => Ok(Resolved::Root),
+            Some(service) => {
+                let cache = self.cache(service).ok_or(Error::NotFound)?;
+                resolve_in_service(cache, &path.parts, self.config.json_keys)
+            }
+        }
+    }
+
+    fn attr(&self, ino: Ino, resolved: &Resolved) -> Result<Attr> {
+        let mtime = resolved
+            .value()
+            .and_then(|v| v.fetched.last_modified)
+            .or_else(|| match resolved {
+                Resolved::Tree { namespace, tree_path, .. } => {
+                    namespace.root().descend(tree_path).and_then(|n| n.value.as_ref()?.last_modified)
+                }
+                _ => None,
+            })
+            .unwrap_or(self.started);
+        if resolved.is_dir() {
+            return Ok(Attr {
+                ino,
+                kind: NodeKind::Dir,
+                size: 0,
+                mtime,
+                perm: self.config.dir_mode,
+                uid: self.config.uid,
+                gid: self.config.gid,
+            });
+        }
+        Ok(self.file_attr(ino, resolved.bytes()?.len() as u64, mtime))
+    }
+
+    fn file_attr(&self, ino: Ino, size: u64, mtime: SystemTime) -> Attr {
+        Attr { ino, kind: NodeKind::File, size, mtime, perm: self.config.file_mode, uid: self.config.uid, gid: self.config.gid }
+    }
+}
+
+fn kind_of_member(member: &serde_json::Value) -> NodeKind {
+    if member.is_object() {
+        NodeKind::Dir
+    } else {
+        NodeKind::File
+    }
+}
+
+fn resolved_object(resolved: &Resolved) -> Option<&serde_json::Map<String, serde_json::Value>> {
+    match resolved {
+        Resolved::Json { value, keys } => json_view::member(value.json_object()?, keys)?.as_object(),
+        _ => None,
+    }
+}

@@ -1,0 +1,148 @@
+//! Path resolution: which node a mount path names, by the layout rules of DESIGN.md section 1.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::json_view::{member, render, RAW_VALUE_FILE};
+use crate::cache::{CachedValue, ServiceCache};
+use crate::error::{Error, Result};
+use crate::namespace::{is_valid_file_name, Namespace, NsNode};
+use crate::provider::SecretBytes;
+
+/// What a path names.
+#[derive(Debug)]
+pub enum Resolved {
+    /// The mount root, holding one directory per service.
+    Root,
+    /// A node of a service's name tree: a plain directory, a value shown as a file, or a value
+    /// that is also a directory (JSON object, or a name that is also a prefix).
+    Tree {
+        /// The service's name tree.
+        namespace: Arc<Namespace>,
+        /// The node's path in it.
+        tree_path: Vec<String>,
+        /// The value stored at this node, if a name ends here.
+        value: Option<Arc<CachedValue>>,
+        /// Whether the value is shown as a directory.
+        value_is_dir: bool,
+    },
+    /// A member of a JSON object value, at `keys`.
+    Json {
+        /// The value holding the object.
+        value: Arc<CachedValue>,
+        /// The keys from the top-level object down to this member.
+        keys: Vec<String>,
+    },
+    /// The `.value` file of a directory node: the stored value (no keys) or a nested object.
+    Raw {
+        /// The value holding it.
+        value: Arc<CachedValue>,
+        /// The keys of the nested object, empty for the stored value itself.
+        keys: Vec<String>,
+    },
+}
+
+impl Resolved {
+    /// Whether the node is shown as a directory.
+    pub fn is_dir(&self) -> bool {
+        match self {
+            Resolved::Root => true,
+            Resolved::Tree { value, value_is_dir, .. } => value.is_none() || *value_is_dir,
+            Resolved::Json { value, keys } => json_member(value, keys).is_some_and(Value::is_object),
+            Resolved::Raw { .. } => false,
+        }
+    }
+
+    /// The bytes of a file node (`IsADirectory` for directories).
+    pub fn bytes(&self) -> Result<SecretBytes> {
+        match self {
+            Resolved::Tree { value: Some(value), value_is_dir: false, .. } => Ok(value.fetched.bytes.clone()),
+            Resolved::Raw { value, keys } if keys.is_empty() => Ok(value.fetched.bytes.clone()),
+            Resolved::Raw { value, keys } => json_member(value, keys)
+                .map(|object| SecretBytes::new(object.to_string().into_bytes()))
+                .ok_or(Error::NotFound),
+            Resolved::Json { value, keys } => match json_member(value, keys) {
+                Some(member) if !member.is_object() => Ok(SecretBytes::new(render(member))),
+                Some(_) => Err(Error::IsADirectory),
+                None => Err(Error::NotFound),
+            },
+            Resolved::Root | Resolved::Tree { .. } => Err(Error::IsADirectory),
+        }
+    }
+
+    /// The value this node shows or belongs to, if any.
+    pub fn value(&self) -> Option<&Arc<CachedValue>> {
+        match self {
+            Resolved::Root => None,
+            Resolved::Tree { value, .. } => value.as_ref(),
+            Resolved::Json { value, .. } | Resolved::Raw { value, .. } => Some(value),
+        }
+    }
+}
+
+fn json_member<'a>(value: &'a CachedValue, keys: &[String]) -> Option<&'a Value> {
+    member(value.json_object()?, keys)
+}
+
+/// Fetch the value of `node` (a child of `parent`), batching with the parent's other values.
+pub fn node_value(cache: &ServiceCache, node: &NsNode, parent: Option<&NsNode>) -> Result<Option<Arc<CachedValue>>> {
+    let Some(listed) = &node.value else { return Ok(None) };
+    let siblings = parent.into_iter().flat_map(NsNode::child_value_names);
+    cache.value(&listed.name, siblings).map(Some)
+}
+
+/// Whether a tree node holding `value` is shown as a directory.
+pub fn value_is_dir(node: &NsNode, value: &CachedValue, json_keys: bool) -> bool {
+    !node.children.is_empty() || (json_keys && value.json_object().is_some())
+}
+
+/// Resolve `parts` below the service directory served by `cache`.
+pub fn resolve_in_service(cache: &ServiceCache, parts: &[String], json_keys: bool) -> Result<Resolved> {
+    let namespace = cache.namespace()?;
+    let mut node = namespace.root();
+    let mut parent = None;
+    let mut depth = 0;
+    for part in parts {
+        let Some(child) = node.children.get(part) else { break };
+        parent = Some(node);
+        node = child;
+        depth += 1;
+    }
+    let value = node_value(cache, node, parent)?;
+    let value_is_dir = value.as_ref().is_some_and(|v| value_is_dir(node, v, json_keys));
+    let rest = &parts[depth..];
+    if rest.is_empty() {
+        let tree_path = parts.to_vec();
+        return Ok(Resolved::Tree { namespace, tree_path, value, value_is_dir });
+    }
+    match value {
+        Some(value) if value_is_dir => resolve_in_value(value, rest, json_keys),
+        _ => Err(Error::NotFound),
+    }
+}
+
+/// Resolve `rest` inside a value shown as a directory: JSON keys, then possibly `.value`.
+fn resolve_in_value(value: Arc<CachedValue>, rest: &[String], json_keys: bool) -> Result<Resolved> {
+    let mut keys = Vec::with_capacity(rest.len());
+    for (index, part) in rest.iter().enumerate() {
+        let object = if json_keys {
+            match keys.is_empty() {
+                true => value.json_object(),
+                false => json_member(&value, &keys).and_then(Value::as_object),
+            }
+        } else {
+            None
+        };
+        let at_directory = keys.is_empty() || object.is_some();
+        if part == RAW_VALUE_FILE && at_directory && index + 1 == rest.len() {
+            return Ok(Resolved::Raw { value, keys });
+        }
+        let object = object.ok_or(Error::NotFound)?;
+        if !is_valid_file_name(part) || !object.contains_key(part) {
+            return Err(Error::NotFound);
+        }
+        keys.push(part.clone());
+    }
+    Ok(Resolved::Json { value, keys })
+}

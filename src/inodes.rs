@@ -1,0 +1,116 @@
+//! Stable inode numbers for paths in the mount: one number per path for the daemon's lifetime.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use crate::provider::Service;
+
+/// An inode number as the kernel sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ino(pub u64);
+
+impl Ino {
+    /// The mount root.
+    pub const ROOT: Ino = Ino(1);
+}
+
+/// Where a node sits: the mount root (no service), or a path of names inside one service's tree.
+/// The path mixes listed name parts, JSON keys and the `.value` file; resolution tells them apart.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NodePath {
+    /// The service directory the node is in; `None` for the mount root.
+    pub service: Option<Service>,
+    /// Names below the service directory.
+    pub parts: Vec<String>,
+}
+
+impl NodePath {
+    /// The mount root.
+    pub fn root() -> Self {
+        NodePath { service: None, parts: Vec::new() }
+    }
+
+    /// The path of child `name` of this node.
+    pub fn child(&self, name: &str) -> Option<NodePath> {
+        match self.service {
+            None => Service::ALL
+                .into_iter()
+                .find(|s| s.dir_name() == name)
+                .map(|service| NodePath { service: Some(service), parts: Vec::new() }),
+            Some(service) => {
+                let mut parts = self.parts.clone();
+                parts.push(name.to_string());
+                Some(NodePath { service: Some(service), parts })
+            }
+        }
+    }
+
+    /// The parent path (the root is its own parent).
+    pub fn parent(&self) -> NodePath {
+        match (self.service, self.parts.split_last()) {
+            (Some(service), Some((_, rest))) => NodePath { service: Some(service), parts: rest.to_vec() },
+            _ => NodePath::root(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    by_path: HashMap<Arc<NodePath>, Ino>,
+    paths: Vec<Arc<NodePath>>,
+}
+
+/// The two-way map between inode numbers and paths.
+pub struct InodeTable {
+    table: RwLock<Table>,
+}
+
+impl Default for InodeTable {
+    fn default() -> Self {
+        let table = InodeTable { table: RwLock::new(Table::default()) };
+        table.intern(NodePath::root());
+        table
+    }
+}
+
+impl InodeTable {
+    /// The inode of `path`, assigning the next number the first time a path is seen.
+    pub fn intern(&self, path: NodePath) -> Ino {
+        if let Some(ino) = self.table.read().unwrap_or_else(|p| p.into_inner()).by_path.get(&path) {
+            return *ino;
+        }
+        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(ino) = table.by_path.get(&path) {
+            return *ino;
+        }
+        let path = Arc::new(path);
+        table.paths.push(path.clone());
+        let ino = Ino(table.paths.len() as u64);
+        table.by_path.insert(path, ino);
+        ino
+    }
+
+    /// The path of `ino`, if it was ever handed out.
+    pub fn path(&self, ino: Ino) -> Option<Arc<NodePath>> {
+        let index = usize::try_from(ino.0).ok()?.checked_sub(1)?;
+        self.table.read().unwrap_or_else(|p| p.into_inner()).paths.get(index).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_path_same_inode_and_root_is_one() {
+        let table = InodeTable::default();
+        assert_eq!(table.path(Ino::ROOT).unwrap().as_ref(), &NodePath::root());
+        let ps = NodePath::root().child("ps").unwrap();
+        let a = table.intern(ps.child("a").unwrap());
+        assert_eq!(table.intern(ps.child("a").unwrap()), a);
+        assert_ne!(table.intern(ps.clone()), a);
+        assert_eq!(table.path(a).unwrap().parent(), ps);
+        assert!(NodePath::root().child("nope").is_none());
+        assert!(table.path(Ino(999)).is_none());
+    }
+}

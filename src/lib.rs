@@ -1,0 +1,15 @@
+//! secretfs: AWS Parameter Store parameters and Secrets Manager secrets as files, over FUSE.
+//!
+//! Layers, each depending only on those below it: `app` (composition root) → `fuse_adapter`
+//! (the only code that touches fuser) → `fs` (FUSE-free core) → `inodes` / `namespace` (paths)
+//! → `cache` → `provider` (Parameter Store, Secrets Manager, local store, in-memory).
+
+pub mod app;
+pub mod cache;
+pub mod error;
+pub mod fs;
+pub mod fuse_adapter;
+pub mod inodes;
+pub mod logger;
+pub mod namespace;
+pub mod provider;

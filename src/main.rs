@@ -1,0 +1,18 @@
+//! The `secretfs` binary: parse the command line and hand it to the library's composition root.
+
+mod cli;
+
+use clap::Parser;
+
+fn main() {
+    secretfs::logger::init();
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Mount(args) => secretfs::app::mount(args.into_config()),
+        cli::Command::Unmount { mountpoint } => secretfs::app::unmount(&mountpoint),
+    };
+    if let Err(err) = result {
+        eprintln!("secretfs: {err}");
+        std::process::exit(1);
+    }
+}

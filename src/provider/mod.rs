@@ -1,0 +1,108 @@
+//! The provider trait every backing store implements, and the value types it returns.
+
+pub mod aws;
+pub mod counters;
+pub mod local;
+pub mod memory;
+pub mod secret_bytes;
+
+use std::time::SystemTime;
+
+use crate::error::Result;
+pub use counters::{ApiCounters, CallCounts};
+pub use secret_bytes::SecretBytes;
+
+/// The two AWS services secretfs shows, each under its own top-level directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Service {
+    /// AWS Systems Manager Parameter Store, shown under `ps/`.
+    ParameterStore,
+    /// AWS Secrets Manager, shown under `sm/`.
+    SecretsManager,
+}
+
+impl Service {
+    /// Both services, in the order they are listed at the mount root.
+    pub const ALL: [Service; 2] = [Service::ParameterStore, Service::SecretsManager];
+
+    /// The directory name of this service at the mount root.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Service::ParameterStore => "ps",
+            Service::SecretsManager => "sm",
+        }
+    }
+
+    /// The largest value the service stores, in bytes (Advanced parameters for SSM).
+    pub fn max_value_len(self) -> usize {
+        match self {
+            Service::ParameterStore => 8 * 1024,
+            Service::SecretsManager => 65_536,
+        }
+    }
+}
+
+/// How a value is stored; decides whether it may be shown as JSON and how it is written back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueKind {
+    /// Parameter of type String.
+    String,
+    /// Parameter of type SecureString (already decrypted).
+    SecureString,
+    /// Parameter of type StringList (the stored comma-joined text).
+    StringList,
+    /// Secret stored as SecretString.
+    SecretString,
+    /// Secret stored as SecretBinary (raw bytes).
+    SecretBinary,
+}
+
+impl ValueKind {
+    /// Whether the value is text (and so may be expanded as a JSON object).
+    pub fn is_text(self) -> bool {
+        !matches!(self, ValueKind::SecretBinary)
+    }
+}
+
+/// One name found by listing a service: metadata only, never the value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// The full name in the service (`/prod/db/root`, `prod/db`).
+    pub name: String,
+    /// When the value last changed, if the service says.
+    pub last_modified: Option<SystemTime>,
+}
+
+/// A fetched value with the metadata needed to show it. `Debug` never prints the bytes.
+#[derive(Clone, Debug)]
+pub struct Fetched {
+    /// The value, byte for byte.
+    pub bytes: SecretBytes,
+    /// How the service stores it.
+    pub kind: ValueKind,
+    /// The service's version identifier (SSM version number, Secrets Manager VersionId).
+    pub version: Option<String>,
+    /// When this version was stored, if the service says.
+    pub last_modified: Option<SystemTime>,
+}
+
+/// The answer for one name in a batch fetch.
+pub type FetchResult = (String, Result<Fetched>);
+
+/// A backing store for one service. Implementations count their API calls.
+///
+/// Calls block the calling thread; AWS providers bridge to the async SDK internally.
+pub trait Provider: Send + Sync {
+    /// Every name at or below `prefix` (a service name prefix, e.g. `/prod/` or `prod/`).
+    fn list(&self, prefix: &str) -> Result<Vec<Listed>>;
+
+    /// The values of `names` (at most [`Provider::batch_limit`] of them), one answer per name.
+    /// A whole-call failure is an `Err`; a per-name failure is an `Err` inside the answer.
+    fn fetch(&self, names: &[String]) -> Result<Vec<FetchResult>>;
+
+    /// How many names one [`Provider::fetch`] call may carry.
+    fn batch_limit(&self) -> usize;
+
+    /// Calls made so far, per API action.
+    fn call_counts(&self) -> CallCounts;
+}
