@@ -111,10 +111,7 @@ impl ServiceCache {
             provider,
             prefix,
             ttl: settings.ttl,
-            values: moka::sync::Cache::builder()
-                .max_capacity(settings.capacity)
-                .time_to_live(settings.ttl)
-                .build(),
+            values: moka::sync::Cache::builder().max_capacity(settings.capacity).time_to_live(settings.ttl).build(),
             in_flight: Mutex::new(HashMap::new()),
             snapshot: Mutex::new(None),
         }
@@ -136,8 +133,11 @@ impl ServiceCache {
             Ok(listed) => {
                 let namespace = Arc::new(Namespace::build(&self.prefix, listed));
                 if !namespace.hidden().is_empty() {
-                    log::warn!("{} names have an empty, `.` or `..` path part and are not shown: {:?}",
-                        namespace.hidden().len(), namespace.hidden());
+                    log::warn!(
+                        "{} names have an empty, `.` or `..` path part and are not shown: {:?}",
+                        namespace.hidden().len(),
+                        namespace.hidden()
+                    );
                 }
                 *snapshot = Some(Snapshot { taken: Instant::now(), namespace: namespace.clone() });
                 Ok(namespace)
@@ -272,12 +272,7 @@ mod tests {
     #[test]
     fn json_object_is_detected_only_for_text_objects() {
         let value = |kind, text: &str| {
-            CachedValue::new(Fetched {
-                bytes: text.into(),
-                kind,
-                version: None,
-                last_modified: None,
-            })
+            CachedValue::new(Fetched { bytes: text.into(), kind, version: None, last_modified: None })
         };
         assert!(value(ValueKind::SecretString, r#"{"a":1}"#).json_object().is_some());
         assert!(value(ValueKind::SecretString, "[1]").json_object().is_none());

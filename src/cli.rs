@@ -89,7 +89,8 @@ pub struct MountArgs {
 }
 
 fn parse_mode(text: &str) -> Result<u16, String> {
-    let mode = u16::from_str_radix(text.trim_start_matches("0o"), 8).map_err(|_| format!("{text:?} is not an octal mode"))?;
+    let mode =
+        u16::from_str_radix(text.trim_start_matches("0o"), 8).map_err(|_| format!("{text:?} is not an octal mode"))?;
     if mode > 0o7777 {
         return Err(format!("{text:?} is larger than 7777"));
     }
@@ -103,11 +104,9 @@ impl MountArgs {
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         let source = match self.local {
             Some(path) => Source::Local(path),
-            None => Source::Aws(AwsSettings {
-                region: self.region,
-                profile: self.profile,
-                endpoint_url: self.endpoint_url,
-            }),
+            None => {
+                Source::Aws(AwsSettings { region: self.region, profile: self.profile, endpoint_url: self.endpoint_url })
+            }
         };
         MountConfig {
             mountpoint: self.mountpoint,

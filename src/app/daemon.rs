@@ -29,8 +29,10 @@ impl Reporter {
         };
         let _ = pipe.write_all(message.as_bytes());
         drop(pipe);
-        if outcome.is_ok() {
-            detach_stdio();
+        match outcome {
+            Ok(()) => detach_stdio(),
+            // The parent prints the reason; the child leaves quietly.
+            Err(_) => std::process::exit(1),
         }
     }
 }

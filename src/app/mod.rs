@@ -117,9 +117,9 @@ fn start(config: &MountConfig, bridge: Bridge) -> Result<fuser::BackgroundSessio
         (Service::SecretsManager, ServiceCache::new(secrets, config.sm_prefix.clone(), config.cache)),
     ];
     for (service, cache) in &services {
-        cache
-            .namespace()
-            .map_err(|e| Error::Config(format!("cannot list {} ({}/): {e}", service_title(*service), service.dir_name())))?;
+        cache.namespace().map_err(|e| {
+            Error::Config(format!("cannot list {} ({}/): {e}", service_title(*service), service.dir_name()))
+        })?;
     }
     let fs = Arc::new(SecretFs::new(config.fs, services));
     let mut options = vec![

@@ -39,7 +39,7 @@ pub struct FsConfig {
 }
 
 /// File or directory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum NodeKind {
     /// A regular file.
     File,
@@ -284,7 +284,15 @@ impl SecretFs {
     }
 
     fn file_attr(&self, ino: Ino, size: u64, mtime: SystemTime) -> Attr {
-        Attr { ino, kind: NodeKind::File, size, mtime, perm: self.config.file_mode, uid: self.config.uid, gid: self.config.gid }
+        Attr {
+            ino,
+            kind: NodeKind::File,
+            size,
+            mtime,
+            perm: self.config.file_mode,
+            uid: self.config.uid,
+            gid: self.config.gid,
+        }
     }
 }
 

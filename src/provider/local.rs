@@ -75,9 +75,12 @@ pub fn parse(text: &str) -> std::result::Result<(MemoryProvider, MemoryProvider)
     for (name, entry) in file.parameters {
         let (kind, value) = match entry {
             ParameterEntry::Plain(value) => (ValueKind::String, value),
-            ParameterEntry::Typed { kind, value } => (parameter_kind(&kind).ok_or_else(|| {
-                format!("parameter {name}: type must be String, SecureString or StringList, not {kind:?}")
-            })?, value),
+            ParameterEntry::Typed { kind, value } => (
+                parameter_kind(&kind).ok_or_else(|| {
+                    format!("parameter {name}: type must be String, SecureString or StringList, not {kind:?}")
+                })?,
+                value,
+            ),
         };
         parameters.insert(&name, kind, value);
     }

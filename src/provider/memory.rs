@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::RwLock;
 use std::time::SystemTime;
 
-use super::{ApiCounters, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, ValueKind};
+use super::{under_prefix, ApiCounters, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, ValueKind};
 use crate::error::{Error, Result};
 
 /// Action names this provider counts.
@@ -58,7 +58,7 @@ impl Provider for MemoryProvider {
         let values = self.values.read().unwrap_or_else(|p| p.into_inner());
         Ok(values
             .iter()
-            .filter(|(name, _)| name.starts_with(prefix))
+            .filter(|(name, _)| under_prefix(prefix, name))
             .map(|(name, fetched)| Listed { name: name.clone(), last_modified: fetched.last_modified })
             .collect())
     }
@@ -66,10 +66,7 @@ impl Provider for MemoryProvider {
     fn fetch(&self, names: &[String]) -> Result<Vec<FetchResult>> {
         self.counters.record(FETCH_ACTION);
         let values = self.values.read().unwrap_or_else(|p| p.into_inner());
-        Ok(names
-            .iter()
-            .map(|name| (name.clone(), values.get(name).cloned().ok_or(Error::NotFound)))
-            .collect())
+        Ok(names.iter().map(|name| (name.clone(), values.get(name).cloned().ok_or(Error::NotFound))).collect())
     }
 
     fn batch_limit(&self) -> usize {

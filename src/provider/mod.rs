@@ -89,6 +89,12 @@ pub struct Fetched {
 /// The answer for one name in a batch fetch.
 pub type FetchResult = (String, Result<Fetched>);
 
+/// Whether `name` is listed under `prefix`. The root prefix `/` also covers SSM's flat names
+/// (those without a leading `/`).
+pub fn under_prefix(prefix: &str, name: &str) -> bool {
+    prefix == "/" || name.starts_with(prefix)
+}
+
 /// A backing store for one service. Implementations count their API calls.
 ///
 /// Calls block the calling thread; AWS providers bridge to the async SDK internally.

@@ -11,7 +11,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::ProvideCredentials;
 use aws_sdk_ssm::config::http::HttpResponse;
-use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ssm::primitives::DateTime;
 use tokio::runtime::Handle;
 
@@ -85,7 +85,7 @@ pub fn load_config(bridge: &Bridge, settings: &AwsSettings) -> Result<SdkConfig>
         credentials
             .provide_credentials()
             .await
-            .map_err(|e| Error::Config(format!("no AWS credentials: {}", DisplayErrorContext(&e))))?;
+            .map_err(|e| Error::Config(format!("no AWS credentials: {}", error_chain(&e))))?;
         Ok(config)
     })
 }
@@ -103,24 +103,45 @@ where
             classify_code(code, status, message)
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            Error::Transient(DisplayErrorContext(&err).to_string())
+            Error::Transient(error_chain(&err))
         }
-        _ => Error::Service(DisplayErrorContext(&err).to_string()),
+        _ => Error::Service(error_chain(&err)),
     }
+}
+
+/// An error and its sources on one line, each cause once.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(err);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
 }
 
 /// Classify an AWS error code (as found in service and batch error entries).
 pub fn classify_code(code: &str, status: u16, message: String) -> Error {
     match code {
         "ParameterNotFound" | "ResourceNotFoundException" | "ParameterVersionNotFound" => Error::NotFound,
-        "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException" | "InvalidClientTokenId"
-        | "ExpiredTokenException" | "DecryptionFailure" | "KMSAccessDeniedException" => {
-            Error::AccessDenied(message)
-        }
-        "ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded"
-        | "InternalServerError" | "InternalFailure" | "InternalServiceError" | "ServiceUnavailable" => {
-            Error::Transient(message)
-        }
+        "AccessDeniedException"
+        | "AccessDenied"
+        | "UnrecognizedClientException"
+        | "InvalidClientTokenId"
+        | "ExpiredTokenException"
+        | "DecryptionFailure"
+        | "KMSAccessDeniedException" => Error::AccessDenied(message),
+        "ThrottlingException"
+        | "Throttling"
+        | "TooManyRequestsException"
+        | "RequestLimitExceeded"
+        | "InternalServerError"
+        | "InternalFailure"
+        | "InternalServiceError"
+        | "ServiceUnavailable" => Error::Transient(message),
         _ if status >= 500 || status == 429 => Error::Transient(message),
         _ if status == 403 => Error::AccessDenied(message),
         _ => Error::Service(message),

@@ -8,7 +8,9 @@ use aws_sdk_ssm::Client;
 
 use super::{classify, to_system_time, Bridge};
 use crate::error::{Error, Result};
-use crate::provider::{ApiCounters, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, ValueKind};
+use crate::provider::{
+    under_prefix, ApiCounters, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, ValueKind,
+};
 
 /// Most names GetParameters accepts in one call.
 pub const GET_PARAMETERS_LIMIT: usize = 10;
@@ -52,7 +54,7 @@ impl Provider for ParameterStore {
                 let page = request.send().await.map_err(classify)?;
                 listed.extend(page.parameters().iter().filter_map(|p| {
                     let name = p.name()?;
-                    name.starts_with(prefix).then(|| Listed {
+                    under_prefix(prefix, name).then(|| Listed {
                         name: name.to_string(),
                         last_modified: to_system_time(p.last_modified_date()),
                     })

@@ -5,7 +5,9 @@ use aws_sdk_secretsmanager::Client;
 
 use super::{classify, classify_code, to_system_time, Bridge};
 use crate::error::Result;
-use crate::provider::{ApiCounters, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, ValueKind};
+use crate::provider::{
+    under_prefix, ApiCounters, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, ValueKind,
+};
 
 /// Most secrets BatchGetSecretValue returns in one call.
 pub const BATCH_GET_LIMIT: usize = 20;
@@ -107,7 +109,7 @@ impl Provider for SecretsManager {
                 let page = request.send().await.map_err(classify)?;
                 listed.extend(page.secret_list().iter().filter_map(|s| {
                     let name = s.name()?;
-                    name.starts_with(prefix).then(|| Listed {
+                    under_prefix(prefix, name).then(|| Listed {
                         name: name.to_string(),
                         last_modified: to_system_time(s.last_changed_date().or(s.created_date())),
                     })

@@ -1,0 +1,76 @@
+//! Helpers for core tests: a filesystem over in-memory providers, walked by path.
+
+use std::sync::Arc;
+
+use secretfs::cache::{CacheSettings, ServiceCache};
+use secretfs::error::Result;
+use secretfs::fs::{Attr, FsConfig, NodeKind, SecretFs};
+use secretfs::inodes::Ino;
+use secretfs::provider::{Provider, Service};
+
+pub fn config(json_keys: bool) -> FsConfig {
+    FsConfig { uid: 1000, gid: 1000, file_mode: 0o400, dir_mode: 0o500, json_keys, read_only: false }
+}
+
+pub fn filesystem(ps: Arc<dyn Provider>, sm: Arc<dyn Provider>, json_keys: bool) -> SecretFs {
+    filesystem_with_prefixes(ps, "/", sm, "", json_keys)
+}
+
+pub fn filesystem_with_prefixes(
+    ps: Arc<dyn Provider>,
+    ps_prefix: &str,
+    sm: Arc<dyn Provider>,
+    sm_prefix: &str,
+    json_keys: bool,
+) -> SecretFs {
+    let settings = CacheSettings::default();
+    SecretFs::new(
+        config(json_keys),
+        vec![
+            (Service::ParameterStore, ServiceCache::new(ps, ps_prefix.into(), settings)),
+            (Service::SecretsManager, ServiceCache::new(sm, sm_prefix.into(), settings)),
+        ],
+    )
+}
+
+/// Attributes of the node at `path` ("" is the root), looked up part by part as the kernel does.
+pub fn stat(fs: &SecretFs, path: &str) -> Result<Attr> {
+    let mut attr = fs.getattr(Ino::ROOT, None)?;
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        attr = fs.lookup(attr.ino, part)?;
+    }
+    Ok(attr)
+}
+
+/// The whole content of the file at `path`, read through open/read/release.
+pub fn read(fs: &SecretFs, path: &str) -> Result<Vec<u8>> {
+    let attr = stat(fs, path)?;
+    let fh = fs.open(attr.ino, false)?;
+    let mut content = Vec::new();
+    loop {
+        let chunk = fs.read(fh, content.len() as u64, 4096, |b| b.to_vec())?;
+        if chunk.is_empty() {
+            break;
+        }
+        content.extend(chunk);
+    }
+    fs.release(fh);
+    assert_eq!(attr.size, content.len() as u64, "st_size of {path} must equal the bytes read");
+    Ok(content)
+}
+
+/// Names and kinds in the directory at `path`, without `.` and `..`, sorted.
+pub fn list(fs: &SecretFs, path: &str) -> Result<Vec<(String, NodeKind)>> {
+    let attr = stat(fs, path)?;
+    let fh = fs.opendir(attr.ino)?;
+    let entries = fs.readdir(fh)?;
+    fs.releasedir(fh);
+    let mut names: Vec<(String, NodeKind)> =
+        entries.iter().filter(|e| e.name != "." && e.name != "..").map(|e| (e.name.clone(), e.kind)).collect();
+    names.sort();
+    Ok(names)
+}
+
+pub fn names(fs: &SecretFs, path: &str) -> Vec<String> {
+    list(fs, path).unwrap().into_iter().map(|(n, _)| n).collect()
+}
