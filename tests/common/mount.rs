@@ -1,0 +1,124 @@
+//! A real kernel mount of the `secretfs` binary on a temp dir, unmounted when dropped.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_secretfs");
+
+pub fn example_store() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/secrets.json")
+}
+
+pub fn is_mounted(dir: &Path) -> bool {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let dir = dir.to_string_lossy();
+    mountinfo.lines().any(|line| line.split(' ').nth(4) == Some(dir.as_ref()))
+}
+
+/// The mount options column of mountinfo for `dir`.
+pub fn mount_options(dir: &Path) -> String {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let dir = dir.to_string_lossy();
+    mountinfo
+        .lines()
+        .find(|line| line.split(' ').nth(4) == Some(dir.as_ref()))
+        .and_then(|line| line.split(' ').nth(5))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `secretfs mount -f` running on a fresh temp dir.
+pub struct Mounted {
+    _parent: tempfile::TempDir,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Mounted {
+    pub fn start(args: &[&str], env: &[(&str, String)]) -> Mounted {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("mnt");
+        std::fs::create_dir(&dir).unwrap();
+        let mut child = Command::new(BINARY)
+            .arg("mount")
+            .arg("-f")
+            .arg(&dir)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !is_mounted(&dir) {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut stderr = String::new();
+                child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+                panic!("secretfs exited with {status} before mounting: {stderr}");
+            }
+            assert!(Instant::now() < deadline, "mount did not appear");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Mounted { _parent: parent, dir, child: Some(child) }
+    }
+
+    pub fn local(args: &[&str]) -> Mounted {
+        let store = example_store();
+        let mut all = vec!["--local", store.to_str().unwrap()];
+        all.extend_from_slice(args);
+        Mounted::start(&all, &[])
+    }
+
+    /// Send `signal` to the daemon and wait for it to exit; returns whether it exited with 0.
+    pub fn signal_and_wait(&mut self, signal: i32) -> bool {
+        let mut child = self.child.take().expect("daemon running");
+        // SAFETY: signalling the daemon this harness started, by its PID.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        child.wait().unwrap().success()
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.join(relative)
+    }
+
+    /// Unmount with `secretfs unmount` and wait for the daemon to exit; returns its stderr.
+    pub fn stop(mut self) -> String {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> String {
+        let Some(mut child) = self.child.take() else { return String::new() };
+        let _ = Command::new(BINARY).arg("unmount").arg(&self.dir).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if child.try_wait().ok().flatten().is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let path = std::ffi::CString::new(self.dir.to_string_lossy().as_bytes()).unwrap();
+            // SAFETY: valid C string; a lazy unmount of our own temp mount.
+            unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
+        }
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        stderr
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+/// Run a shell tool and return its stdout, asserting success.
+pub fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().unwrap();
+    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
