@@ -1,4 +1,5 @@
 //! Helpers for core tests: a filesystem over in-memory providers, walked by path.
+#![allow(dead_code)] // Shared by several test binaries; each uses a part.
 
 use std::sync::Arc;
 

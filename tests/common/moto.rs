@@ -1,4 +1,5 @@
 //! A moto standalone server on a free loopback port, owned by one test, and SDK clients for it.
+#![allow(dead_code)] // Shared by several test binaries; each uses a part.
 
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -97,11 +98,7 @@ impl Aws {
                 .credentials_provider(Credentials::new(ACCESS_KEY, ACCESS_KEY, None, None, "test"))
                 .load(),
         );
-        Aws {
-            ssm: aws_sdk_ssm::Client::new(&config),
-            sm: aws_sdk_secretsmanager::Client::new(&config),
-            runtime,
-        }
+        Aws { ssm: aws_sdk_ssm::Client::new(&config), sm: aws_sdk_secretsmanager::Client::new(&config), runtime }
     }
 
     pub fn put_parameter(&self, name: &str, value: &str, kind: ParameterType) {

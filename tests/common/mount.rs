@@ -1,4 +1,5 @@
 //! A real kernel mount of the `secretfs` binary on a temp dir, unmounted when dropped.
+#![allow(dead_code)] // Shared by several test binaries; each uses a part.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
