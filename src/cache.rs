@@ -102,6 +102,7 @@ pub struct ServiceCache {
     values: moka::sync::Cache<String, Arc<CachedValue>>,
     in_flight: Mutex<HashMap<String, Arc<Flight>>>,
     snapshot: Mutex<Option<Snapshot>>,
+    writes: Mutex<()>,
 }
 
 impl ServiceCache {
@@ -114,6 +115,7 @@ impl ServiceCache {
             values: moka::sync::Cache::builder().max_capacity(settings.capacity).time_to_live(settings.ttl).build(),
             in_flight: Mutex::new(HashMap::new()),
             snapshot: Mutex::new(None),
+            writes: Mutex::new(()),
         }
     }
 
@@ -188,10 +190,20 @@ impl ServiceCache {
         answers.get(name).cloned().unwrap_or(Err(Error::NotFound))
     }
 
-    /// Drop every cached value and the namespace snapshot.
-    pub fn clear(&self) {
-        self.values.invalidate_all();
-        *lock(&self.snapshot) = None;
+    /// The service name prefix this cache shows.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Serialises writes to this service, so a read-modify-write of a JSON value never loses
+    /// a concurrent writer's key.
+    pub fn write_lock(&self) -> MutexGuard<'_, ()> {
+        lock(&self.writes)
+    }
+
+    /// Replace the cached value of `name` after a successful write.
+    pub fn store(&self, name: &str, fetched: Fetched) {
+        self.values.insert(name.to_string(), Arc::new(CachedValue::new(fetched)));
     }
 }
 
@@ -249,7 +261,7 @@ impl Drop for Landing<'_> {
 mod tests {
     use super::*;
     use crate::provider::memory::{MemoryProvider, FETCH_ACTION};
-    use crate::provider::ValueKind;
+    use crate::provider::{Service, ValueKind};
 
     fn cache_over(provider: Arc<MemoryProvider>) -> ServiceCache {
         ServiceCache::new(provider, "/".into(), CacheSettings::default())
@@ -257,7 +269,7 @@ mod tests {
 
     #[test]
     fn a_miss_fetches_siblings_in_the_same_call() {
-        let store = Arc::new(MemoryProvider::new(10));
+        let store = Arc::new(MemoryProvider::for_service(Service::ParameterStore));
         let names: Vec<String> = (0..25).map(|i| format!("/d/p{i:02}")).collect();
         for n in &names {
             store.insert(n, ValueKind::String, "v");

@@ -2,17 +2,17 @@
 //! into a reply or an errno.
 
 use std::ffi::OsStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, OpenAccMode, OpenFlags,
-    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request,
-    TimeOrNow,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
+    Notifier, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
+    ReplyOpen, ReplyWrite, Request, TimeOrNow,
 };
 
 use crate::error::Error;
-use crate::fs::{Attr, NodeKind, SecretFs};
+use crate::fs::{Attr, NodeKind, OpenMode, SecretFs};
 use crate::inodes::Ino;
 
 /// How long the kernel may keep entries and attributes: short, but never zero (zero TTLs
@@ -22,12 +22,43 @@ pub const KERNEL_TTL: Duration = Duration::from_secs(1);
 /// The `fuser::Filesystem` over the core.
 pub struct FuseAdapter {
     fs: Arc<SecretFs>,
+    notifier: Arc<OnceLock<Notifier>>,
 }
 
 impl FuseAdapter {
-    /// An adapter serving `fs`.
-    pub fn new(fs: Arc<SecretFs>) -> Self {
-        FuseAdapter { fs }
+    /// An adapter serving `fs`; `notifier` is filled in once the session exists.
+    pub fn new(fs: Arc<SecretFs>, notifier: Arc<OnceLock<Notifier>>) -> Self {
+        FuseAdapter { fs, notifier }
+    }
+
+    /// Drop the kernel's cached attributes and pages of `inos`, off the request thread (a
+    /// notification sent from inside a request on the same inode can deadlock).
+    fn invalidate(&self, inos: Vec<Ino>) {
+        let Some(notifier) = self.notifier.get().cloned() else { return };
+        if inos.is_empty() {
+            return;
+        }
+        std::thread::spawn(move || {
+            for ino in inos {
+                let _ = notifier.inval_inode(INodeNo(ino.0), 0, 0);
+            }
+        });
+    }
+
+    /// Answer a flush, fsync or release. On failure the file's own cached attributes are
+    /// dropped too: the kernel set its size to 0 on O_TRUNC, but the stored value is unchanged.
+    fn reply_commit(&self, ino: INodeNo, result: crate::error::Result<Vec<Ino>>, reply: ReplyEmpty) {
+        match result {
+            Ok(inos) => {
+                self.invalidate(inos);
+                reply.ok();
+            }
+            Err(e) => {
+                log::warn!("write not stored: {e}");
+                self.invalidate(vec![Ino(ino.0)]);
+                reply.error(errno(&e));
+            }
+        }
     }
 }
 
@@ -67,6 +98,12 @@ fn utf8(name: &OsStr) -> Result<&str, Errno> {
 }
 
 impl Filesystem for FuseAdapter {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Receive O_TRUNC with open instead of a separate truncate.
+        let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC);
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let result = utf8(name).and_then(|name| self.fs.lookup(Ino(parent.0), name).map_err(|e| errno(&e)));
         match result {
@@ -85,27 +122,43 @@ impl Filesystem for FuseAdapter {
     fn setattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
-        _size: Option<u64>,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
         _atime: Option<TimeOrNow>,
         _mtime: Option<TimeOrNow>,
         _ctime: Option<std::time::SystemTime>,
-        _fh: Option<FileHandle>,
+        fh: Option<FileHandle>,
         _crtime: Option<std::time::SystemTime>,
         _chgtime: Option<std::time::SystemTime>,
         _bkuptime: Option<std::time::SystemTime>,
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        reply.error(errno(&Error::ReadOnly));
+        let ino = Ino(ino.0);
+        let fh = fh.map(|fh| fh.0);
+        if mode.is_some() || uid.is_some() || gid.is_some() {
+            return reply.error(errno(&self.fs.change_metadata()));
+        }
+        if let Some(size) = size {
+            match self.fs.truncate(ino, fh, size) {
+                Ok(inos) => self.invalidate(inos),
+                Err(e) => return reply.error(errno(&e)),
+            }
+        }
+        // Timestamps come from the service; touch succeeds and changes nothing.
+        match self.fs.getattr(ino, fh) {
+            Ok(attr) => reply.attr(&KERNEL_TTL, &to_file_attr(&attr)),
+            Err(e) => reply.error(errno(&e)),
+        }
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let write = flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & libc::O_TRUNC != 0;
-        match self.fs.open(Ino(ino.0), write) {
+        let mode =
+            OpenMode { write: flags.acc_mode() != OpenAccMode::O_RDONLY, truncate: flags.0 & libc::O_TRUNC != 0 };
+        match self.fs.open(Ino(ino.0), mode) {
             // Direct I/O: every read is served from this handle's snapshot, so a rotated value
             // never mixes with stale page-cache bytes or a stale cached size.
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
@@ -139,37 +192,39 @@ impl Filesystem for FuseAdapter {
         &self,
         _req: &Request,
         _ino: INodeNo,
-        _fh: FileHandle,
-        _offset: u64,
-        _data: &[u8],
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
         _write_flags: fuser::WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyWrite,
     ) {
-        reply.error(errno(&Error::ReadOnly));
+        match self.fs.write(fh.0, offset, data) {
+            Ok(written) => reply.written(written),
+            Err(e) => reply.error(errno(&e)),
+        }
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: fuser::LockOwner, reply: ReplyEmpty) {
-        reply.ok();
+    fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: fuser::LockOwner, reply: ReplyEmpty) {
+        self.reply_commit(ino, self.fs.flush(fh.0), reply);
     }
 
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<fuser::LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.fs.release(fh.0);
-        reply.ok();
+        self.reply_commit(ino, self.fs.release(fh.0), reply);
     }
 
-    fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        reply.ok();
+    fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.reply_commit(ino, self.fs.flush(fh.0), reply);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {

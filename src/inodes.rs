@@ -90,6 +90,17 @@ impl InodeTable {
         ino
     }
 
+    /// Every inode handed out at or below `parts` in `service`.
+    pub fn under(&self, service: Service, parts: &[String]) -> Vec<Ino> {
+        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        table
+            .by_path
+            .iter()
+            .filter(|(path, _)| path.service == Some(service) && path.parts.starts_with(parts))
+            .map(|(_, ino)| *ino)
+            .collect()
+    }
+
     /// The path of `ino`, if it was ever handed out.
     pub fn path(&self, ino: Ino) -> Option<Arc<NodePath>> {
         let index = usize::try_from(ino.0).ok()?.checked_sub(1)?;

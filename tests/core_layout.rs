@@ -10,18 +10,18 @@ use std::time::Duration;
 
 use core::{filesystem, filesystem_with_prefixes, list, names, read, stat};
 use secretfs::error::{Error, Result};
-use secretfs::fs::NodeKind;
+use secretfs::fs::{NodeKind, OpenMode};
 use secretfs::provider::memory::{MemoryProvider, FETCH_ACTION};
-use secretfs::provider::{CallCounts, FetchResult, Listed, Provider, ValueKind};
+use secretfs::provider::{CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, Service, ValueKind};
 
 fn stores() -> (Arc<MemoryProvider>, Arc<MemoryProvider>) {
-    let ps = Arc::new(MemoryProvider::new(10));
+    let ps = Arc::new(MemoryProvider::for_service(Service::ParameterStore));
     ps.insert("/prod/db/root", ValueKind::SecureString, "S3cr3Tp4Ssw0Rd!^");
     ps.insert("/prod/db", ValueKind::String, "prefix-and-value");
     ps.insert("/prod/list", ValueKind::StringList, "a,b,c");
     ps.insert("/prod/json", ValueKind::String, r#"{"k":"v","n":1}"#);
     ps.insert("flat", ValueKind::String, "top");
-    let sm = Arc::new(MemoryProvider::new(20));
+    let sm = Arc::new(MemoryProvider::for_service(Service::SecretsManager));
     sm.insert(
         "prod/db",
         ValueKind::SecretString,
@@ -150,11 +150,11 @@ fn prefixes_root_each_service() {
 
 #[test]
 fn reading_a_directory_of_values_costs_one_call_per_batch() {
-    let ps = Arc::new(MemoryProvider::new(10));
+    let ps = Arc::new(MemoryProvider::for_service(Service::ParameterStore));
     for i in 0..100 {
         ps.insert(&format!("/many/p{i:03}"), ValueKind::String, format!("value {i}"));
     }
-    let sm = Arc::new(MemoryProvider::new(20));
+    let sm = Arc::new(MemoryProvider::for_service(Service::SecretsManager));
     let fs = filesystem(ps.clone(), sm, true);
     for i in 0..100 {
         assert_eq!(read(&fs, &format!("ps/many/p{i:03}")).unwrap(), format!("value {i}").as_bytes());
@@ -187,6 +187,9 @@ impl Provider for Instrumented {
         }
         Ok(results)
     }
+    fn update(&self, name: &str, current: &Fetched, bytes: SecretBytes) -> Result<Fetched> {
+        self.inner.update(name, current, bytes)
+    }
     fn batch_limit(&self) -> usize {
         self.inner.batch_limit()
     }
@@ -196,7 +199,7 @@ impl Provider for Instrumented {
 }
 
 fn instrumented(delay: Duration, failing: Option<(String, Error)>) -> Arc<Instrumented> {
-    let inner = MemoryProvider::new(20);
+    let inner = MemoryProvider::for_service(Service::SecretsManager);
     inner.insert("app/one", ValueKind::SecretString, "1");
     inner.insert("app/two", ValueKind::SecretString, "2");
     inner.insert("app/three", ValueKind::SecretString, "3");
@@ -206,7 +209,7 @@ fn instrumented(delay: Duration, failing: Option<(String, Error)>) -> Arc<Instru
 #[test]
 fn concurrent_readers_of_one_uncached_key_make_one_call() {
     let sm = instrumented(Duration::from_millis(200), None);
-    let fs = Arc::new(filesystem(Arc::new(MemoryProvider::new(10)), sm.clone(), true));
+    let fs = Arc::new(filesystem(Arc::new(MemoryProvider::for_service(Service::ParameterStore)), sm.clone(), true));
     stat(&fs, "sm/app").unwrap();
     let readers = 16;
     let barrier = Arc::new(Barrier::new(readers));
@@ -229,7 +232,7 @@ fn concurrent_readers_of_one_uncached_key_make_one_call() {
 #[test]
 fn a_failing_key_does_not_break_its_siblings() {
     let sm = instrumented(Duration::ZERO, Some(("app/two".into(), Error::AccessDenied("denied".into()))));
-    let fs = filesystem(Arc::new(MemoryProvider::new(10)), sm, true);
+    let fs = filesystem(Arc::new(MemoryProvider::for_service(Service::ParameterStore)), sm, true);
     assert_eq!(names(&fs, "sm/app"), ["one", "three", "two"]);
     assert_eq!(read(&fs, "sm/app/one").unwrap(), b"1");
     assert_eq!(read(&fs, "sm/app/two").unwrap_err().errno(), libc::EACCES);
@@ -239,16 +242,8 @@ fn a_failing_key_does_not_break_its_siblings() {
 #[test]
 fn a_transient_failure_is_eio_never_enoent() {
     let sm = instrumented(Duration::ZERO, Some(("app/one".into(), Error::Transient("throttled".into()))));
-    let fs = filesystem(Arc::new(MemoryProvider::new(10)), sm, true);
+    let fs = filesystem(Arc::new(MemoryProvider::for_service(Service::ParameterStore)), sm, true);
     assert_eq!(stat(&fs, "sm/app/one").unwrap_err().errno(), libc::EIO);
-}
-
-#[test]
-fn writes_are_refused_read_only_for_now() {
-    let (ps, sm) = stores();
-    let fs = filesystem(ps, sm, true);
-    let attr = stat(&fs, "ps/prod/db/root").unwrap();
-    assert_eq!(fs.open(attr.ino, true).unwrap_err().errno(), libc::EROFS);
 }
 
 #[test]
@@ -256,9 +251,9 @@ fn an_open_handle_keeps_its_snapshot() {
     let (ps, sm) = stores();
     let fs = filesystem(ps.clone(), sm, true);
     let attr = stat(&fs, "ps/flat").unwrap();
-    let fh = fs.open(attr.ino, false).unwrap();
+    let fh = fs.open(attr.ino, OpenMode::default()).unwrap();
     ps.insert("flat", ValueKind::String, "a much longer new value");
     assert_eq!(fs.getattr(attr.ino, Some(fh)).unwrap().size, 3);
     assert_eq!(fs.read(fh, 0, 100, |b| b.to_vec()).unwrap(), b"top");
-    fs.release(fh);
+    fs.release(fh).unwrap();
 }

@@ -139,8 +139,11 @@ fn start(config: &MountConfig, bridge: Bridge) -> Result<fuser::BackgroundSessio
     if config.allow_other {
         fuse_config.acl = fuser::SessionACL::All;
     }
-    fuser::spawn_mount(FuseAdapter::new(fs), &config.mountpoint, &fuse_config)
-        .map_err(|e| Error::Config(format!("cannot mount {}: {e}", config.mountpoint.display())))
+    let notifier = Arc::new(std::sync::OnceLock::new());
+    let session = fuser::spawn_mount(FuseAdapter::new(fs, notifier.clone()), &config.mountpoint, &fuse_config)
+        .map_err(|e| Error::Config(format!("cannot mount {}: {e}", config.mountpoint.display())))?;
+    let _ = notifier.set(session.notifier());
+    Ok(session)
 }
 
 fn service_title(service: Service) -> &'static str {

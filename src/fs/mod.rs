@@ -3,8 +3,9 @@
 pub mod handles;
 pub mod json_view;
 pub mod resolve;
+pub mod write;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use crate::cache::ServiceCache;
@@ -15,6 +16,11 @@ use crate::provider::{SecretBytes, Service};
 use handles::HandleTable;
 use json_view::{listed_keys, RAW_VALUE_FILE};
 use resolve::{node_value, resolve_in_service, value_is_dir, Resolved};
+use write::WriteBuffer;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Default mode of files: owner read.
 pub const DEFAULT_FILE_MODE: u16 = 0o400;
@@ -80,6 +86,26 @@ pub struct DirEntry {
 #[derive(Clone)]
 struct OpenFile {
     bytes: SecretBytes,
+    writer: Option<Arc<Mutex<WriteBuffer>>>,
+}
+
+impl OpenFile {
+    /// The size `read` on this handle sees.
+    fn size(&self) -> u64 {
+        match &self.writer {
+            Some(writer) => lock(writer).data.len() as u64,
+            None => self.bytes.len() as u64,
+        }
+    }
+}
+
+/// How a file is opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenMode {
+    /// Opened for writing (write-only or read-write).
+    pub write: bool,
+    /// Opened with O_TRUNC: the new content starts empty.
+    pub truncate: bool,
 }
 
 /// The filesystem: paths over the per-service caches.
@@ -131,34 +157,140 @@ impl SecretFs {
     pub fn getattr(&self, ino: Ino, fh: Option<u64>) -> Result<Attr> {
         let resolved = self.resolve(&*self.path(ino)?);
         match (fh.and_then(|fh| self.files.get(fh)), resolved) {
-            (Some(open), Ok(resolved)) => Ok(Attr { size: open.bytes.len() as u64, ..self.attr(ino, &resolved)? }),
-            (Some(open), Err(_)) => Ok(self.file_attr(ino, open.bytes.len() as u64, self.started)),
+            (Some(open), Ok(resolved)) => Ok(Attr { size: open.size(), ..self.attr(ino, &resolved)? }),
+            (Some(open), Err(_)) => Ok(self.file_attr(ino, open.size(), self.started)),
             (None, resolved) => self.attr(ino, &resolved?),
         }
     }
 
-    /// Open a file for reading: the value is fixed for this handle until release.
-    pub fn open(&self, ino: Ino, write: bool) -> Result<u64> {
-        if write {
+    /// Open a file. The value read is fixed for this handle until release; a handle opened for
+    /// writing buffers the new content, which [`SecretFs::flush`] commits.
+    pub fn open(&self, ino: Ino, mode: OpenMode) -> Result<u64> {
+        let path = self.path(ino)?;
+        let resolved = self.resolve(&path)?;
+        let bytes = resolved.bytes()?;
+        let writer = match mode.write {
+            false => None,
+            true => Some(Arc::new(Mutex::new(self.write_buffer(&path, &resolved, &bytes, mode.truncate)?))),
+        };
+        Ok(self.files.insert(OpenFile { bytes, writer }))
+    }
+
+    fn write_buffer(
+        &self,
+        path: &NodePath,
+        resolved: &Resolved,
+        bytes: &SecretBytes,
+        truncate: bool,
+    ) -> Result<WriteBuffer> {
+        if self.config.read_only {
             return Err(Error::ReadOnly);
         }
-        let resolved = self.resolve(&*self.path(ino)?)?;
-        let bytes = resolved.bytes()?;
-        Ok(self.files.insert(OpenFile { bytes }))
+        let service = path.service.ok_or(Error::IsADirectory)?;
+        let (name, part) = resolved.write_target()?;
+        let data = if truncate { Vec::new() } else { bytes.as_slice().to_vec() };
+        Ok(WriteBuffer { service, name, part, data, dirty: truncate, failed: None })
     }
 
-    /// Read up to `size` bytes at `offset` of an open handle, passing them to `reply`.
+    /// Read up to `size` bytes at `offset` of an open handle, passing them to `reply`. A handle
+    /// open for writing reads its own buffer.
     pub fn read<R>(&self, fh: u64, offset: u64, size: u32, reply: impl FnOnce(&[u8]) -> R) -> Result<R> {
         let open = self.files.get(fh).ok_or(Error::BadHandle)?;
-        let bytes = open.bytes.as_slice();
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
-        let end = start.saturating_add(size as usize).min(bytes.len());
-        Ok(reply(&bytes[start..end]))
+        let window = |bytes: &[u8]| {
+            let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
+            let end = start.saturating_add(size as usize).min(bytes.len());
+            start..end
+        };
+        match &open.writer {
+            Some(writer) => {
+                let buffer = lock(writer);
+                Ok(reply(&buffer.data[window(&buffer.data)]))
+            }
+            None => Ok(reply(&open.bytes.as_slice()[window(open.bytes.as_slice())])),
+        }
     }
 
-    /// Close a file handle.
-    pub fn release(&self, fh: u64) {
+    /// Write `data` at `offset` into an open handle's buffer.
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
+        let open = self.files.get(fh).ok_or(Error::BadHandle)?;
+        let writer = open.writer.ok_or(Error::BadHandle)?;
+        let mut buffer = lock(&writer);
+        let limit = buffer.service.max_value_len();
+        buffer.write_at(offset, data, limit)?;
+        u32::try_from(data.len()).map_err(|_| Error::TooLarge)
+    }
+
+    /// Change a file's size. With a handle open for writing, the buffer changes and is committed
+    /// on flush; without one, the new value is committed at once.
+    pub fn truncate(&self, ino: Ino, fh: Option<u64>, size: u64) -> Result<Vec<Ino>> {
+        if let Some(writer) = fh.and_then(|fh| self.files.get(fh)).and_then(|open| open.writer) {
+            let mut buffer = lock(&writer);
+            let limit = buffer.service.max_value_len();
+            return buffer.truncate(size, limit).map(|()| Vec::new());
+        }
+        let path = self.path(ino)?;
+        let resolved = self.resolve(&path)?;
+        let mut buffer = self.write_buffer(&path, &resolved, &resolved.bytes()?, false)?;
+        let limit = buffer.service.max_value_len();
+        buffer.truncate(size, limit)?;
+        self.commit(&mut buffer)
+    }
+
+    /// Commit a handle's buffered content if it changed. Returns the inodes whose kernel caches
+    /// must be dropped. An error leaves the stored value untouched and is reported by `close()`.
+    pub fn flush(&self, fh: u64) -> Result<Vec<Ino>> {
+        let open = self.files.get(fh).ok_or(Error::BadHandle)?;
+        match open.writer {
+            Some(writer) => self.commit(&mut lock(&writer)),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Close a file handle, committing anything still uncommitted.
+    pub fn release(&self, fh: u64) -> Result<Vec<Ino>> {
+        let result = self.flush(fh);
         self.files.remove(fh);
+        result
+    }
+
+    fn commit(&self, buffer: &mut WriteBuffer) -> Result<Vec<Ino>> {
+        if let Some(err) = &buffer.failed {
+            return Err(err.clone());
+        }
+        if !buffer.dirty {
+            return Ok(Vec::new());
+        }
+        let cache = self.cache(buffer.service).ok_or(Error::NotFound)?;
+        let _one_writer = cache.write_lock();
+        let current = cache.value(&buffer.name, [])?;
+        let new = write::new_value(current.fetched.bytes.as_slice(), &buffer.part, &buffer.data)?;
+        if new.len() > buffer.service.max_value_len() {
+            return Err(Error::TooLarge);
+        }
+        if current.fetched.kind.is_text() && std::str::from_utf8(&new).is_err() {
+            return Err(Error::InvalidInput(format!("{} holds text; the new value is not UTF-8", buffer.name)));
+        }
+        if new == current.fetched.bytes.as_slice() {
+            buffer.dirty = false;
+            return Ok(Vec::new());
+        }
+        let stored = cache.provider().update(&buffer.name, &current.fetched, SecretBytes::new(new))?;
+        cache.store(&buffer.name, stored);
+        buffer.dirty = false;
+        log::info!("updated {} {}", buffer.service.dir_name(), buffer.name);
+        let parts: Vec<String> = crate::namespace::relative_name(cache.prefix(), &buffer.name)
+            .map(|rel| rel.split('/').map(str::to_string).collect())
+            .unwrap_or_default();
+        Ok(self.inodes.under(buffer.service, &parts))
+    }
+
+    /// The error for chmod, chown and the like: refused.
+    pub fn change_metadata(&self) -> Error {
+        if self.config.read_only {
+            Error::ReadOnly
+        } else {
+            Error::NotPermitted
+        }
     }
 
     /// Open a directory: its entries are listed once and served from the handle.
@@ -306,7 +438,7 @@ fn kind_of_member(member: &serde_json::Value) -> NodeKind {
 
 fn resolved_object(resolved: &Resolved) -> Option<&serde_json::Map<String, serde_json::Value>> {
     match resolved {
-        Resolved::Json { value, keys } => json_view::member(value.json_object()?, keys)?.as_object(),
+        Resolved::Json { value, keys, .. } => json_view::member(value.json_object()?, keys)?.as_object(),
         _ => None,
     }
 }

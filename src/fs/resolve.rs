@@ -29,6 +29,8 @@ pub enum Resolved {
     },
     /// A member of a JSON object value, at `keys`.
     Json {
+        /// The service name of the value.
+        name: String,
         /// The value holding the object.
         value: Arc<CachedValue>,
         /// The keys from the top-level object down to this member.
@@ -36,6 +38,8 @@ pub enum Resolved {
     },
     /// The `.value` file of a directory node: the stored value (no keys) or a nested object.
     Raw {
+        /// The service name of the value.
+        name: String,
         /// The value holding it.
         value: Arc<CachedValue>,
         /// The keys of the nested object, empty for the stored value itself.
@@ -49,7 +53,7 @@ impl Resolved {
         match self {
             Resolved::Root => true,
             Resolved::Tree { value, value_is_dir, .. } => value.is_none() || *value_is_dir,
-            Resolved::Json { value, keys } => json_member(value, keys).is_some_and(Value::is_object),
+            Resolved::Json { value, keys, .. } => json_member(value, keys).is_some_and(Value::is_object),
             Resolved::Raw { .. } => false,
         }
     }
@@ -58,16 +62,32 @@ impl Resolved {
     pub fn bytes(&self) -> Result<SecretBytes> {
         match self {
             Resolved::Tree { value: Some(value), value_is_dir: false, .. } => Ok(value.fetched.bytes.clone()),
-            Resolved::Raw { value, keys } if keys.is_empty() => Ok(value.fetched.bytes.clone()),
-            Resolved::Raw { value, keys } => json_member(value, keys)
+            Resolved::Raw { value, keys, .. } if keys.is_empty() => Ok(value.fetched.bytes.clone()),
+            Resolved::Raw { value, keys, .. } => json_member(value, keys)
                 .map(|object| SecretBytes::new(object.to_string().into_bytes()))
                 .ok_or(Error::NotFound),
-            Resolved::Json { value, keys } => match json_member(value, keys) {
+            Resolved::Json { value, keys, .. } => match json_member(value, keys) {
                 Some(member) if !member.is_object() => Ok(SecretBytes::new(render(member))),
                 Some(_) => Err(Error::IsADirectory),
                 None => Err(Error::NotFound),
             },
             Resolved::Root | Resolved::Tree { .. } => Err(Error::IsADirectory),
+        }
+    }
+
+    /// What a write to this file replaces: the service name and which part of its value.
+    pub fn write_target(&self) -> Result<(String, Part)> {
+        match self {
+            Resolved::Tree { namespace, tree_path, value: Some(_), value_is_dir: false, .. } => namespace
+                .root()
+                .descend(tree_path)
+                .and_then(|node| node.value.as_ref())
+                .map(|listed| (listed.name.clone(), Part::Whole))
+                .ok_or(Error::NotFound),
+            Resolved::Raw { name, keys, .. } if keys.is_empty() => Ok((name.clone(), Part::Whole)),
+            Resolved::Raw { name, keys, .. } => Ok((name.clone(), Part::NestedObject(keys.clone()))),
+            Resolved::Json { name, keys, .. } if !self.is_dir() => Ok((name.clone(), Part::Member(keys.clone()))),
+            _ => Err(Error::IsADirectory),
         }
     }
 
@@ -79,6 +99,17 @@ impl Resolved {
             Resolved::Json { value, .. } | Resolved::Raw { value, .. } => Some(value),
         }
     }
+}
+
+/// Which part of a stored value a file shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The whole value (a value file or a top-level `.value`).
+    Whole,
+    /// One member of the JSON object, at these keys.
+    Member(Vec<String>),
+    /// A nested object's `.value`, at these keys.
+    NestedObject(Vec<String>),
 }
 
 fn json_member<'a>(value: &'a CachedValue, keys: &[String]) -> Option<&'a Value> {
@@ -116,14 +147,14 @@ pub fn resolve_in_service(cache: &ServiceCache, parts: &[String], json_keys: boo
         let tree_path = parts.to_vec();
         return Ok(Resolved::Tree { namespace, tree_path, value, value_is_dir });
     }
-    match value {
-        Some(value) if value_is_dir => resolve_in_value(value, rest, json_keys),
+    match (value, &node.value) {
+        (Some(value), Some(listed)) if value_is_dir => resolve_in_value(listed.name.clone(), value, rest, json_keys),
         _ => Err(Error::NotFound),
     }
 }
 
 /// Resolve `rest` inside a value shown as a directory: JSON keys, then possibly `.value`.
-fn resolve_in_value(value: Arc<CachedValue>, rest: &[String], json_keys: bool) -> Result<Resolved> {
+fn resolve_in_value(name: String, value: Arc<CachedValue>, rest: &[String], json_keys: bool) -> Result<Resolved> {
     let mut keys = Vec::with_capacity(rest.len());
     for (index, part) in rest.iter().enumerate() {
         let object = if json_keys {
@@ -136,7 +167,7 @@ fn resolve_in_value(value: Arc<CachedValue>, rest: &[String], json_keys: bool) -
         };
         let at_directory = keys.is_empty() || object.is_some();
         if part == RAW_VALUE_FILE && at_directory && index + 1 == rest.len() {
-            return Ok(Resolved::Raw { value, keys });
+            return Ok(Resolved::Raw { name, value, keys });
         }
         let object = object.ok_or(Error::NotFound)?;
         if !is_valid_file_name(part) || !object.contains_key(part) {
@@ -144,5 +175,5 @@ fn resolve_in_value(value: Arc<CachedValue>, rest: &[String], json_keys: bool) -
         }
         keys.push(part.clone());
     }
-    Ok(Resolved::Json { value, keys })
+    Ok(Resolved::Json { name, value, keys })
 }

@@ -8,19 +8,17 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use serde::Deserialize;
 
 use super::memory::MemoryProvider;
-use super::ValueKind;
+use super::{CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, Service, ValueKind};
 use crate::error::{Error, Result};
-
-/// Batch size the local store pretends to have, matching GetParameters.
-const PARAMETER_BATCH: usize = 10;
-/// Batch size the local store pretends to have, matching BatchGetSecretValue.
-const SECRET_BATCH: usize = 20;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,17 +59,121 @@ enum TypedSecret {
     Binary(String),
 }
 
+/// A local store file and its contents, shared by its two providers.
+pub struct LocalStore {
+    path: PathBuf,
+    parameters: MemoryProvider,
+    secrets: MemoryProvider,
+    save_lock: Mutex<()>,
+}
+
+/// One service's view of a local store; updates are saved to the file atomically.
+pub struct LocalProvider {
+    store: Arc<LocalStore>,
+    service: Service,
+}
+
 /// The two providers a local store file yields: (Parameter Store, Secrets Manager).
-pub fn load(path: &Path) -> Result<(MemoryProvider, MemoryProvider)> {
+pub fn load(path: &Path) -> Result<(LocalProvider, LocalProvider)> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Config(format!("cannot read local store {}: {e}", path.display())))?;
-    parse(&text).map_err(|e| Error::Config(format!("local store {}: {e}", path.display())))
+    let (parameters, secrets) =
+        parse(&text).map_err(|e| Error::Config(format!("local store {}: {e}", path.display())))?;
+    let store = Arc::new(LocalStore { path: path.to_path_buf(), parameters, secrets, save_lock: Mutex::new(()) });
+    Ok((
+        LocalProvider { store: store.clone(), service: Service::ParameterStore },
+        LocalProvider { store, service: Service::SecretsManager },
+    ))
+}
+
+impl LocalStore {
+    fn memory(&self, service: Service) -> &MemoryProvider {
+        match service {
+            Service::ParameterStore => &self.parameters,
+            Service::SecretsManager => &self.secrets,
+        }
+    }
+
+    /// Write the whole store to a temp file (mode 0600) beside the store and rename it over.
+    fn save(&self) -> Result<()> {
+        let text = self.render()?;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let file_name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let temp = dir.join(format!(".{file_name}.secretfs-tmp"));
+        let failed =
+            |e: std::io::Error| Error::Service(format!("cannot save local store {}: {e}", self.path.display()));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(failed)?;
+        file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(failed)?;
+        std::fs::rename(&temp, &self.path).map_err(failed)
+    }
+
+    fn render(&self) -> Result<String> {
+        let mut parameters = serde_json::Map::new();
+        for (name, fetched) in self.parameters.snapshot() {
+            let kind = match fetched.kind {
+                ValueKind::SecureString => "SecureString",
+                ValueKind::StringList => "StringList",
+                _ => "String",
+            };
+            let value = String::from_utf8(fetched.bytes.as_slice().to_vec())
+                .map_err(|_| Error::InvalidInput(format!("parameter {name} is not UTF-8")))?;
+            parameters.insert(name, serde_json::json!({ "type": kind, "value": value }));
+        }
+        let mut secrets = serde_json::Map::new();
+        for (name, fetched) in self.secrets.snapshot() {
+            let entry = match (fetched.kind, std::str::from_utf8(fetched.bytes.as_slice())) {
+                (ValueKind::SecretBinary, _) | (_, Err(_)) => {
+                    serde_json::json!({ "binary": base64::engine::general_purpose::STANDARD.encode(fetched.bytes.as_slice()) })
+                }
+                (_, Ok(text)) => serde_json::json!({ "string": text }),
+            };
+            secrets.insert(name, entry);
+        }
+        let whole = serde_json::json!({ "parameters": parameters, "secrets": secrets });
+        serde_json::to_string_pretty(&whole).map_err(|e| Error::Service(e.to_string()))
+    }
+}
+
+impl Provider for LocalProvider {
+    fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        self.store.memory(self.service).list(prefix)
+    }
+
+    fn fetch(&self, names: &[String]) -> Result<Vec<FetchResult>> {
+        self.store.memory(self.service).fetch(names)
+    }
+
+    fn update(&self, name: &str, current: &Fetched, bytes: SecretBytes) -> Result<Fetched> {
+        let _saving = self.store.save_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let memory = self.store.memory(self.service);
+        let old = memory.snapshot().remove(name).ok_or(Error::NotFound)?;
+        let updated = memory.update(name, current, bytes)?;
+        if let Err(err) = self.store.save() {
+            memory.put(name, old);
+            return Err(err);
+        }
+        Ok(updated)
+    }
+
+    fn batch_limit(&self) -> usize {
+        self.store.memory(self.service).batch_limit()
+    }
+
+    fn call_counts(&self) -> CallCounts {
+        self.store.memory(self.service).call_counts()
+    }
 }
 
 /// Parse the text of a local store file. Errors name the entry, never its value.
 pub fn parse(text: &str) -> std::result::Result<(MemoryProvider, MemoryProvider), String> {
     let file: StoreFile = serde_json::from_str(text).map_err(|e| format!("not a valid store file: {e}"))?;
-    let parameters = MemoryProvider::new(PARAMETER_BATCH);
+    let parameters = MemoryProvider::for_service(Service::ParameterStore);
     for (name, entry) in file.parameters {
         let (kind, value) = match entry {
             ParameterEntry::Plain(value) => (ValueKind::String, value),
@@ -84,7 +186,7 @@ pub fn parse(text: &str) -> std::result::Result<(MemoryProvider, MemoryProvider)
         };
         parameters.insert(&name, kind, value);
     }
-    let secrets = MemoryProvider::new(SECRET_BATCH);
+    let secrets = MemoryProvider::for_service(Service::SecretsManager);
     for (name, entry) in file.secrets {
         let (kind, bytes) = match entry {
             SecretEntry::Plain(value) | SecretEntry::Typed(TypedSecret::String(value)) => {
@@ -115,7 +217,6 @@ fn parameter_kind(name: &str) -> Option<ValueKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::Provider;
 
     #[test]
     fn parses_every_entry_form() {

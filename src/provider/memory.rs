@@ -4,30 +4,42 @@ use std::collections::BTreeMap;
 use std::sync::RwLock;
 use std::time::SystemTime;
 
-use super::{under_prefix, ApiCounters, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, ValueKind};
+use super::{
+    under_prefix, ApiCounters, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, Service, ValueKind,
+};
 use crate::error::{Error, Result};
 
 /// Action names this provider counts.
 pub const LIST_ACTION: &str = "List";
 /// Action name of a (batch) value fetch.
 pub const FETCH_ACTION: &str = "Fetch";
+/// Action name of a value update.
+pub const UPDATE_ACTION: &str = "Update";
 
 /// Values kept in a map, keyed by full name. Thread-safe.
 #[derive(Debug)]
 pub struct MemoryProvider {
     values: RwLock<BTreeMap<String, Fetched>>,
     batch_limit: usize,
+    value_limit: usize,
     counters: ApiCounters,
 }
 
 impl MemoryProvider {
-    /// An empty store whose fetches carry at most `batch_limit` names.
-    pub fn new(batch_limit: usize) -> Self {
+    /// An empty store whose fetches carry at most `batch_limit` names and whose values hold at
+    /// most `value_limit` bytes.
+    pub fn new(batch_limit: usize, value_limit: usize) -> Self {
         MemoryProvider {
             values: RwLock::new(BTreeMap::new()),
             batch_limit: batch_limit.max(1),
+            value_limit,
             counters: ApiCounters::default(),
         }
+    }
+
+    /// An empty store with the batch size and value limit of `service`.
+    pub fn for_service(service: Service) -> Self {
+        MemoryProvider::new(service.batch_limit(), service.max_value_len())
     }
 
     /// Store (or replace) a value.
@@ -41,14 +53,14 @@ impl MemoryProvider {
         self.put(name, fetched);
     }
 
-    /// Store (or replace) a value with all of its metadata; the version is bumped if one exists.
-    pub fn put(&self, name: &str, mut fetched: Fetched) {
-        let mut values = self.values.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = values.get(name) {
-            let next = old.version.as_deref().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + 1;
-            fetched.version = Some(next.to_string());
-        }
-        values.insert(name.to_string(), fetched);
+    /// Store (or replace) a value with all of its metadata.
+    pub fn put(&self, name: &str, fetched: Fetched) {
+        self.values.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), fetched);
+    }
+
+    /// Every stored value, by name (for saving a local store).
+    pub fn snapshot(&self) -> BTreeMap<String, Fetched> {
+        self.values.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -69,6 +81,24 @@ impl Provider for MemoryProvider {
         Ok(names.iter().map(|name| (name.clone(), values.get(name).cloned().ok_or(Error::NotFound))).collect())
     }
 
+    fn update(&self, name: &str, current: &Fetched, bytes: SecretBytes) -> Result<Fetched> {
+        self.counters.record(UPDATE_ACTION);
+        if bytes.len() > self.value_limit {
+            return Err(Error::TooLarge);
+        }
+        let mut values = self.values.write().unwrap_or_else(|p| p.into_inner());
+        let old = values.get(name).ok_or(Error::NotFound)?;
+        let next = old.version.as_deref().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + 1;
+        let fetched = Fetched {
+            bytes,
+            kind: current.kind,
+            version: Some(next.to_string()),
+            last_modified: Some(SystemTime::now()),
+        };
+        values.insert(name.to_string(), fetched.clone());
+        Ok(fetched)
+    }
+
     fn batch_limit(&self) -> usize {
         self.batch_limit
     }
@@ -84,7 +114,7 @@ mod tests {
 
     #[test]
     fn lists_by_prefix_and_fetches_missing_as_not_found() {
-        let store = MemoryProvider::new(10);
+        let store = MemoryProvider::new(10, 4096);
         store.insert("/prod/a", ValueKind::String, "1");
         store.insert("/dev/b", ValueKind::String, "2");
         let listed = store.list("/prod/").unwrap();

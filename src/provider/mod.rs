@@ -33,6 +33,14 @@ impl Service {
         }
     }
 
+    /// Most names one batch read carries (GetParameters: 10, BatchGetSecretValue: 20).
+    pub fn batch_limit(self) -> usize {
+        match self {
+            Service::ParameterStore => 10,
+            Service::SecretsManager => 20,
+        }
+    }
+
     /// The largest value the service stores, in bytes (Advanced parameters for SSM).
     pub fn max_value_len(self) -> usize {
         match self {
@@ -105,6 +113,11 @@ pub trait Provider: Send + Sync {
     /// The values of `names` (at most [`Provider::batch_limit`] of them), one answer per name.
     /// A whole-call failure is an `Err`; a per-name failure is an `Err` inside the answer.
     fn fetch(&self, names: &[String]) -> Result<Vec<FetchResult>>;
+
+    /// Replace the value of the existing `name` with `bytes`, keeping how it is stored (parameter
+    /// type, KMS key, description, tier, allowed pattern; secret string or binary). `current` is
+    /// the value being replaced. Returns the value as now stored.
+    fn update(&self, name: &str, current: &Fetched, bytes: SecretBytes) -> Result<Fetched>;
 
     /// How many names one [`Provider::fetch`] call may carry.
     fn batch_limit(&self) -> usize;

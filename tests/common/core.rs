@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use secretfs::cache::{CacheSettings, ServiceCache};
 use secretfs::error::Result;
-use secretfs::fs::{Attr, FsConfig, NodeKind, SecretFs};
+use secretfs::fs::{Attr, FsConfig, NodeKind, OpenMode, SecretFs};
 use secretfs::inodes::Ino;
 use secretfs::provider::{Provider, Service};
 
@@ -46,7 +46,7 @@ pub fn stat(fs: &SecretFs, path: &str) -> Result<Attr> {
 /// The whole content of the file at `path`, read through open/read/release.
 pub fn read(fs: &SecretFs, path: &str) -> Result<Vec<u8>> {
     let attr = stat(fs, path)?;
-    let fh = fs.open(attr.ino, false)?;
+    let fh = fs.open(attr.ino, OpenMode::default())?;
     let mut content = Vec::new();
     loop {
         let chunk = fs.read(fh, content.len() as u64, 4096, |b| b.to_vec())?;
@@ -55,7 +55,7 @@ pub fn read(fs: &SecretFs, path: &str) -> Result<Vec<u8>> {
         }
         content.extend(chunk);
     }
-    fs.release(fh);
+    fs.release(fh)?;
     assert_eq!(attr.size, content.len() as u64, "st_size of {path} must equal the bytes read");
     Ok(content)
 }
@@ -74,4 +74,14 @@ pub fn list(fs: &SecretFs, path: &str) -> Result<Vec<(String, NodeKind)>> {
 
 pub fn names(fs: &SecretFs, path: &str) -> Vec<String> {
     list(fs, path).unwrap().into_iter().map(|(n, _)| n).collect()
+}
+
+/// Open `path` for writing (truncating), write `content`, and close; returns close's result.
+pub fn write(fs: &SecretFs, path: &str, content: &[u8]) -> Result<()> {
+    let attr = stat(fs, path)?;
+    let fh = fs.open(attr.ino, OpenMode { write: true, truncate: true })?;
+    let written = fs.write(fh, 0, content);
+    let closed = fs.release(fh);
+    written?;
+    closed.map(|_| ())
 }

@@ -142,6 +142,15 @@ pub fn classify_code(code: &str, status: u16, message: String) -> Error {
         | "InternalFailure"
         | "InternalServiceError"
         | "ServiceUnavailable" => Error::Transient(message),
+        "ParameterPatternMismatchException"
+        | "ValidationException"
+        | "InvalidParameterException"
+        | "InvalidRequestException"
+        | "ParameterLimitExceeded" => Error::InvalidInput(message),
+        "LimitExceededException" | "ParameterMaxVersionLimitExceeded" => {
+            log::warn!("the service refused a write because of a limit (writes to one name too fast, or too many versions): {message}");
+            Error::Transient(message)
+        }
         _ if status >= 500 || status == 429 => Error::Transient(message),
         _ if status == 403 => Error::AccessDenied(message),
         _ => Error::Service(message),

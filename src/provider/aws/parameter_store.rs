@@ -3,17 +3,17 @@
 //! Values are never read with GetParametersByPath: a recursive path read can return parameters
 //! that an IAM deny on GetParameter(s) is meant to hide.
 
-use aws_sdk_ssm::types::{ParameterStringFilter, ParameterType};
+use aws_sdk_ssm::types::{ParameterMetadata, ParameterStringFilter, ParameterTier, ParameterType};
 use aws_sdk_ssm::Client;
 
 use super::{classify, to_system_time, Bridge};
 use crate::error::{Error, Result};
 use crate::provider::{
-    under_prefix, ApiCounters, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, ValueKind,
+    under_prefix, ApiCounters, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, Service, ValueKind,
 };
 
-/// Most names GetParameters accepts in one call.
-pub const GET_PARAMETERS_LIMIT: usize = 10;
+/// Largest value of a Standard-tier parameter (Advanced: 8 KB).
+pub const STANDARD_VALUE_LIMIT: usize = 4096;
 /// Largest page DescribeParameters returns.
 pub const DESCRIBE_PAGE_SIZE: i32 = 50;
 
@@ -29,6 +29,21 @@ impl ParameterStore {
     /// A provider using `client`, blocking through `bridge`.
     pub fn new(client: Client, bridge: Bridge) -> Self {
         ParameterStore { client, bridge, counters: ApiCounters::default() }
+    }
+}
+
+impl ParameterStore {
+    /// The stored settings of one parameter (type, key, description, tier, pattern).
+    async fn metadata(&self, name: &str) -> Result<ParameterMetadata> {
+        let filter = ParameterStringFilter::builder()
+            .key("Name")
+            .option("Equals")
+            .values(name)
+            .build()
+            .map_err(|e| Error::Service(e.to_string()))?;
+        self.counters.record("DescribeParameters");
+        let out = self.client.describe_parameters().parameter_filters(filter).send().await.map_err(classify)?;
+        out.parameters().iter().find(|p| p.name() == Some(name)).cloned().ok_or(Error::NotFound)
     }
 }
 
@@ -101,8 +116,41 @@ impl Provider for ParameterStore {
         })
     }
 
+    fn update(&self, name: &str, current: &Fetched, bytes: SecretBytes) -> Result<Fetched> {
+        let value = std::str::from_utf8(bytes.as_slice())
+            .map_err(|_| Error::InvalidInput("parameter values must be UTF-8 text".into()))?;
+        self.bridge.run(async {
+            let metadata = self.metadata(name).await?;
+            let tier = metadata.tier().cloned().unwrap_or(ParameterTier::Standard);
+            if tier == ParameterTier::Standard && value.len() > STANDARD_VALUE_LIMIT {
+                return Err(Error::TooLarge);
+            }
+            self.counters.record("PutParameter");
+            let out = self
+                .client
+                .put_parameter()
+                .name(name)
+                .value(value)
+                .overwrite(true)
+                .set_type(metadata.r#type().cloned())
+                .set_key_id(metadata.key_id().map(str::to_string))
+                .set_description(metadata.description().map(str::to_string))
+                .set_allowed_pattern(metadata.allowed_pattern().map(str::to_string))
+                .tier(tier)
+                .send()
+                .await
+                .map_err(classify)?;
+            Ok(Fetched {
+                bytes: bytes.clone(),
+                kind: current.kind,
+                version: Some(out.version().to_string()),
+                last_modified: Some(std::time::SystemTime::now()),
+            })
+        })
+    }
+
     fn batch_limit(&self) -> usize {
-        GET_PARAMETERS_LIMIT
+        Service::ParameterStore.batch_limit()
     }
 
     fn call_counts(&self) -> CallCounts {

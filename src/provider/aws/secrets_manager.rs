@@ -1,16 +1,15 @@
 //! The Secrets Manager provider: ListSecrets to list, GetSecretValue or BatchGetSecretValue to read.
 
+use aws_sdk_secretsmanager::primitives::Blob;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use aws_sdk_secretsmanager::Client;
 
 use super::{classify, classify_code, to_system_time, Bridge};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::provider::{
-    under_prefix, ApiCounters, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, ValueKind,
+    under_prefix, ApiCounters, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, Service, ValueKind,
 };
 
-/// Most secrets BatchGetSecretValue returns in one call.
-pub const BATCH_GET_LIMIT: usize = 20;
 /// Largest page ListSecrets returns.
 pub const LIST_PAGE_SIZE: i32 = 100;
 
@@ -131,8 +130,29 @@ impl Provider for SecretsManager {
         })
     }
 
+    fn update(&self, name: &str, current: &Fetched, bytes: SecretBytes) -> Result<Fetched> {
+        let request = self.client.put_secret_value().secret_id(name);
+        let request = match current.kind {
+            ValueKind::SecretBinary => request.secret_binary(Blob::new(bytes.as_slice())),
+            _ => request.secret_string(
+                std::str::from_utf8(bytes.as_slice())
+                    .map_err(|_| Error::InvalidInput("a string secret must stay UTF-8 text".into()))?,
+            ),
+        };
+        self.bridge.run(async {
+            self.counters.record("PutSecretValue");
+            let out = request.send().await.map_err(classify)?;
+            Ok(Fetched {
+                bytes: bytes.clone(),
+                kind: current.kind,
+                version: out.version_id().map(str::to_string),
+                last_modified: Some(std::time::SystemTime::now()),
+            })
+        })
+    }
+
     fn batch_limit(&self) -> usize {
-        BATCH_GET_LIMIT
+        Service::SecretsManager.batch_limit()
     }
 
     fn call_counts(&self) -> CallCounts {

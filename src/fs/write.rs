@@ -1,0 +1,158 @@
+//! Write buffers of open files, and how a buffer becomes a new stored value: the whole value,
+//! one JSON member (keeping its type where the new text allows), or a nested object.
+
+use serde_json::{Map, Value};
+
+use super::resolve::Part;
+use crate::error::{Error, Result};
+use crate::provider::Service;
+
+/// What a file open for writing will replace, and the bytes written so far.
+#[derive(Debug)]
+pub struct WriteBuffer {
+    /// The service holding the value.
+    pub service: Service,
+    /// The value's service name.
+    pub name: String,
+    /// Which part of the value the file shows.
+    pub part: Part,
+    /// The file's new content.
+    pub data: Vec<u8>,
+    /// Whether `data` differs from what was committed last.
+    pub dirty: bool,
+    /// A write that failed: the buffer is no longer the user's whole value and is never stored.
+    pub failed: Option<Error>,
+}
+
+impl WriteBuffer {
+    /// Write `bytes` at `offset`, zero-filling any gap; refuses to grow past `limit` bytes.
+    pub fn write_at(&mut self, offset: u64, bytes: &[u8], limit: usize) -> Result<()> {
+        let end = usize::try_from(offset).ok().and_then(|start| start.checked_add(bytes.len()));
+        let end = match end {
+            Some(end) if end <= limit => end,
+            _ => return Err(self.fail(Error::TooLarge)),
+        };
+        let start = end - bytes.len();
+        if self.data.len() < end {
+            self.data.resize(end, 0);
+        }
+        self.data[start..end].copy_from_slice(bytes);
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Cut or extend (with zeros) the content to `size` bytes.
+    pub fn truncate(&mut self, size: u64, limit: usize) -> Result<()> {
+        let size = match usize::try_from(size) {
+            Ok(size) if size <= limit => size,
+            _ => return Err(self.fail(Error::TooLarge)),
+        };
+        self.data.resize(size, 0);
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn fail(&mut self, err: Error) -> Error {
+        self.failed = Some(err.clone());
+        err
+    }
+}
+
+/// The whole new value: `data` placed into `current` at `part`.
+pub fn new_value(current: &[u8], part: &Part, data: &[u8]) -> Result<Vec<u8>> {
+    let keys = match part {
+        Part::Whole => return Ok(data.to_vec()),
+        Part::Member(keys) | Part::NestedObject(keys) => keys,
+    };
+    let mut object: Map<String, Value> = match serde_json::from_slice(current) {
+        Ok(Value::Object(object)) => object,
+        _ => return Err(Error::InvalidInput("the value is no longer a JSON object".into())),
+    };
+    let text = std::str::from_utf8(data).map_err(|_| Error::InvalidInput("JSON members must be UTF-8".into()))?;
+    let slot = member_mut(&mut object, keys).ok_or(Error::NotFound)?;
+    *slot = match part {
+        Part::NestedObject(_) => match serde_json::from_str(text) {
+            Ok(Value::Object(nested)) => Value::Object(nested),
+            _ => return Err(Error::InvalidInput("a nested .value must hold a JSON object".into())),
+        },
+        _ => typed_member(slot, text),
+    };
+    Ok(Value::Object(object).to_string().into_bytes())
+}
+
+/// The new member for `text`: a string stays a string; a number, boolean, null or array keeps
+/// its type when the text parses as that type, and becomes a string otherwise.
+pub fn typed_member(old: &Value, text: &str) -> Value {
+    if old.is_string() {
+        return Value::String(text.to_string());
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(new) if std::mem::discriminant(&new) == std::mem::discriminant(old) => new,
+        _ => Value::String(text.to_string()),
+    }
+}
+
+fn member_mut<'a>(object: &'a mut Map<String, Value>, keys: &[String]) -> Option<&'a mut Value> {
+    let (first, rest) = keys.split_first()?;
+    rest.iter().try_fold(object.get_mut(first)?, |value, key| value.as_object_mut()?.get_mut(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn buffer() -> WriteBuffer {
+        WriteBuffer {
+            service: Service::SecretsManager,
+            name: "n".into(),
+            part: Part::Whole,
+            data: b"hello".to_vec(),
+            dirty: false,
+            failed: None,
+        }
+    }
+
+    #[test]
+    fn writes_at_offsets_append_and_truncate() {
+        let mut b = buffer();
+        b.write_at(5, b" world", 100).unwrap();
+        assert_eq!(b.data, b"hello world");
+        b.write_at(0, b"J", 100).unwrap();
+        assert_eq!(b.data, b"Jello world");
+        b.truncate(5, 100).unwrap();
+        assert_eq!(b.data, b"Jello");
+        b.write_at(7, b"!", 100).unwrap();
+        assert_eq!(b.data, b"Jello\0\0!");
+        assert!(b.dirty);
+        assert_eq!(b.write_at(0, &[0; 101], 100).unwrap_err(), Error::TooLarge);
+        assert_eq!(b.truncate(101, 100).unwrap_err(), Error::TooLarge);
+        assert_eq!(b.failed, Some(Error::TooLarge), "a failed write poisons the buffer");
+    }
+
+    #[test]
+    fn member_writes_keep_order_other_keys_and_types() {
+        let current = br#"{"user":"admin","port":5432,"on":true,"pass":"old","opts":{"a":1}}"#;
+        let new = new_value(current, &Part::Member(vec!["pass".into()]), b"new").unwrap();
+        assert_eq!(new, br#"{"user":"admin","port":5432,"on":true,"pass":"new","opts":{"a":1}}"#);
+        let new = new_value(current, &Part::Member(vec!["port".into()]), b"6543").unwrap();
+        assert_eq!(new, br#"{"user":"admin","port":6543,"on":true,"pass":"old","opts":{"a":1}}"#);
+        let new = new_value(current, &Part::Member(vec!["port".into()]), b"not-a-number").unwrap();
+        assert!(String::from_utf8(new).unwrap().contains(r#""port":"not-a-number""#));
+        let new = new_value(current, &Part::Member(vec!["opts".into(), "a".into()]), b"2").unwrap();
+        assert!(String::from_utf8(new).unwrap().ends_with(r#""opts":{"a":2}}"#));
+        let new = new_value(current, &Part::NestedObject(vec!["opts".into()]), br#"{"b":3}"#).unwrap();
+        assert!(String::from_utf8(new).unwrap().ends_with(r#""opts":{"b":3}}"#));
+        assert!(new_value(current, &Part::NestedObject(vec!["opts".into()]), b"[1]").is_err());
+        assert!(new_value(current, &Part::Member(vec!["pass".into()]), &[0xff]).is_err());
+    }
+
+    #[test]
+    fn typed_members() {
+        assert_eq!(typed_member(&json!("x"), "5"), json!("5"));
+        assert_eq!(typed_member(&json!(1), "2.50"), serde_json::from_str::<Value>("2.50").unwrap());
+        assert_eq!(typed_member(&json!(true), "false"), json!(false));
+        assert_eq!(typed_member(&json!(true), "yes"), json!("yes"));
+        assert_eq!(typed_member(&json!([1]), "[2,3]"), json!([2, 3]));
+    }
+}

@@ -1,0 +1,141 @@
+//! Core write tests without FUSE: buffering, commit on close, JSON member merges, refusals,
+//! and that a failed or unchanged write makes no update.
+
+#[path = "common/core.rs"]
+mod core;
+
+use std::sync::Arc;
+
+use core::{filesystem, read, stat, write};
+use secretfs::error::Error;
+use secretfs::fs::OpenMode;
+use secretfs::provider::memory::{MemoryProvider, UPDATE_ACTION};
+use secretfs::provider::{Provider, Service, ValueKind};
+
+fn stores() -> (Arc<MemoryProvider>, Arc<MemoryProvider>) {
+    let ps = Arc::new(MemoryProvider::for_service(Service::ParameterStore));
+    ps.insert("/prod/db/root", ValueKind::SecureString, "old-root");
+    let sm = Arc::new(MemoryProvider::for_service(Service::SecretsManager));
+    sm.insert(
+        "prod/db",
+        ValueKind::SecretString,
+        r#"{"username":"admin","password":"old","port":5432,"opts":{"ssl":"on"}}"#,
+    );
+    sm.insert("prod/bin", ValueKind::SecretBinary, vec![0u8, 1, 2]);
+    (ps, sm)
+}
+
+fn updates(store: &MemoryProvider) -> u64 {
+    store.call_counts().get(UPDATE_ACTION).copied().unwrap_or(0)
+}
+
+#[test]
+fn a_whole_value_write_is_stored_on_close_and_read_back_at_once() {
+    let (ps, sm) = stores();
+    let fs = filesystem(ps.clone(), sm, true);
+    write(&fs, "ps/prod/db/root", b"S3cr3Tp4Ssw0Rd!^").unwrap();
+    assert_eq!(read(&fs, "ps/prod/db/root").unwrap(), b"S3cr3Tp4Ssw0Rd!^");
+    let stored = ps.fetch(&["/prod/db/root".into()]).unwrap().remove(0).1.unwrap();
+    assert_eq!((stored.kind, stored.bytes.as_slice()), (ValueKind::SecureString, &b"S3cr3Tp4Ssw0Rd!^"[..]));
+    assert_eq!(updates(&ps), 1);
+}
+
+#[test]
+fn nothing_is_stored_before_close_and_offsets_and_appends_act_on_the_buffer() {
+    let (ps, sm) = stores();
+    let fs = filesystem(ps.clone(), sm, true);
+    let attr = stat(&fs, "ps/prod/db/root").unwrap();
+    let fh = fs.open(attr.ino, OpenMode { write: true, truncate: false }).unwrap();
+    fs.write(fh, 3, b"-NEW").unwrap();
+    fs.write(fh, 7, b"+tail").unwrap();
+    assert_eq!(updates(&ps), 0, "buffered until close");
+    assert_eq!(fs.getattr(attr.ino, Some(fh)).unwrap().size, 12);
+    fs.release(fh).unwrap();
+    assert_eq!(read(&fs, "ps/prod/db/root").unwrap(), b"old-NEW+tail");
+}
+
+#[test]
+fn a_json_key_write_rewrites_the_whole_object_keeping_order_and_types() {
+    let (ps, sm) = stores();
+    let fs = filesystem(ps, sm.clone(), true);
+    write(&fs, "sm/prod/db/password", b"newpass").unwrap();
+    write(&fs, "sm/prod/db/port", b"6543").unwrap();
+    write(&fs, "sm/prod/db/opts/ssl", b"off").unwrap();
+    assert_eq!(
+        read(&fs, "sm/prod/db/.value").unwrap(),
+        br#"{"username":"admin","password":"newpass","port":6543,"opts":{"ssl":"off"}}"#
+    );
+    assert_eq!(read(&fs, "sm/prod/db/password").unwrap(), b"newpass");
+}
+
+#[test]
+fn writers_to_two_keys_of_one_secret_lose_nothing() {
+    let (ps, sm) = stores();
+    let fs = Arc::new(filesystem(ps, sm, true));
+    stat(&fs, "sm/prod/db/password").unwrap();
+    let threads: Vec<_> = ["username", "password"]
+        .into_iter()
+        .map(|key| {
+            let fs = fs.clone();
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    write(&fs, &format!("sm/prod/db/{key}"), format!("{key}-{i}").as_bytes()).unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(read(&fs, "sm/prod/db/username").unwrap(), b"username-24");
+    assert_eq!(read(&fs, "sm/prod/db/password").unwrap(), b"password-24");
+}
+
+#[test]
+fn an_unchanged_value_makes_no_call() {
+    let (ps, sm) = stores();
+    let fs = filesystem(ps.clone(), sm.clone(), true);
+    write(&fs, "ps/prod/db/root", b"old-root").unwrap();
+    write(&fs, "sm/prod/db/username", b"admin").unwrap();
+    assert_eq!((updates(&ps), updates(&sm)), (0, 0));
+}
+
+#[test]
+fn bad_input_is_refused_and_the_old_value_stays() {
+    let (ps, sm) = stores();
+    let fs = filesystem(ps.clone(), sm.clone(), true);
+    let too_big = vec![b'x'; 8 * 1024 + 1];
+    assert_eq!(write(&fs, "ps/prod/db/root", &too_big).unwrap_err(), Error::TooLarge);
+    assert!(matches!(write(&fs, "ps/prod/db/root", &[0xff, 0xfe]).unwrap_err(), Error::InvalidInput(_)));
+    assert!(matches!(write(&fs, "sm/prod/db/password", &[0xff]).unwrap_err(), Error::InvalidInput(_)));
+    assert_eq!(read(&fs, "ps/prod/db/root").unwrap(), b"old-root");
+    assert_eq!(updates(&ps) + updates(&sm), 0);
+    // A write that fails part-way poisons the handle: close stores nothing.
+    let attr = stat(&fs, "sm/prod/bin").unwrap();
+    let fh = fs.open(attr.ino, OpenMode { write: true, truncate: true }).unwrap();
+    fs.write(fh, 0, &vec![7u8; 65_536]).unwrap();
+    assert_eq!(fs.write(fh, 65_536, b"one too many").unwrap_err(), Error::TooLarge);
+    assert_eq!(fs.release(fh).unwrap_err(), Error::TooLarge);
+    assert_eq!(read(&fs, "sm/prod/bin").unwrap(), [0, 1, 2]);
+    assert_eq!(fs.change_metadata().errno(), libc::EPERM);
+}
+
+#[test]
+fn binary_secrets_take_any_bytes() {
+    let (ps, sm) = stores();
+    let fs = filesystem(ps, sm, true);
+    write(&fs, "sm/prod/bin", &[0xff, 0x00, 0xfe]).unwrap();
+    assert_eq!(read(&fs, "sm/prod/bin").unwrap(), [0xff, 0x00, 0xfe]);
+}
+
+#[test]
+fn a_reader_opened_before_a_write_keeps_the_whole_old_value() {
+    let (ps, sm) = stores();
+    let fs = filesystem(ps, sm, true);
+    let attr = stat(&fs, "ps/prod/db/root").unwrap();
+    let before = fs.open(attr.ino, OpenMode::default()).unwrap();
+    write(&fs, "ps/prod/db/root", b"a-new-and-longer-value").unwrap();
+    assert_eq!(fs.read(before, 0, 100, |b| b.to_vec()).unwrap(), b"old-root");
+    fs.release(before).unwrap();
+    assert_eq!(read(&fs, "ps/prod/db/root").unwrap(), b"a-new-and-longer-value");
+}
