@@ -189,7 +189,7 @@ impl SecretFs {
         let service = path.service.ok_or(Error::IsADirectory)?;
         let (name, part) = resolved.write_target()?;
         let data = if truncate { Vec::new() } else { bytes.as_slice().to_vec() };
-        Ok(WriteBuffer { service, name, part, data, dirty: truncate, failed: None })
+        Ok(WriteBuffer { service, name, part, data, dirty: truncate, touched: false, failed: None })
     }
 
     /// Read up to `size` bytes at `offset` of an open handle, passing them to `reply`. A handle
@@ -236,21 +236,30 @@ impl SecretFs {
         self.commit(&mut buffer)
     }
 
-    /// Commit a handle's buffered content if it changed. Returns the inodes whose kernel caches
-    /// must be dropped. An error leaves the stored value untouched and is reported by `close()`.
+    /// Commit a handle's buffered content if it was written to and changed (`close()` and
+    /// `fsync`). Returns the inodes whose kernel caches must be dropped. An error leaves the
+    /// stored value untouched and is what `close()` reports. A handle only truncated by O_TRUNC
+    /// is not committed here: a shell's `>` flushes its first descriptor before writing.
     pub fn flush(&self, fh: u64) -> Result<Vec<Ino>> {
-        let open = self.files.get(fh).ok_or(Error::BadHandle)?;
-        match open.writer {
-            Some(writer) => self.commit(&mut lock(&writer)),
-            None => Ok(Vec::new()),
-        }
+        self.commit_handle(fh, true)
     }
 
-    /// Close a file handle, committing anything still uncommitted.
+    /// Close a file handle, committing anything still uncommitted (an O_TRUNC open with no
+    /// writes stores the empty value here).
     pub fn release(&self, fh: u64) -> Result<Vec<Ino>> {
-        let result = self.flush(fh);
+        let result = self.commit_handle(fh, false);
         self.files.remove(fh);
         result
+    }
+
+    fn commit_handle(&self, fh: u64, only_if_touched: bool) -> Result<Vec<Ino>> {
+        let open = self.files.get(fh).ok_or(Error::BadHandle)?;
+        let Some(writer) = open.writer else { return Ok(Vec::new()) };
+        let mut buffer = lock(&writer);
+        if only_if_touched && !buffer.touched {
+            return Ok(Vec::new());
+        }
+        self.commit(&mut buffer)
     }
 
     fn commit(&self, buffer: &mut WriteBuffer) -> Result<Vec<Ino>> {

@@ -20,6 +20,8 @@ pub struct WriteBuffer {
     pub data: Vec<u8>,
     /// Whether `data` differs from what was committed last.
     pub dirty: bool,
+    /// Whether a write or truncate came in through this handle (not only O_TRUNC at open).
+    pub touched: bool,
     /// A write that failed: the buffer is no longer the user's whole value and is never stored.
     pub failed: Option<Error>,
 }
@@ -38,6 +40,7 @@ impl WriteBuffer {
         }
         self.data[start..end].copy_from_slice(bytes);
         self.dirty = true;
+        self.touched = true;
         Ok(())
     }
 
@@ -49,6 +52,7 @@ impl WriteBuffer {
         };
         self.data.resize(size, 0);
         self.dirty = true;
+        self.touched = true;
         Ok(())
     }
 
@@ -109,6 +113,7 @@ mod tests {
             part: Part::Whole,
             data: b"hello".to_vec(),
             dirty: false,
+            touched: false,
             failed: None,
         }
     }

@@ -1,0 +1,123 @@
+//! Real-mount write tests against the local store and moto: shell writes become updates,
+//! refusals keep the old value, and readers see whole values.
+
+#[path = "common/moto.rs"]
+mod moto;
+#[path = "common/mount.rs"]
+mod mount;
+
+use std::io::Write;
+use std::process::Command;
+
+use aws_sdk_ssm::types::ParameterType;
+use moto::{Aws, Moto};
+use mount::{run, Mounted};
+
+fn local_copy() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.json");
+    std::fs::copy(mount::example_store(), &store).unwrap();
+    (dir, store)
+}
+
+fn sh(script: &str) -> std::process::Output {
+    Command::new("sh").arg("-c").arg(script).output().unwrap()
+}
+
+#[test]
+fn shell_writes_update_the_local_store_atomically() {
+    let (_dir, store) = local_copy();
+    let m = Mounted::start(&["--local", store.to_str().unwrap()], &[]);
+    let root = m.path("ps/prod/db/root");
+    assert!(sh(&format!("echo -n 'n3w-R00t!' > {}", root.display())).status.success());
+    assert_eq!(run("cat", &[root.to_str().unwrap()]), "n3w-R00t!");
+    assert!(sh(&format!("echo -n newpass > {}", m.path("sm/prod/db/password").display())).status.success());
+    assert!(sh(&format!("printf 6543 > {}", m.path("sm/prod/db/port").display())).status.success());
+    let raw: serde_json::Value = serde_json::from_slice(&std::fs::read(m.path("sm/prod/db/.value")).unwrap()).unwrap();
+    assert_eq!(raw["password"], "newpass");
+    assert_eq!(raw["port"], 6543, "a number stays a number");
+    assert_eq!(raw["username"], "admin");
+    assert_eq!(std::fs::metadata(m.path("sm/prod/db/password")).unwrap().len(), 7);
+    let saved = std::fs::read_to_string(&store).unwrap();
+    assert!(saved.contains("n3w-R00t!") && saved.contains("newpass"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&store).unwrap().permissions().mode() & 0o777, 0o600);
+    // Appends act on the current value.
+    assert!(sh(&format!("printf ',c.example.com' >> {}", m.path("ps/prod/app/allowed-hosts").display()))
+        .status
+        .success());
+    assert_eq!(
+        std::fs::read(m.path("ps/prod/app/allowed-hosts")).unwrap(),
+        b"app1.example.com,app2.example.com,c.example.com"
+    );
+}
+
+#[test]
+fn refused_writes_fail_at_close_and_keep_the_old_value() {
+    let (_dir, store) = local_copy();
+    let m = Mounted::start(&["--local", store.to_str().unwrap()], &[]);
+    let token = m.path("sm/prod/api-token");
+    let big = vec![b'a'; 70_000];
+    let err = std::fs::write(&token, &big).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EFBIG));
+    assert_eq!(std::fs::read(&token).unwrap(), b"tok_live_8f14e45fceea167a5a36dedd4bea2543");
+    let host = m.path("ps/prod/db/host");
+    let mut file = std::fs::OpenOptions::new().write(true).truncate(true).open(&host).unwrap();
+    file.write_all(&[0xff, 0xfe]).unwrap();
+    let err = file.sync_all().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "fsync reports the failed commit");
+    drop(file);
+    assert_eq!(std::fs::read(&host).unwrap(), b"db.prod.internal");
+    let out = sh(&format!("chmod 600 {}", host.display()));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"));
+    assert!(!std::fs::read_to_string(&store).unwrap().contains("aaaaaaaaaa"));
+}
+
+#[test]
+fn moto_updates_keep_type_and_json_and_readers_see_whole_values() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    aws.runtime
+        .block_on(
+            aws.ssm
+                .put_parameter()
+                .name("/prod/db/root")
+                .value("old")
+                .r#type(ParameterType::SecureString)
+                .description("db root password")
+                .send(),
+        )
+        .unwrap();
+    aws.create_secret("prod/db", r#"{"username":"admin","password":"old","port":5432}"#);
+    aws.create_binary_secret("prod/bin", &[1, 2, 3]);
+    let m = Mounted::start(&[], &moto.env());
+    let root = m.path("ps/prod/db/root");
+    let early_reader = std::fs::File::open(&root).unwrap();
+    assert!(sh(&format!("echo -n 'S3cr3Tp4Ssw0Rd!^' > {}", root.display())).status.success());
+    assert_eq!(std::fs::read(&root).unwrap(), b"S3cr3Tp4Ssw0Rd!^");
+    let mut old = String::new();
+    std::io::Read::read_to_string(&mut &early_reader, &mut old).unwrap();
+    assert_eq!(old, "old", "a reader opened before the write sees the whole old value");
+    let stored =
+        aws.runtime.block_on(aws.ssm.get_parameter().name("/prod/db/root").with_decryption(true).send()).unwrap();
+    let parameter = stored.parameter().unwrap();
+    assert_eq!(parameter.value(), Some("S3cr3Tp4Ssw0Rd!^"));
+    assert_eq!(parameter.r#type(), Some(&ParameterType::SecureString));
+    let described = aws.runtime.block_on(aws.ssm.describe_parameters().send()).unwrap();
+    assert_eq!(described.parameters()[0].description(), Some("db root password"));
+
+    assert!(sh(&format!("echo -n newpass > {}", m.path("sm/prod/db/password").display())).status.success());
+    let secret = aws.runtime.block_on(aws.sm.get_secret_value().secret_id("prod/db").send()).unwrap();
+    assert_eq!(secret.secret_string(), Some(r#"{"username":"admin","password":"newpass","port":5432}"#));
+    std::fs::write(m.path("sm/prod/bin"), [9u8, 0, 255]).unwrap();
+    let secret = aws.runtime.block_on(aws.sm.get_secret_value().secret_id("prod/bin").send()).unwrap();
+    assert_eq!(secret.secret_binary().map(|b| b.as_ref().to_vec()), Some(vec![9, 0, 255]));
+    assert!(secret.secret_string().is_none(), "binary stays binary");
+    // Too large for a secret: refused, remote value unchanged.
+    let err = std::fs::write(m.path("sm/prod/db/password"), vec![b'x'; 70_000]).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EFBIG));
+    let secret = aws.runtime.block_on(aws.sm.get_secret_value().secret_id("prod/db").send()).unwrap();
+    assert!(secret.secret_string().unwrap().contains("newpass"));
+    let stderr = m.stop();
+    assert!(!stderr.contains("S3cr3Tp4Ssw0Rd!^") && !stderr.contains("newpass"), "{stderr}");
+}
