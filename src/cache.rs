@@ -29,12 +29,18 @@ impl Default for CacheSettings {
     }
 }
 
-/// A fetched value and, computed once on demand, its JSON object form.
-#[derive(Debug)]
+/// A fetched value and, computed once on demand, its JSON object form. `Debug` never shows
+/// the value or its members.
 pub struct CachedValue {
     /// The value as fetched.
     pub fetched: Fetched,
     json: OnceLock<Option<serde_json::Map<String, serde_json::Value>>>,
+}
+
+impl std::fmt::Debug for CachedValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedValue").field("fetched", &self.fetched).finish_non_exhaustive()
+    }
 }
 
 impl CachedValue {
@@ -289,5 +295,8 @@ mod tests {
         assert!(value(ValueKind::SecretString, r#"{"a":1}"#).json_object().is_some());
         assert!(value(ValueKind::SecretString, "[1]").json_object().is_none());
         assert!(value(ValueKind::SecretBinary, r#"{"a":1}"#).json_object().is_none());
+        let secret = value(ValueKind::SecretString, r#"{"password":"hunter2"}"#);
+        assert!(secret.json_object().is_some());
+        assert!(!format!("{secret:?}").contains("hunter2"), "Debug must not show parsed members");
     }
 }

@@ -7,8 +7,8 @@ use super::resolve::Part;
 use crate::error::{Error, Result};
 use crate::provider::Service;
 
-/// What a file open for writing will replace, and the bytes written so far.
-#[derive(Debug)]
+/// What a file open for writing will replace, and the bytes written so far. `Debug` shows the
+/// length of the data, never the bytes.
 pub struct WriteBuffer {
     /// The service holding the value.
     pub service: Service,
@@ -24,6 +24,20 @@ pub struct WriteBuffer {
     pub touched: bool,
     /// A write that failed: the buffer is no longer the user's whole value and is never stored.
     pub failed: Option<Error>,
+}
+
+impl std::fmt::Debug for WriteBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteBuffer")
+            .field("service", &self.service)
+            .field("name", &self.name)
+            .field("part", &self.part)
+            .field("data", &format_args!("<{} bytes redacted>", self.data.len()))
+            .field("dirty", &self.dirty)
+            .field("touched", &self.touched)
+            .field("failed", &self.failed)
+            .finish()
+    }
 }
 
 impl WriteBuffer {
@@ -150,6 +164,13 @@ mod tests {
         assert!(String::from_utf8(new).unwrap().ends_with(r#""opts":{"b":3}}"#));
         assert!(new_value(current, &Part::NestedObject(vec!["opts".into()]), b"[1]").is_err());
         assert!(new_value(current, &Part::Member(vec!["pass".into()]), &[0xff]).is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_the_buffer() {
+        let mut b = buffer();
+        b.data = b"hunter2".to_vec();
+        assert!(!format!("{b:?}").contains("hunter2"));
     }
 
     #[test]

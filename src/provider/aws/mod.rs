@@ -172,6 +172,7 @@ mod tests {
         assert!(matches!(classify_code("Whatever", 503, String::new()), Error::Transient(_)));
         assert!(matches!(classify_code("AccessDeniedException", 400, String::new()), Error::AccessDenied(_)));
         assert_eq!(classify_code("ParameterNotFound", 400, String::new()), Error::NotFound);
-        assert!(matches!(classify_code("ValidationException", 400, String::new()), Error::Service(_)));
+        assert!(matches!(classify_code("ValidationException", 400, String::new()), Error::InvalidInput(_)));
+        assert!(matches!(classify_code("SomethingNew", 400, String::new()), Error::Service(_)));
     }
 }
