@@ -32,15 +32,20 @@ impl ParameterStore {
     }
 }
 
+/// A DescribeParameters filter: `key` `option` `value` (e.g. Path Recursive /prod).
+fn describe_filter(key: &str, option: &str, value: &str) -> Result<ParameterStringFilter> {
+    ParameterStringFilter::builder()
+        .key(key)
+        .option(option)
+        .values(value)
+        .build()
+        .map_err(|e| Error::Service(e.to_string()))
+}
+
 impl ParameterStore {
     /// The stored settings of one parameter (type, key, description, tier, pattern).
     async fn metadata(&self, name: &str) -> Result<ParameterMetadata> {
-        let filter = ParameterStringFilter::builder()
-            .key("Name")
-            .option("Equals")
-            .values(name)
-            .build()
-            .map_err(|e| Error::Service(e.to_string()))?;
+        let filter = describe_filter("Name", "Equals", name)?;
         self.counters.record("DescribeParameters");
         let out = self.client.describe_parameters().parameter_filters(filter).send().await.map_err(classify)?;
         out.parameters().iter().find(|p| p.name() == Some(name)).cloned().ok_or(Error::NotFound)
@@ -57,13 +62,7 @@ impl Provider for ParameterStore {
                     self.client.describe_parameters().max_results(DESCRIBE_PAGE_SIZE).set_next_token(next_token);
                 if prefix != "/" && !prefix.is_empty() {
                     let path = prefix.trim_end_matches('/');
-                    let filter = ParameterStringFilter::builder()
-                        .key("Path")
-                        .option("Recursive")
-                        .values(path)
-                        .build()
-                        .map_err(|e| Error::Service(e.to_string()))?;
-                    request = request.parameter_filters(filter);
+                    request = request.parameter_filters(describe_filter("Path", "Recursive", path)?);
                 }
                 self.counters.record("DescribeParameters");
                 let page = request.send().await.map_err(classify)?;
