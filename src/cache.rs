@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::namespace::Namespace;
-use crate::provider::{Fetched, Provider};
+use crate::provider::{Fetched, Listed, Provider};
 
 /// Cache settings (defaults from s1crets: 900 s, 1000 entries).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -210,6 +210,27 @@ impl ServiceCache {
     /// Replace the cached value of `name` after a successful write.
     pub fn store(&self, name: &str, fetched: Fetched) {
         self.values.insert(name.to_string(), Arc::new(CachedValue::new(fetched)));
+    }
+
+    /// Record a name just created: the listing shows it at once, and its value is cached.
+    pub fn created(&self, name: &str, fetched: Fetched) {
+        let listed = Listed { name: name.to_string(), last_modified: fetched.last_modified };
+        self.edit_namespace(|namespace, prefix| {
+            namespace.insert(prefix, listed);
+        });
+        self.store(name, fetched);
+    }
+
+    /// Forget a name just deleted, in the listing and the value cache.
+    pub fn deleted(&self, name: &str) {
+        self.edit_namespace(|namespace, prefix| namespace.remove(prefix, name));
+        self.values.invalidate(name);
+    }
+
+    fn edit_namespace(&self, edit: impl FnOnce(&mut Namespace, &str)) {
+        if let Some(snapshot) = lock(&self.snapshot).as_mut() {
+            edit(Arc::make_mut(&mut snapshot.namespace), &self.prefix);
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use secretfs::app::{normalize_ps_prefix, normalize_sm_prefix, MountConfig, Sourc
 use secretfs::cache::{CacheSettings, DEFAULT_CAPACITY, DEFAULT_TTL};
 use secretfs::fs::FsConfig;
 use secretfs::provider::aws::AwsSettings;
+use secretfs::provider::ValueKind;
 
 /// AWS Parameter Store parameters and Secrets Manager secrets as files.
 #[derive(Parser, Debug)]
@@ -32,6 +33,27 @@ pub enum Command {
 pub enum OnOff {
     On,
     Off,
+}
+
+/// The type of parameters created through the mount, spelled as AWS spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ParameterType {
+    #[value(name = "SecureString")]
+    SecureString,
+    #[value(name = "String")]
+    String,
+    #[value(name = "StringList")]
+    StringList,
+}
+
+impl ParameterType {
+    fn kind(self) -> ValueKind {
+        match self {
+            ParameterType::SecureString => ValueKind::SecureString,
+            ParameterType::String => ValueKind::String,
+            ParameterType::StringList => ValueKind::StringList,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -62,6 +84,12 @@ pub struct MountArgs {
     /// Mount read-only: every write fails with EROFS.
     #[arg(long)]
     pub read_only: bool,
+    /// Let `rm` delete parameters, secrets (with the default recovery window) and JSON keys.
+    #[arg(long, conflicts_with = "read_only")]
+    pub allow_delete: bool,
+    /// Type of parameters created through the mount.
+    #[arg(long, value_enum, value_name = "TYPE", default_value = "SecureString", ignore_case = true)]
+    pub new_parameter_type: ParameterType,
     /// Owner of every file (default: the mounting user).
     #[arg(long)]
     pub uid: Option<u32>,
@@ -120,6 +148,8 @@ impl MountArgs {
                 dir_mode: self.dir_mode,
                 json_keys: self.json_keys == OnOff::On,
                 read_only: self.read_only,
+                allow_delete: self.allow_delete,
+                new_parameter_kind: self.new_parameter_type.kind(),
             },
             allow_other: self.allow_other,
             ps_prefix: normalize_ps_prefix(&self.ps_prefix),
@@ -142,6 +172,18 @@ mod tests {
         assert_eq!((config.fs.file_mode, config.fs.dir_mode), (DEFAULT_FILE_MODE, DEFAULT_DIR_MODE));
         assert!(config.fs.json_keys && !config.fs.read_only && !config.foreground);
         assert_eq!((config.ps_prefix.as_str(), config.sm_prefix.as_str()), ("/", ""));
+        assert_eq!(config.fs, FsConfig { uid: config.fs.uid, gid: config.fs.gid, ..FsConfig::for_owner(0, 0) });
+    }
+
+    #[test]
+    fn write_options() {
+        let cli = Cli::parse_from(["secretfs", "mount", "/m", "--allow-delete", "--new-parameter-type", "stringlist"]);
+        let Command::Mount(args) = cli.command else { panic!("not a mount") };
+        let config = args.into_config();
+        assert!(config.fs.allow_delete);
+        assert_eq!(config.fs.new_parameter_kind, ValueKind::StringList);
+        assert!(Cli::try_parse_from(["secretfs", "mount", "/m", "--allow-delete", "--read-only"]).is_err());
+        assert!(Cli::try_parse_from(["secretfs", "mount", "/m", "--new-parameter-type", "Binary"]).is_err());
     }
 
     #[test]

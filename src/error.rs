@@ -31,6 +31,13 @@ pub enum Error {
     NotPermitted,
     /// A file handle the kernel gave us is unknown.
     BadHandle,
+    /// The name already exists (exclusive create, or a secret scheduled for deletion).
+    AlreadyExists,
+    /// A directory that still has entries.
+    NotEmpty,
+    /// A rename this filesystem cannot do in place (a stored name, a directory); `mv` then
+    /// copies and deletes instead.
+    CrossDevice,
     /// Startup configuration or environment problem; shown to the user as one line.
     Config(String),
 }
@@ -49,6 +56,9 @@ impl Error {
             Error::IsADirectory => libc::EISDIR,
             Error::NotPermitted => libc::EPERM,
             Error::BadHandle => libc::EBADF,
+            Error::AlreadyExists => libc::EEXIST,
+            Error::NotEmpty => libc::ENOTEMPTY,
+            Error::CrossDevice => libc::EXDEV,
             Error::Config(_) => libc::EINVAL,
         }
     }
@@ -68,6 +78,9 @@ impl fmt::Display for Error {
             Error::IsADirectory => write!(f, "is a directory"),
             Error::NotPermitted => write!(f, "operation not permitted"),
             Error::BadHandle => write!(f, "unknown file handle"),
+            Error::AlreadyExists => write!(f, "already exists"),
+            Error::NotEmpty => write!(f, "directory not empty"),
+            Error::CrossDevice => write!(f, "cannot be renamed in place"),
             Error::Config(m) => write!(f, "{m}"),
         }
     }

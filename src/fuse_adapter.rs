@@ -140,7 +140,9 @@ impl Filesystem for FuseAdapter {
         let ino = Ino(ino.0);
         let fh = fh.map(|fh| fh.0);
         if mode.is_some() || uid.is_some() || gid.is_some() {
-            return reply.error(errno(&self.fs.change_metadata()));
+            if let Err(e) = self.fs.change_metadata(ino) {
+                return reply.error(errno(&e));
+            }
         }
         if let Some(size) = size {
             match self.fs.truncate(ino, fh, size) {
@@ -263,44 +265,84 @@ impl Filesystem for FuseAdapter {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(errno(&Error::ReadOnly));
+        // Regular files come through `create`; devices, FIFOs and sockets have no place here.
+        reply.error(errno(&Error::NotPermitted));
     }
 
-    fn mkdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
-        reply.error(errno(&Error::ReadOnly));
+    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+        let result = utf8(name).and_then(|name| self.fs.mkdir(Ino(parent.0), name).map_err(|e| errno(&e)));
+        match result {
+            Ok(attr) => reply.entry(&KERNEL_TTL, &to_file_attr(&attr), Generation(0)),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn create(
         &self,
         _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
+        parent: INodeNo,
+        name: &OsStr,
         _mode: u32,
         _umask: u32,
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        reply.error(errno(&Error::ReadOnly));
+        let result = utf8(name).and_then(|name| self.fs.create(Ino(parent.0), name).map_err(|e| errno(&e)));
+        match result {
+            Ok((attr, fh)) => reply.created(
+                &KERNEL_TTL,
+                &to_file_attr(&attr),
+                Generation(0),
+                FileHandle(fh),
+                FopenFlags::FOPEN_DIRECT_IO,
+            ),
+            Err(e) => reply.error(e),
+        }
     }
 
-    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(errno(&Error::ReadOnly));
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match utf8(name).and_then(|name| self.fs.unlink(Ino(parent.0), name).map_err(|e| errno(&e))) {
+            Ok(inos) => {
+                self.invalidate(inos);
+                reply.ok();
+            }
+            Err(e) => reply.error(e),
+        }
     }
 
-    fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(errno(&Error::ReadOnly));
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match utf8(name).and_then(|name| self.fs.rmdir(Ino(parent.0), name).map_err(|e| errno(&e))) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn rename(
         &self,
         _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        _flags: fuser::RenameFlags,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
-        reply.error(errno(&Error::ReadOnly));
+        if flags.intersects(fuser::RenameFlags::RENAME_EXCHANGE | fuser::RenameFlags::RENAME_WHITEOUT) {
+            return reply.error(Errno::EINVAL);
+        }
+        let no_replace = flags.contains(fuser::RenameFlags::RENAME_NOREPLACE);
+        let (Ok(name), Ok(newname)) = (utf8(name), utf8(newname)) else { return reply.error(Errno::ENOENT) };
+        match self.fs.rename(Ino(parent.0), name, Ino(newparent.0), newname, no_replace) {
+            Ok(inos) => {
+                self.invalidate(inos);
+                reply.ok();
+            }
+            Err(e) => {
+                if e != Error::CrossDevice {
+                    log::warn!("rename of {name} onto {newname} not stored: {e}");
+                }
+                reply.error(errno(&e));
+            }
+        }
     }
 }

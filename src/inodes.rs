@@ -101,6 +101,18 @@ impl InodeTable {
             .collect()
     }
 
+    /// A rename: the inode of `from` now names `to` (the kernel keeps using it for the new name).
+    /// Inodes below `from` are not moved; only files are renamed in place.
+    pub fn rename(&self, from: &NodePath, to: NodePath) {
+        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
+        let Some(ino) = table.by_path.remove(from) else { return };
+        let to = Arc::new(to);
+        if let Some(slot) = usize::try_from(ino.0).ok().and_then(|i| i.checked_sub(1)) {
+            table.paths[slot] = to.clone();
+        }
+        table.by_path.insert(to, ino);
+    }
+
     /// The path of `ino`, if it was ever handed out.
     pub fn path(&self, ino: Ino) -> Option<Arc<NodePath>> {
         let index = usize::try_from(ino.0).ok()?.checked_sub(1)?;
@@ -123,5 +135,18 @@ mod tests {
         assert_eq!(table.path(a).unwrap().parent(), ps);
         assert!(NodePath::root().child("nope").is_none());
         assert!(table.path(Ino(999)).is_none());
+    }
+
+    #[test]
+    fn a_renamed_inode_names_its_new_path() {
+        let table = InodeTable::default();
+        let ps = NodePath::root().child("ps").unwrap();
+        let temp = table.intern(ps.child("sedAAAAAA").unwrap());
+        let old_target = table.intern(ps.child("root").unwrap());
+        table.rename(&ps.child("sedAAAAAA").unwrap(), ps.child("root").unwrap());
+        assert_eq!(table.path(temp).unwrap().as_ref(), &ps.child("root").unwrap());
+        assert_eq!(table.intern(ps.child("root").unwrap()), temp);
+        assert_ne!(temp, old_target);
+        assert_ne!(table.intern(ps.child("sedAAAAAA").unwrap()), temp, "the old name is free again");
     }
 }

@@ -44,18 +44,30 @@ impl Namespace {
     pub fn build(prefix: &str, listed: Vec<Listed>) -> Namespace {
         let mut namespace = Namespace::default();
         for entry in listed {
-            let Some(relative) = relative_name(prefix, &entry.name) else { continue };
-            let parts: Vec<&str> = relative.split('/').collect();
-            if !parts.iter().all(|p| is_valid_file_name(p)) {
-                namespace.hidden.push(entry.name);
-                continue;
-            }
-            let node = parts
-                .into_iter()
-                .fold(&mut namespace.root, |node, part| node.children.entry(part.to_string()).or_default());
-            node.value = Some(entry);
+            namespace.insert(prefix, entry);
         }
         namespace
+    }
+
+    /// Add one listed name (a name just created); returns whether it is shown.
+    pub fn insert(&mut self, prefix: &str, entry: Listed) -> bool {
+        let Some(relative) = relative_name(prefix, &entry.name) else { return false };
+        let parts: Vec<&str> = relative.split('/').collect();
+        if !parts.iter().all(|p| is_valid_file_name(p)) {
+            self.hidden.push(entry.name);
+            return false;
+        }
+        let node =
+            parts.into_iter().fold(&mut self.root, |node, part| node.children.entry(part.to_string()).or_default());
+        node.value = Some(entry);
+        true
+    }
+
+    /// Drop one name (a name just deleted), and the directories it alone kept alive.
+    pub fn remove(&mut self, prefix: &str, name: &str) {
+        let Some(relative) = relative_name(prefix, name) else { return };
+        let parts: Vec<String> = relative.split('/').map(str::to_string).collect();
+        remove_below(&mut self.root, &parts);
     }
 
     /// The tree's root (the service directory).
@@ -66,6 +78,19 @@ impl Namespace {
     /// Names that exist but cannot be shown as a path.
     pub fn hidden(&self) -> &[String] {
         &self.hidden
+    }
+}
+
+/// Clear the value at `parts` below `node`, pruning the nodes left with neither value nor children.
+fn remove_below(node: &mut NsNode, parts: &[String]) {
+    let Some((first, rest)) = parts.split_first() else {
+        node.value = None;
+        return;
+    };
+    let Some(child) = node.children.get_mut(first) else { return };
+    remove_below(child, rest);
+    if child.value.is_none() && child.children.is_empty() {
+        node.children.remove(first);
     }
 }
 
@@ -102,5 +127,17 @@ mod tests {
         let ns = Namespace::build("prod/", listed(&["prod/a", "dev/b", "prod/x//y", "prod/../z", "prod/"]));
         assert_eq!(ns.root().children.keys().collect::<Vec<_>>(), ["a"]);
         assert_eq!(ns.hidden(), ["prod/x//y", "prod/../z"]);
+    }
+
+    #[test]
+    fn names_are_added_and_removed_with_their_empty_directories() {
+        let mut ns = Namespace::build("/", listed(&["/prod/db/root", "/prod/db"]));
+        assert!(ns.insert("/", listed(&["/new/deep/name"]).remove(0)));
+        assert!(ns.root().descend(&["new".into(), "deep".into(), "name".into()]).is_some());
+        ns.remove("/", "/new/deep/name");
+        assert!(!ns.root().children.contains_key("new"));
+        ns.remove("/", "/prod/db");
+        let db = &ns.root().children["prod"].children["db"];
+        assert!(db.value.is_none() && db.children.contains_key("root"), "a prefix stays while it has children");
     }
 }

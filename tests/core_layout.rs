@@ -190,6 +190,12 @@ impl Provider for Instrumented {
     fn update(&self, name: &str, current: &Fetched, bytes: SecretBytes) -> Result<Fetched> {
         self.inner.update(name, current, bytes)
     }
+    fn create(&self, name: &str, kind: ValueKind, bytes: SecretBytes) -> Result<Fetched> {
+        self.inner.create(name, kind, bytes)
+    }
+    fn delete(&self, name: &str) -> Result<()> {
+        self.inner.delete(name)
+    }
     fn batch_limit(&self) -> usize {
         self.inner.batch_limit()
     }

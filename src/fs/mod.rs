@@ -1,7 +1,11 @@
-//! The FUSE-free filesystem core: lookup, getattr, readdir, open, read and release on paths.
+//! The FUSE-free filesystem core: lookup, getattr, readdir, open, read, write and release on
+//! paths; name changes live in `changes`, commits in `commit`.
 
+mod changes;
+mod commit;
 pub mod handles;
 pub mod json_view;
+pub mod pending;
 pub mod resolve;
 pub mod write;
 
@@ -12,11 +16,12 @@ use crate::cache::ServiceCache;
 use crate::error::{Error, Result};
 use crate::inodes::{Ino, InodeTable, NodePath};
 use crate::namespace::NsNode;
-use crate::provider::{SecretBytes, Service};
+use crate::provider::{SecretBytes, Service, ValueKind};
 use handles::HandleTable;
 use json_view::{listed_keys, RAW_VALUE_FILE};
+use pending::{PendingNode, PendingTable};
 use resolve::{node_value, resolve_in_service, value_is_dir, Resolved};
-use write::WriteBuffer;
+use write::{Target, WriteBuffer};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
@@ -42,6 +47,27 @@ pub struct FsConfig {
     pub json_keys: bool,
     /// Whether every write is refused.
     pub read_only: bool,
+    /// Whether unlink may delete parameters, secrets and JSON keys.
+    pub allow_delete: bool,
+    /// The type of parameters created through the mount.
+    pub new_parameter_kind: ValueKind,
+}
+
+impl FsConfig {
+    /// The defaults (modes 0400/0500, JSON keys on, writable, no deletes, new parameters
+    /// SecureString) for nodes owned by `uid`:`gid`.
+    pub fn for_owner(uid: u32, gid: u32) -> Self {
+        FsConfig {
+            uid,
+            gid,
+            file_mode: DEFAULT_FILE_MODE,
+            dir_mode: DEFAULT_DIR_MODE,
+            json_keys: true,
+            read_only: false,
+            allow_delete: false,
+            new_parameter_kind: ValueKind::SecureString,
+        }
+    }
 }
 
 /// File or directory.
@@ -115,6 +141,7 @@ pub struct SecretFs {
     inodes: InodeTable,
     files: HandleTable<OpenFile>,
     dirs: HandleTable<Arc<Vec<DirEntry>>>,
+    pending: PendingTable,
     started: SystemTime,
 }
 
@@ -127,6 +154,7 @@ impl SecretFs {
             inodes: InodeTable::default(),
             files: HandleTable::default(),
             dirs: HandleTable::default(),
+            pending: PendingTable::default(),
             started: SystemTime::now(),
         }
     }
@@ -148,6 +176,9 @@ impl SecretFs {
         if path.service.is_some_and(|s| self.cache(s).is_none()) {
             return Err(Error::NotFound);
         }
+        if let Some(node) = self.pending.get(&path) {
+            return Ok(self.pending_attr(self.inodes.intern(path), &node));
+        }
         let resolved = self.resolve(&path)?;
         let ino = self.inodes.intern(path);
         self.attr(ino, &resolved)
@@ -155,7 +186,11 @@ impl SecretFs {
 
     /// Attributes of `ino`; with an open handle, the size is that of the handle's snapshot.
     pub fn getattr(&self, ino: Ino, fh: Option<u64>) -> Result<Attr> {
-        let resolved = self.resolve(&*self.path(ino)?);
+        let path = self.path(ino)?;
+        if let Some(node) = self.pending.get(&path) {
+            return Ok(self.pending_attr(ino, &node));
+        }
+        let resolved = self.resolve(&path);
         match (fh.and_then(|fh| self.files.get(fh)), resolved) {
             (Some(open), Ok(resolved)) => Ok(Attr { size: open.size(), ..self.attr(ino, &resolved)? }),
             (Some(open), Err(_)) => Ok(self.file_attr(ino, open.size(), self.started)),
@@ -167,6 +202,15 @@ impl SecretFs {
     /// writing buffers the new content, which [`SecretFs::flush`] commits.
     pub fn open(&self, ino: Ino, mode: OpenMode) -> Result<u64> {
         let path = self.path(ino)?;
+        if let Some(node) = self.pending.get(&path) {
+            let PendingNode::File(buffer, _) = node else { return Err(Error::IsADirectory) };
+            if mode.write && mode.truncate {
+                let mut content = lock(&buffer);
+                let limit = content.service.max_value_len();
+                content.truncate(0, limit)?;
+            }
+            return Ok(self.files.insert(OpenFile { bytes: SecretBytes::new(Vec::new()), writer: Some(buffer) }));
+        }
         let resolved = self.resolve(&path)?;
         let bytes = resolved.bytes()?;
         let writer = match mode.write {
@@ -189,7 +233,7 @@ impl SecretFs {
         let service = path.service.ok_or(Error::IsADirectory)?;
         let (name, part) = resolved.write_target()?;
         let data = if truncate { Vec::new() } else { bytes.as_slice().to_vec() };
-        Ok(WriteBuffer { service, name, part, data, dirty: truncate, touched: false, failed: None })
+        Ok(WriteBuffer::new(service, Target::Stored { name, part }, path.clone(), data, truncate))
     }
 
     /// Read up to `size` bytes at `offset` of an open handle, passing them to `reply`. A handle
@@ -223,12 +267,18 @@ impl SecretFs {
     /// Change a file's size. With a handle open for writing, the buffer changes and is committed
     /// on flush; without one, the new value is committed at once.
     pub fn truncate(&self, ino: Ino, fh: Option<u64>, size: u64) -> Result<Vec<Ino>> {
-        if let Some(writer) = fh.and_then(|fh| self.files.get(fh)).and_then(|open| open.writer) {
+        let path = self.path(ino)?;
+        let writer = fh.and_then(|fh| self.files.get(fh)).and_then(|open| open.writer).or_else(|| {
+            match self.pending.get(&path) {
+                Some(PendingNode::File(buffer, _)) => Some(buffer),
+                _ => None,
+            }
+        });
+        if let Some(writer) = writer {
             let mut buffer = lock(&writer);
             let limit = buffer.service.max_value_len();
             return buffer.truncate(size, limit).map(|()| Vec::new());
         }
-        let path = self.path(ino)?;
         let resolved = self.resolve(&path)?;
         let mut buffer = self.write_buffer(&path, &resolved, &resolved.bytes()?, false)?;
         let limit = buffer.service.max_value_len();
@@ -262,43 +312,15 @@ impl SecretFs {
         self.commit(&mut buffer)
     }
 
-    fn commit(&self, buffer: &mut WriteBuffer) -> Result<Vec<Ino>> {
-        if let Some(err) = &buffer.failed {
-            return Err(err.clone());
-        }
-        if !buffer.dirty {
-            return Ok(Vec::new());
-        }
-        let cache = self.cache(buffer.service).ok_or(Error::NotFound)?;
-        let _one_writer = cache.write_lock();
-        let current = cache.value(&buffer.name, [])?;
-        let new = write::new_value(current.fetched.bytes.as_slice(), &buffer.part, &buffer.data)?;
-        if new.len() > buffer.service.max_value_len() {
-            return Err(Error::TooLarge);
-        }
-        if current.fetched.kind.is_text() && std::str::from_utf8(&new).is_err() {
-            return Err(Error::InvalidInput(format!("{} holds text; the new value is not UTF-8", buffer.name)));
-        }
-        if new == current.fetched.bytes.as_slice() {
-            buffer.dirty = false;
-            return Ok(Vec::new());
-        }
-        let stored = cache.provider().update(&buffer.name, &current.fetched, SecretBytes::new(new))?;
-        cache.store(&buffer.name, stored);
-        buffer.dirty = false;
-        log::info!("updated {} {}", buffer.service.dir_name(), buffer.name);
-        let parts: Vec<String> = crate::namespace::relative_name(cache.prefix(), &buffer.name)
-            .map(|rel| rel.split('/').map(str::to_string).collect())
-            .unwrap_or_default();
-        Ok(self.inodes.under(buffer.service, &parts))
-    }
-
-    /// The error for chmod, chown and the like: refused.
-    pub fn change_metadata(&self) -> Error {
+    /// chmod, chown and the like: accepted (and ignored) on memory-only files, which `sed -i`
+    /// and editors adjust before renaming them; refused on everything else.
+    pub fn change_metadata(&self, ino: Ino) -> Result<()> {
         if self.config.read_only {
-            Error::ReadOnly
-        } else {
-            Error::NotPermitted
+            return Err(Error::ReadOnly);
+        }
+        match self.pending.get(&*self.path(ino)?) {
+            Some(PendingNode::File(..)) => Ok(()),
+            _ => Err(Error::NotPermitted),
         }
     }
 
@@ -322,15 +344,33 @@ impl SecretFs {
     /// is listed as a file; the error shows when that file is opened.
     pub fn entries(&self, ino: Ino) -> Result<Vec<DirEntry>> {
         let path = self.path(ino)?;
-        let resolved = self.resolve(&path)?;
+        let mut entries = match self.pending.get(&path) {
+            Some(PendingNode::Dir(_)) => self.dot_entries(ino, &path),
+            Some(PendingNode::File(..)) => return Err(Error::NotADirectory),
+            None => self.stored_entries(ino, &path)?,
+        };
+        for (name, kind) in self.pending.children(&path) {
+            if let Some(child) = path.child(&name).filter(|_| !entries.iter().any(|e| e.name == name)) {
+                entries.push(DirEntry { ino: self.inodes.intern(child), kind, name });
+            }
+        }
+        Ok(entries)
+    }
+
+    fn dot_entries(&self, ino: Ino, path: &NodePath) -> Vec<DirEntry> {
+        let parent_ino = self.inodes.intern(path.parent());
+        vec![
+            DirEntry { ino, kind: NodeKind::Dir, name: ".".into() },
+            DirEntry { ino: parent_ino, kind: NodeKind::Dir, name: "..".into() },
+        ]
+    }
+
+    fn stored_entries(&self, ino: Ino, path: &NodePath) -> Result<Vec<DirEntry>> {
+        let resolved = self.resolve(path)?;
         if !resolved.is_dir() {
             return Err(Error::NotADirectory);
         }
-        let parent_ino = self.inodes.intern(path.parent());
-        let mut entries = vec![
-            DirEntry { ino, kind: NodeKind::Dir, name: ".".into() },
-            DirEntry { ino: parent_ino, kind: NodeKind::Dir, name: "..".into() },
-        ];
+        let mut entries = self.dot_entries(ino, path);
         let mut push = |name: &str, kind: NodeKind| {
             if let Some(child) = path.child(name) {
                 entries.push(DirEntry { ino: self.inodes.intern(child), kind, name: name.to_string() });
@@ -411,17 +451,28 @@ impl SecretFs {
             })
             .unwrap_or(self.started);
         if resolved.is_dir() {
-            return Ok(Attr {
-                ino,
-                kind: NodeKind::Dir,
-                size: 0,
-                mtime,
-                perm: self.config.dir_mode,
-                uid: self.config.uid,
-                gid: self.config.gid,
-            });
+            return Ok(self.dir_attr(ino, mtime));
         }
         Ok(self.file_attr(ino, resolved.bytes()?.len() as u64, mtime))
+    }
+
+    fn pending_attr(&self, ino: Ino, node: &PendingNode) -> Attr {
+        match node {
+            PendingNode::Dir(made) => self.dir_attr(ino, *made),
+            PendingNode::File(buffer, made) => self.file_attr(ino, lock(buffer).data.len() as u64, *made),
+        }
+    }
+
+    fn dir_attr(&self, ino: Ino, mtime: SystemTime) -> Attr {
+        Attr {
+            ino,
+            kind: NodeKind::Dir,
+            size: 0,
+            mtime,
+            perm: self.config.dir_mode,
+            uid: self.config.uid,
+            gid: self.config.gid,
+        }
     }
 
     fn file_attr(&self, ino: Ino, size: u64, mtime: SystemTime) -> Attr {

@@ -78,16 +78,35 @@ impl Resolved {
     /// What a write to this file replaces: the service name and which part of its value.
     pub fn write_target(&self) -> Result<(String, Part)> {
         match self {
-            Resolved::Tree { namespace, tree_path, value: Some(_), value_is_dir: false, .. } => namespace
-                .root()
-                .descend(tree_path)
-                .and_then(|node| node.value.as_ref())
-                .map(|listed| (listed.name.clone(), Part::Whole))
-                .ok_or(Error::NotFound),
+            Resolved::Tree { value: Some(_), value_is_dir: false, .. } => {
+                self.tree_name().map(|name| (name.to_string(), Part::Whole)).ok_or(Error::NotFound)
+            }
             Resolved::Raw { name, keys, .. } if keys.is_empty() => Ok((name.clone(), Part::Whole)),
             Resolved::Raw { name, keys, .. } => Ok((name.clone(), Part::NestedObject(keys.clone()))),
             Resolved::Json { name, keys, .. } if !self.is_dir() => Ok((name.clone(), Part::Member(keys.clone()))),
             _ => Err(Error::IsADirectory),
+        }
+    }
+
+    /// The service name stored at a tree node, if a name ends there.
+    pub fn tree_name(&self) -> Option<&str> {
+        match self {
+            Resolved::Tree { namespace, tree_path, .. } => {
+                namespace.root().descend(tree_path)?.value.as_ref().map(|listed| listed.name.as_str())
+            }
+            _ => None,
+        }
+    }
+
+    /// The JSON object shown as this directory, if it is one: the value's service name and the
+    /// keys of the object (empty for the value itself).
+    pub fn json_directory(&self, json_keys: bool) -> Option<(String, Vec<String>)> {
+        match self {
+            Resolved::Tree { value: Some(value), .. } if json_keys && value.json_object().is_some() => {
+                self.tree_name().map(|name| (name.to_string(), Vec::new()))
+            }
+            Resolved::Json { name, keys, .. } if self.is_dir() => Some((name.clone(), keys.clone())),
+            _ => None,
         }
     }
 
@@ -108,6 +127,8 @@ pub enum Part {
     Whole,
     /// One member of the JSON object, at these keys.
     Member(Vec<String>),
+    /// A member not in the object yet: a new file in a JSON directory, stored as a string.
+    NewMember(Vec<String>),
     /// A nested object's `.value`, at these keys.
     NestedObject(Vec<String>),
 }

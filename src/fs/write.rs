@@ -1,21 +1,39 @@
 //! Write buffers of open files, and how a buffer becomes a new stored value: the whole value,
-//! one JSON member (keeping its type where the new text allows), or a nested object.
+//! one JSON member (keeping its type where the new text allows), a new member, or a nested
+//! object; and how a member is removed.
 
 use serde_json::{Map, Value};
 
 use super::resolve::Part;
 use crate::error::{Error, Result};
+use crate::inodes::NodePath;
 use crate::provider::Service;
+
+/// Where a file's content goes when it is committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A part of a stored value (`part` may be a member not yet in the object).
+    Stored {
+        /// The value's service name.
+        name: String,
+        /// Which part of the value the file shows.
+        part: Part,
+    },
+    /// A name not yet in the service: the first commit with content creates it.
+    NewName(String),
+    /// Nowhere: a temp file, kept in memory until it is renamed onto a real name.
+    Memory,
+}
 
 /// What a file open for writing will replace, and the bytes written so far. `Debug` shows the
 /// length of the data, never the bytes.
 pub struct WriteBuffer {
-    /// The service holding the value.
+    /// The service the file is in.
     pub service: Service,
-    /// The value's service name.
-    pub name: String,
-    /// Which part of the value the file shows.
-    pub part: Part,
+    /// Where the content goes.
+    pub target: Target,
+    /// The file's path in the mount.
+    pub path: NodePath,
     /// The file's new content.
     pub data: Vec<u8>,
     /// Whether `data` differs from what was committed last.
@@ -30,8 +48,8 @@ impl std::fmt::Debug for WriteBuffer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WriteBuffer")
             .field("service", &self.service)
-            .field("name", &self.name)
-            .field("part", &self.part)
+            .field("target", &self.target)
+            .field("path", &self.path)
             .field("data", &format_args!("<{} bytes redacted>", self.data.len()))
             .field("dirty", &self.dirty)
             .field("touched", &self.touched)
@@ -41,6 +59,12 @@ impl std::fmt::Debug for WriteBuffer {
 }
 
 impl WriteBuffer {
+    /// A buffer of the file at `path` for `target`, holding `data`; `dirty` says whether `data`
+    /// is new content.
+    pub fn new(service: Service, target: Target, path: NodePath, data: Vec<u8>, dirty: bool) -> Self {
+        WriteBuffer { service, target, path, data, dirty, touched: false, failed: None }
+    }
+
     /// Write `bytes` at `offset`, zero-filling any gap; refuses to grow past `limit` bytes.
     pub fn write_at(&mut self, offset: u64, bytes: &[u8], limit: usize) -> Result<()> {
         let end = usize::try_from(offset).ok().and_then(|start| start.checked_add(bytes.len()));
@@ -80,13 +104,19 @@ impl WriteBuffer {
 pub fn new_value(current: &[u8], part: &Part, data: &[u8]) -> Result<Vec<u8>> {
     let keys = match part {
         Part::Whole => return Ok(data.to_vec()),
-        Part::Member(keys) | Part::NestedObject(keys) => keys,
+        Part::Member(keys) | Part::NewMember(keys) | Part::NestedObject(keys) => keys,
     };
-    let mut object: Map<String, Value> = match serde_json::from_slice(current) {
-        Ok(Value::Object(object)) => object,
-        _ => return Err(Error::InvalidInput("the value is no longer a JSON object".into())),
-    };
+    let mut object = json_object(current)?;
     let text = std::str::from_utf8(data).map_err(|_| Error::InvalidInput("JSON members must be UTF-8".into()))?;
+    if let Part::NewMember(keys) = part {
+        let (key, parent) = keys.split_last().ok_or(Error::NotFound)?;
+        let parent = match parent.is_empty() {
+            true => &mut object,
+            false => member_mut(&mut object, parent).and_then(Value::as_object_mut).ok_or(Error::NotFound)?,
+        };
+        parent.insert(key.clone(), Value::String(text.to_string()));
+        return Ok(Value::Object(object).to_string().into_bytes());
+    }
     let slot = member_mut(&mut object, keys).ok_or(Error::NotFound)?;
     *slot = match part {
         Part::NestedObject(_) => match serde_json::from_str(text) {
@@ -96,6 +126,25 @@ pub fn new_value(current: &[u8], part: &Part, data: &[u8]) -> Result<Vec<u8>> {
         _ => typed_member(slot, text),
     };
     Ok(Value::Object(object).to_string().into_bytes())
+}
+
+/// `current` without the member at `keys` (the other members keep their order and types).
+pub fn without_member(current: &[u8], keys: &[String]) -> Result<Vec<u8>> {
+    let mut object = json_object(current)?;
+    let (key, parent) = keys.split_last().ok_or(Error::NotFound)?;
+    let parent = match parent.is_empty() {
+        true => &mut object,
+        false => member_mut(&mut object, parent).and_then(Value::as_object_mut).ok_or(Error::NotFound)?,
+    };
+    parent.shift_remove(key).ok_or(Error::NotFound)?;
+    Ok(Value::Object(object).to_string().into_bytes())
+}
+
+fn json_object(current: &[u8]) -> Result<Map<String, Value>> {
+    match serde_json::from_slice(current) {
+        Ok(Value::Object(object)) => Ok(object),
+        _ => Err(Error::InvalidInput("the value is no longer a JSON object".into())),
+    }
 }
 
 /// The new member for `text`: a string stays a string; a number, boolean, null or array keeps
@@ -121,15 +170,8 @@ mod tests {
     use serde_json::json;
 
     fn buffer() -> WriteBuffer {
-        WriteBuffer {
-            service: Service::SecretsManager,
-            name: "n".into(),
-            part: Part::Whole,
-            data: b"hello".to_vec(),
-            dirty: false,
-            touched: false,
-            failed: None,
-        }
+        let target = Target::Stored { name: "n".into(), part: Part::Whole };
+        WriteBuffer::new(Service::SecretsManager, target, NodePath::root(), b"hello".to_vec(), false)
     }
 
     #[test]
@@ -164,6 +206,21 @@ mod tests {
         assert!(String::from_utf8(new).unwrap().ends_with(r#""opts":{"b":3}}"#));
         assert!(new_value(current, &Part::NestedObject(vec!["opts".into()]), b"[1]").is_err());
         assert!(new_value(current, &Part::Member(vec!["pass".into()]), &[0xff]).is_err());
+    }
+
+    #[test]
+    fn members_are_added_as_strings_and_removed_keeping_the_rest() {
+        let current = br#"{"user":"admin","port":5432,"opts":{"a":1}}"#;
+        let new = new_value(current, &Part::NewMember(vec!["token".into()]), b"42").unwrap();
+        assert_eq!(new, br#"{"user":"admin","port":5432,"opts":{"a":1},"token":"42"}"#);
+        let new = new_value(current, &Part::NewMember(vec!["opts".into(), "b".into()]), b"x").unwrap();
+        assert_eq!(new, br#"{"user":"admin","port":5432,"opts":{"a":1,"b":"x"}}"#);
+        assert_eq!(without_member(current, &["user".into()]).unwrap(), br#"{"port":5432,"opts":{"a":1}}"#);
+        assert_eq!(
+            without_member(current, &["opts".into(), "a".into()]).unwrap(),
+            br#"{"user":"admin","port":5432,"opts":{}}"#
+        );
+        assert_eq!(without_member(current, &["nope".into()]).unwrap_err(), Error::NotFound);
     }
 
     #[test]

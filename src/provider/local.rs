@@ -140,6 +140,25 @@ impl LocalStore {
     }
 }
 
+impl LocalProvider {
+    /// Apply `change` to `name` in memory and save the file; if saving fails, `name` is put
+    /// back as it was and the error returned, so memory and file never disagree.
+    fn saved<T>(&self, name: &str, change: impl FnOnce(&MemoryProvider) -> Result<T>) -> Result<T> {
+        let _saving = self.store.save_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let memory = self.store.memory(self.service);
+        let old = memory.get(name);
+        let changed = change(memory)?;
+        if let Err(err) = self.store.save() {
+            match old {
+                Some(old) => memory.put(name, old),
+                None => drop(memory.remove(name)),
+            }
+            return Err(err);
+        }
+        Ok(changed)
+    }
+}
+
 impl Provider for LocalProvider {
     fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
         self.store.memory(self.service).list(prefix)
@@ -150,15 +169,15 @@ impl Provider for LocalProvider {
     }
 
     fn update(&self, name: &str, current: &Fetched, bytes: SecretBytes) -> Result<Fetched> {
-        let _saving = self.store.save_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let memory = self.store.memory(self.service);
-        let old = memory.snapshot().remove(name).ok_or(Error::NotFound)?;
-        let updated = memory.update(name, current, bytes)?;
-        if let Err(err) = self.store.save() {
-            memory.put(name, old);
-            return Err(err);
-        }
-        Ok(updated)
+        self.saved(name, |memory| memory.update(name, current, bytes))
+    }
+
+    fn create(&self, name: &str, kind: ValueKind, bytes: SecretBytes) -> Result<Fetched> {
+        self.saved(name, |memory| memory.create(name, kind, bytes))
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        self.saved(name, |memory| memory.delete(name))
     }
 
     fn batch_limit(&self) -> usize {

@@ -15,6 +15,10 @@ pub const LIST_ACTION: &str = "List";
 pub const FETCH_ACTION: &str = "Fetch";
 /// Action name of a value update.
 pub const UPDATE_ACTION: &str = "Update";
+/// Action name of a create.
+pub const CREATE_ACTION: &str = "Create";
+/// Action name of a delete.
+pub const DELETE_ACTION: &str = "Delete";
 
 /// Values kept in a map, keyed by full name. Thread-safe.
 #[derive(Debug)]
@@ -58,6 +62,16 @@ impl MemoryProvider {
         self.values.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), fetched);
     }
 
+    /// Remove a value, returning it if it was there.
+    pub fn remove(&self, name: &str) -> Option<Fetched> {
+        self.values.write().unwrap_or_else(|p| p.into_inner()).remove(name)
+    }
+
+    /// The stored value of `name`, if any, without counting a call.
+    pub fn get(&self, name: &str) -> Option<Fetched> {
+        self.values.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+
     /// Every stored value, by name (for saving a local store).
     pub fn snapshot(&self) -> BTreeMap<String, Fetched> {
         self.values.read().unwrap_or_else(|p| p.into_inner()).clone()
@@ -97,6 +111,25 @@ impl Provider for MemoryProvider {
         };
         values.insert(name.to_string(), fetched.clone());
         Ok(fetched)
+    }
+
+    fn create(&self, name: &str, kind: ValueKind, bytes: SecretBytes) -> Result<Fetched> {
+        self.counters.record(CREATE_ACTION);
+        if bytes.len() > self.value_limit {
+            return Err(Error::TooLarge);
+        }
+        let mut values = self.values.write().unwrap_or_else(|p| p.into_inner());
+        if values.contains_key(name) {
+            return Err(Error::AlreadyExists);
+        }
+        let fetched = Fetched { bytes, kind, version: Some("1".to_string()), last_modified: Some(SystemTime::now()) };
+        values.insert(name.to_string(), fetched.clone());
+        Ok(fetched)
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        self.counters.record(DELETE_ACTION);
+        self.remove(name).map(drop).ok_or(Error::NotFound)
     }
 
     fn batch_limit(&self) -> usize {

@@ -4,6 +4,7 @@ pub mod aws;
 pub mod counters;
 pub mod local;
 pub mod memory;
+pub mod names;
 pub mod secret_bytes;
 
 use std::time::SystemTime;
@@ -118,6 +119,14 @@ pub trait Provider: Send + Sync {
     /// type, KMS key, description, tier, allowed pattern; secret string or binary). `current` is
     /// the value being replaced. Returns the value as now stored.
     fn update(&self, name: &str, current: &Fetched, bytes: SecretBytes) -> Result<Fetched>;
+
+    /// Create `name`, which must not exist yet, holding `bytes` stored as `kind` (a parameter
+    /// type, or a secret's string or binary form). Returns the value as now stored.
+    fn create(&self, name: &str, kind: ValueKind, bytes: SecretBytes) -> Result<Fetched>;
+
+    /// Delete `name`: a parameter at once, a secret with the service's default recovery window
+    /// (never a forced deletion).
+    fn delete(&self, name: &str) -> Result<()>;
 
     /// How many names one [`Provider::fetch`] call may carry.
     fn batch_limit(&self) -> usize;

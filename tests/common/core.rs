@@ -10,7 +10,7 @@ use secretfs::inodes::Ino;
 use secretfs::provider::{Provider, Service};
 
 pub fn config(json_keys: bool) -> FsConfig {
-    FsConfig { uid: 1000, gid: 1000, file_mode: 0o400, dir_mode: 0o500, json_keys, read_only: false }
+    FsConfig { json_keys, ..FsConfig::for_owner(1000, 1000) }
 }
 
 pub fn filesystem(ps: Arc<dyn Provider>, sm: Arc<dyn Provider>, json_keys: bool) -> SecretFs {

@@ -127,6 +127,7 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 pub fn classify_code(code: &str, status: u16, message: String) -> Error {
     match code {
         "ParameterNotFound" | "ResourceNotFoundException" | "ParameterVersionNotFound" => Error::NotFound,
+        "ParameterAlreadyExists" | "ResourceExistsException" => Error::AlreadyExists,
         "AccessDeniedException"
         | "AccessDenied"
         | "UnrecognizedClientException"
@@ -172,6 +173,7 @@ mod tests {
         assert!(matches!(classify_code("Whatever", 503, String::new()), Error::Transient(_)));
         assert!(matches!(classify_code("AccessDeniedException", 400, String::new()), Error::AccessDenied(_)));
         assert_eq!(classify_code("ParameterNotFound", 400, String::new()), Error::NotFound);
+        assert_eq!(classify_code("ResourceExistsException", 400, String::new()), Error::AlreadyExists);
         assert!(matches!(classify_code("ValidationException", 400, String::new()), Error::InvalidInput(_)));
         assert!(matches!(classify_code("SomethingNew", 400, String::new()), Error::Service(_)));
     }

@@ -148,6 +148,50 @@ impl Provider for ParameterStore {
         })
     }
 
+    fn create(&self, name: &str, kind: ValueKind, bytes: SecretBytes) -> Result<Fetched> {
+        let value = std::str::from_utf8(bytes.as_slice())
+            .map_err(|_| Error::InvalidInput("parameter values must be UTF-8 text".into()))?;
+        if value.is_empty() {
+            return Err(Error::InvalidInput(format!("{name}: a parameter cannot be empty")));
+        }
+        if value.len() > STANDARD_VALUE_LIMIT {
+            return Err(Error::TooLarge);
+        }
+        let parameter_type = match kind {
+            ValueKind::String => ParameterType::String,
+            ValueKind::StringList => ParameterType::StringList,
+            _ => ParameterType::SecureString,
+        };
+        self.bridge.run(async {
+            self.counters.record("PutParameter");
+            let out = self
+                .client
+                .put_parameter()
+                .name(name)
+                .value(value)
+                .r#type(parameter_type)
+                .overwrite(false)
+                .tier(ParameterTier::Standard)
+                .send()
+                .await
+                .map_err(classify)?;
+            Ok(Fetched {
+                bytes: bytes.clone(),
+                kind,
+                version: Some(out.version().to_string()),
+                last_modified: Some(std::time::SystemTime::now()),
+            })
+        })
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        self.bridge.run(async {
+            self.counters.record("DeleteParameter");
+            self.client.delete_parameter().name(name).send().await.map_err(classify)?;
+            Ok(())
+        })
+    }
+
     fn batch_limit(&self) -> usize {
         Service::ParameterStore.batch_limit()
     }

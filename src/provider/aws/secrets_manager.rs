@@ -94,6 +94,16 @@ fn to_fetched(
     }
 }
 
+/// The text of a string secret; a string secret must stay UTF-8.
+fn secret_text(bytes: &SecretBytes) -> Result<&str> {
+    std::str::from_utf8(bytes.as_slice()).map_err(|_| Error::InvalidInput("a string secret must be UTF-8 text".into()))
+}
+
+/// The value just written, as the cache should now hold it.
+fn stored(bytes: SecretBytes, kind: ValueKind, version: Option<&str>) -> Fetched {
+    Fetched { bytes, kind, version: version.map(str::to_string), last_modified: Some(std::time::SystemTime::now()) }
+}
+
 impl Provider for SecretsManager {
     fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
         self.bridge.run(async {
@@ -134,20 +144,33 @@ impl Provider for SecretsManager {
         let request = self.client.put_secret_value().secret_id(name);
         let request = match current.kind {
             ValueKind::SecretBinary => request.secret_binary(Blob::new(bytes.as_slice())),
-            _ => request.secret_string(
-                std::str::from_utf8(bytes.as_slice())
-                    .map_err(|_| Error::InvalidInput("a string secret must stay UTF-8 text".into()))?,
-            ),
+            _ => request.secret_string(secret_text(&bytes)?),
         };
         self.bridge.run(async {
             self.counters.record("PutSecretValue");
             let out = request.send().await.map_err(classify)?;
-            Ok(Fetched {
-                bytes: bytes.clone(),
-                kind: current.kind,
-                version: out.version_id().map(str::to_string),
-                last_modified: Some(std::time::SystemTime::now()),
-            })
+            Ok(stored(bytes.clone(), current.kind, out.version_id()))
+        })
+    }
+
+    fn create(&self, name: &str, kind: ValueKind, bytes: SecretBytes) -> Result<Fetched> {
+        let request = self.client.create_secret().name(name);
+        let request = match kind {
+            ValueKind::SecretBinary => request.secret_binary(Blob::new(bytes.as_slice())),
+            _ => request.secret_string(secret_text(&bytes)?),
+        };
+        self.bridge.run(async {
+            self.counters.record("CreateSecret");
+            let out = request.send().await.map_err(classify)?;
+            Ok(stored(bytes.clone(), kind, out.version_id()))
+        })
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        self.bridge.run(async {
+            self.counters.record("DeleteSecret");
+            self.client.delete_secret().secret_id(name).send().await.map_err(classify)?;
+            Ok(())
         })
     }
 

@@ -1,0 +1,115 @@
+//! Commits: turning a write buffer into an update, a create or nothing, and the store-side edits
+//! (update, create, delete) that every change of a stored value goes through.
+
+use super::resolve::Part;
+use super::write::{self, Target, WriteBuffer};
+use super::SecretFs;
+use crate::error::{Error, Result};
+use crate::inodes::Ino;
+use crate::provider::names::check_new_name;
+use crate::provider::{SecretBytes, Service, ValueKind};
+
+impl SecretFs {
+    /// Store a buffer's content where its target says, if it changed since the last commit.
+    /// Returns the inodes whose kernel caches must be dropped. An error leaves the stored value
+    /// untouched. A memory-only file, and a new file still empty, stay in memory.
+    pub(super) fn commit(&self, buffer: &mut WriteBuffer) -> Result<Vec<Ino>> {
+        if let Some(err) = &buffer.failed {
+            return Err(err.clone());
+        }
+        if !buffer.dirty {
+            return Ok(Vec::new());
+        }
+        let inos = match buffer.target.clone() {
+            Target::Memory => return Ok(Vec::new()),
+            Target::NewName(_) if buffer.data.is_empty() => return Ok(Vec::new()),
+            Target::NewName(name) => {
+                let inos = self.create_value(buffer.service, &name, &buffer.data)?;
+                buffer.target = Target::Stored { name, part: Part::Whole };
+                inos
+            }
+            Target::Stored { name, part } => {
+                let data = &buffer.data;
+                let inos = self.edit_value(buffer.service, &name, |current| write::new_value(current, &part, data))?;
+                if let Part::NewMember(keys) = part {
+                    buffer.target = Target::Stored { name, part: Part::Member(keys) };
+                }
+                inos
+            }
+        };
+        self.pending.stored(&buffer.path);
+        buffer.dirty = false;
+        Ok(inos)
+    }
+
+    /// Replace the value of `name` with `edit(current bytes)`, one writer per service at a time
+    /// so a read-modify-write never loses a concurrent writer's key. An unchanged value makes no
+    /// call.
+    pub(super) fn edit_value(
+        &self,
+        service: Service,
+        name: &str,
+        edit: impl FnOnce(&[u8]) -> Result<Vec<u8>>,
+    ) -> Result<Vec<Ino>> {
+        let cache = self.cache(service).ok_or(Error::NotFound)?;
+        let _one_writer = cache.write_lock();
+        let current = cache.value(name, [])?;
+        let new = edit(current.fetched.bytes.as_slice())?;
+        if new.len() > service.max_value_len() {
+            return Err(Error::TooLarge);
+        }
+        if current.fetched.kind.is_text() && std::str::from_utf8(&new).is_err() {
+            return Err(Error::InvalidInput(format!("{name} holds text; the new value is not UTF-8")));
+        }
+        if new == current.fetched.bytes.as_slice() {
+            return Ok(Vec::new());
+        }
+        let stored = cache.provider().update(name, &current.fetched, SecretBytes::new(new))?;
+        cache.store(name, stored);
+        log::info!("updated {} {name}", service.dir_name());
+        Ok(self.inodes_of(service, name))
+    }
+
+    /// Create `name` holding `data`: a parameter of the configured type, or a string secret
+    /// (binary when the bytes are not UTF-8).
+    fn create_value(&self, service: Service, name: &str, data: &[u8]) -> Result<Vec<Ino>> {
+        check_new_name(service, name)?;
+        if data.len() > service.max_value_len() {
+            return Err(Error::TooLarge);
+        }
+        let is_text = std::str::from_utf8(data).is_ok();
+        let kind = match service {
+            Service::ParameterStore if !is_text => {
+                return Err(Error::InvalidInput(format!("{name}: parameter values must be UTF-8 text")))
+            }
+            Service::ParameterStore => self.config.new_parameter_kind,
+            Service::SecretsManager if is_text => ValueKind::SecretString,
+            Service::SecretsManager => ValueKind::SecretBinary,
+        };
+        let cache = self.cache(service).ok_or(Error::NotFound)?;
+        let _one_writer = cache.write_lock();
+        let stored = cache.provider().create(name, kind, SecretBytes::new(data.to_vec()))?;
+        cache.created(name, stored);
+        log::info!("created {} {name}", service.dir_name());
+        Ok(self.inodes_of(service, name))
+    }
+
+    /// Delete `name` from the service.
+    pub(super) fn delete_value(&self, service: Service, name: &str) -> Result<Vec<Ino>> {
+        let cache = self.cache(service).ok_or(Error::NotFound)?;
+        let _one_writer = cache.write_lock();
+        cache.provider().delete(name)?;
+        cache.deleted(name);
+        log::info!("deleted {} {name}", service.dir_name());
+        Ok(self.inodes_of(service, name))
+    }
+
+    /// Every inode showing `name` or a part of it (its JSON members, its `.value`).
+    fn inodes_of(&self, service: Service, name: &str) -> Vec<Ino> {
+        let Some(cache) = self.cache(service) else { return Vec::new() };
+        let parts: Vec<String> = crate::namespace::relative_name(cache.prefix(), name)
+            .map(|rel| rel.split('/').map(str::to_string).collect())
+            .unwrap_or_default();
+        self.inodes.under(service, &parts)
+    }
+}
