@@ -24,9 +24,19 @@ pub fn filesystem_with_prefixes(
     sm_prefix: &str,
     json_keys: bool,
 ) -> SecretFs {
+    filesystem_with(config(json_keys), ps, ps_prefix, sm, sm_prefix)
+}
+
+pub fn filesystem_with(
+    config: FsConfig,
+    ps: Arc<dyn Provider>,
+    ps_prefix: &str,
+    sm: Arc<dyn Provider>,
+    sm_prefix: &str,
+) -> SecretFs {
     let settings = CacheSettings::default();
     SecretFs::new(
-        config(json_keys),
+        config,
         vec![
             (Service::ParameterStore, ServiceCache::new(ps, ps_prefix.into(), settings)),
             (Service::SecretsManager, ServiceCache::new(sm, sm_prefix.into(), settings)),
@@ -84,4 +94,30 @@ pub fn write(fs: &SecretFs, path: &str, content: &[u8]) -> Result<()> {
     let closed = fs.release(fh);
     written?;
     closed.map(|_| ())
+}
+
+/// Create `name` in the directory at `dir`, write `content` (if any) and close; returns close's
+/// result.
+pub fn create(fs: &SecretFs, dir: &str, name: &str, content: &[u8]) -> Result<()> {
+    let parent = stat(fs, dir)?;
+    let (_, fh) = fs.create(parent.ino, name)?;
+    let written = if content.is_empty() { Ok(0) } else { fs.write(fh, 0, content) };
+    let closed = fs.flush(fh).and_then(|_| fs.release(fh));
+    written?;
+    closed.map(|_| ())
+}
+
+/// Rename `from` (a path) to `to` (a path) as `rename(2)` would.
+pub fn rename(fs: &SecretFs, from: &str, to: &str) -> Result<()> {
+    let (from_dir, from_name) = from.rsplit_once('/').unwrap();
+    let (to_dir, to_name) = to.rsplit_once('/').unwrap();
+    let (from_dir, to_dir) = (stat(fs, from_dir)?, stat(fs, to_dir)?);
+    stat(fs, from)?;
+    fs.rename(from_dir.ino, from_name, to_dir.ino, to_name, false).map(|_| ())
+}
+
+/// Unlink the file at `path`.
+pub fn unlink(fs: &SecretFs, path: &str) -> Result<()> {
+    let (dir, name) = path.rsplit_once('/').unwrap();
+    fs.unlink(stat(fs, dir)?.ino, name).map(|_| ())
 }
