@@ -24,13 +24,15 @@ impl SecretFs {
             Target::Memory => return Ok(Vec::new()),
             Target::NewName(_) if buffer.data.is_empty() => return Ok(Vec::new()),
             Target::NewName(name) => {
-                let inos = self.create_value(buffer.service, &name, &buffer.data)?;
+                let inos =
+                    self.create_value(buffer.service, &name, &buffer.data).inspect_err(|_| self.abandon(buffer))?;
                 buffer.target = Target::Stored { name, part: Part::Whole };
                 inos
             }
             Target::Stored { name, part } => {
                 let data = &buffer.data;
-                let inos = self.edit_value(buffer.service, &name, |current| write::new_value(current, &part, data))?;
+                let edited = self.edit_value(buffer.service, &name, |current| write::new_value(current, &part, data));
+                let inos = edited.inspect_err(|_| self.abandon(buffer))?;
                 if let Part::NewMember(keys) = part {
                     buffer.target = Target::Stored { name, part: Part::Member(keys) };
                 }
@@ -40,6 +42,12 @@ impl SecretFs {
         self.pending.stored(&buffer.path);
         buffer.dirty = false;
         Ok(inos)
+    }
+
+    /// A new file whose first commit failed disappears: as before the write, the name does not
+    /// exist. (A stored file is not in the pending table, so this changes nothing for it.)
+    fn abandon(&self, buffer: &WriteBuffer) {
+        self.pending.remove(&buffer.path);
     }
 
     /// Replace the value of `name` with `edit(current bytes)`, one writer per service at a time
