@@ -98,6 +98,7 @@ fn moto_updates_keep_type_and_json_and_readers_see_whole_values() {
     let mut old = String::new();
     std::io::Read::read_to_string(&mut &early_reader, &mut old).unwrap();
     assert_eq!(old, "old", "a reader opened before the write sees the whole old value");
+    drop(early_reader); // An open file keeps the mount busy and `secretfs unmount` would fail.
     let stored =
         aws.runtime.block_on(aws.ssm.get_parameter().name("/prod/db/root").with_decryption(true).send()).unwrap();
     let parameter = stored.parameter().unwrap();
