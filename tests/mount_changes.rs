@@ -9,23 +9,10 @@ mod moto;
 #[path = "common/mount.rs"]
 mod mount;
 
-use std::process::{Command, Output};
-
 use aws_sdk_ssm::types::ParameterType;
 use fault_proxy::{Fault, FaultProxy};
 use moto::{Aws, Moto};
-use mount::{run, Mounted};
-
-fn local_copy() -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store.json");
-    std::fs::copy(mount::example_store(), &store).unwrap();
-    (dir, store)
-}
-
-fn sh(script: &str) -> Output {
-    Command::new("sh").arg("-c").arg(script).output().unwrap()
-}
+use mount::{local_copy, run, sh, Mounted};
 
 fn ok(script: &str) {
     let out = sh(script);
@@ -129,6 +116,11 @@ fn moto_creates_updates_through_sed_and_deletes() {
     assert_eq!(stored.parameter().unwrap().value(), Some("r3pl"));
     assert_eq!(stored.parameter().unwrap().r#type(), Some(&ParameterType::SecureString), "new parameters are secure");
 
+    let count = || aws.runtime.block_on(aws.ssm.describe_parameters().send()).unwrap().parameters().len();
+    assert!(fails(&format!("printf x > '{}'", p("ps/prod/db/bad name"))).contains("Invalid argument"));
+    assert!(fails(&format!("printf x > {}", p("ps/ssm-thing"))).contains("Invalid argument"));
+    assert_eq!(count(), 2, "a refused name makes no parameter");
+
     ok(&format!("rm {} {}", p("ps/prod/db/replica"), p("sm/prod/tls-cert")));
     let gone = aws.runtime.block_on(aws.ssm.get_parameter().name("/prod/db/replica").send());
     assert!(gone.is_err(), "the parameter is deleted");
@@ -166,6 +158,10 @@ fn denied_and_throttled_writes_fail_at_close_and_keep_the_old_value() {
     assert!(proxy.refused() - refused >= 2, "throttling is retried before giving up");
     assert_eq!(remote_secret(), r#"{"host":"h","password":"old"}"#);
 
+    proxy.fail("PutSecretValue", Fault::LimitExceeded);
+    assert!(fails(&format!("printf new | cat > {}", p("sm/prod/app/password"))).contains("Input/output error"));
+    assert_eq!(remote_secret(), r#"{"host":"h","password":"old"}"#);
+
     proxy.fail("PutParameter", Fault::AccessDenied);
     assert!(fails(&format!("printf new | cat > {}", p("ps/prod/db/root"))).contains("Permission denied"));
     assert!(fails(&format!("printf new | cat > {}", p("ps/prod/db/new"))).contains("Permission denied"));
@@ -178,4 +174,5 @@ fn denied_and_throttled_writes_fail_at_close_and_keep_the_old_value() {
     assert_eq!(remote_secret(), r#"{"host":"h","password":"new"}"#);
     let stderr = m.stop();
     assert!(stderr.contains("AccessDeniedException") && stderr.contains("ThrottlingException"), "{stderr}");
+    assert!(stderr.contains("refused a write because of a limit"), "the log names the limit: {stderr}");
 }

@@ -1,5 +1,5 @@
 //! Real-mount write tests against the local store and moto: shell writes become updates,
-//! refusals keep the old value, and readers see whole values.
+//! refusals keep the old value, concurrent writers lose nothing, and readers see whole values.
 
 #[path = "common/moto.rs"]
 mod moto;
@@ -7,22 +7,10 @@ mod moto;
 mod mount;
 
 use std::io::Write;
-use std::process::Command;
 
 use aws_sdk_ssm::types::ParameterType;
 use moto::{Aws, Moto};
-use mount::{run, Mounted};
-
-fn local_copy() -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store.json");
-    std::fs::copy(mount::example_store(), &store).unwrap();
-    (dir, store)
-}
-
-fn sh(script: &str) -> std::process::Output {
-    Command::new("sh").arg("-c").arg(script).output().unwrap()
-}
+use mount::{local_copy, run, sh, Mounted};
 
 #[test]
 fn shell_writes_update_the_local_store_atomically() {
@@ -121,4 +109,67 @@ fn moto_updates_keep_type_and_json_and_readers_see_whole_values() {
     assert!(secret.secret_string().unwrap().contains("newpass"));
     let stderr = m.stop();
     assert!(!stderr.contains("S3cr3Tp4Ssw0Rd!^") && !stderr.contains("newpass"), "{stderr}");
+}
+
+/// Write `content` to `path` and fsync, so a failed commit is an error here (dropping a `File`
+/// ignores close()'s result).
+fn store(path: &std::path::Path, content: &[u8]) {
+    let mut file = std::fs::OpenOptions::new().write(true).truncate(true).open(path).unwrap();
+    file.write_all(content).unwrap();
+    file.sync_all().unwrap_or_else(|e| panic!("commit of {} failed: {e}", path.display()));
+}
+
+#[test]
+fn moto_concurrent_writers_lose_no_key_and_readers_see_whole_values() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    aws.create_secret("prod/db", r#"{"username":"u0","password":"p0"}"#);
+    aws.put_parameter("/prod/db/root", "start", ParameterType::SecureString);
+    let m = std::sync::Arc::new(Mounted::start(&[], &moto.env()));
+    let rounds = 8;
+    let mut writers = Vec::new();
+    for (file, letter) in [("sm/prod/db/username", 'u'), ("sm/prod/db/password", 'p')] {
+        let m = m.clone();
+        writers.push(std::thread::spawn(move || {
+            for i in 1..=rounds {
+                store(&m.path(file), format!("{letter}{i}").as_bytes());
+            }
+        }));
+    }
+    // Two writers of one file, with values of different lengths, and a reader checking that
+    // every read is one whole value.
+    let value = |writer: usize, i: usize| format!("writer{writer}-round{i}-{}", "x".repeat(writer * 7 + i));
+    for writer in 1..=2 {
+        let m = m.clone();
+        writers.push(std::thread::spawn(move || {
+            for i in 1..=rounds {
+                store(&m.path("ps/prod/db/root"), value(writer, i).as_bytes());
+            }
+        }));
+    }
+    let reader = {
+        let m = m.clone();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for _ in 0..40 {
+                seen.push(String::from_utf8(std::fs::read(m.path("ps/prod/db/root")).unwrap()).unwrap());
+            }
+            seen
+        })
+    };
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let whole: Vec<String> = std::iter::once("start".to_string())
+        .chain((1..=2).flat_map(|w| (1..=rounds).map(move |i| value(w, i))))
+        .collect();
+    for read in reader.join().unwrap() {
+        assert!(whole.contains(&read), "a read saw a mix: {read:?}");
+    }
+    let secret = aws.runtime.block_on(aws.sm.get_secret_value().secret_id("prod/db").send()).unwrap();
+    assert_eq!(secret.secret_string(), Some(r#"{"username":"u8","password":"p8"}"#), "no lost key");
+    let root = aws.runtime.block_on(aws.ssm.get_parameter().name("/prod/db/root").with_decryption(true).send());
+    let root = root.unwrap().parameter().unwrap().value().unwrap().to_string();
+    assert!(root == value(1, rounds) || root == value(2, rounds), "the last close wins: {root}");
+    assert_eq!(std::fs::read_to_string(m.path("ps/prod/db/root")).unwrap(), root);
 }

@@ -16,6 +16,9 @@ pub enum Fault {
     AccessDenied,
     /// `ThrottlingException` (HTTP 400), which the SDK retries before giving up.
     Throttling,
+    /// `LimitExceededException` (HTTP 400): Secrets Manager's answer to writes to one secret
+    /// that come too fast or make too many versions.
+    LimitExceeded,
 }
 
 impl Fault {
@@ -23,6 +26,7 @@ impl Fault {
         match self {
             Fault::AccessDenied => "AccessDeniedException",
             Fault::Throttling => "ThrottlingException",
+            Fault::LimitExceeded => "LimitExceededException",
         }
     }
 }

@@ -12,6 +12,19 @@ pub fn example_store() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/secrets.json")
 }
 
+/// A private copy of the example store, for tests that write to it.
+pub fn local_copy() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.json");
+    std::fs::copy(example_store(), &store).unwrap();
+    (dir, store)
+}
+
+/// Run `script` with `sh -c`.
+pub fn sh(script: &str) -> std::process::Output {
+    Command::new("sh").arg("-c").arg(script).output().unwrap()
+}
+
 pub fn is_mounted(dir: &Path) -> bool {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let dir = dir.to_string_lossy();
