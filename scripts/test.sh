@@ -4,11 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v fusermount3 >/dev/null 2>&1; then
-    echo "== installing fuse3"
+# Debian packages the mount tests use: fusermount3, and the tools they drive (vim, perl, python3).
+missing=""
+for tool in fusermount3:fuse3 vim:vim perl:perl python3:python3; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || missing="$missing ${tool#*:}"
+done
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$missing python3-venv"
+if [ -n "$missing" ]; then
+    echo "== installing$missing"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq fuse3 >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 
 if [ ! -x .venv/bin/moto_server ]; then

@@ -284,10 +284,12 @@ impl Filesystem for FuseAdapter {
         name: &OsStr,
         _mode: u32,
         _umask: u32,
-        _flags: i32,
+        flags: i32,
         reply: ReplyCreate,
     ) {
-        let result = utf8(name).and_then(|name| self.fs.create(Ino(parent.0), name).map_err(|e| errno(&e)));
+        // mkstemp's signature: read-write and exclusive. Such a file is scratch until renamed.
+        let scratch = flags & libc::O_ACCMODE == libc::O_RDWR && flags & libc::O_EXCL != 0;
+        let result = utf8(name).and_then(|name| self.fs.create(Ino(parent.0), name, scratch).map_err(|e| errno(&e)));
         match result {
             Ok((attr, fh)) => reply.created(
                 &KERNEL_TTL,

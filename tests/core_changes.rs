@@ -134,11 +134,19 @@ fn sed_in_place_is_one_atomic_update_and_temp_files_never_reach_the_store() {
     create(&fs, "sm/prod", "tmpab12cd34", b"fresh").unwrap();
     rename(&fs, "sm/prod/tmpab12cd34", "sm/prod/fresh").unwrap();
     assert_eq!(stored(&sm, "prod/fresh").unwrap().1, b"fresh");
+    // A file made the way mkstemp makes them is scratch whatever its name (perl -i: `XXLBqeHa`).
+    let prod = stat(&fs, "sm/prod").unwrap();
+    let (_, fh) = fs.create(prod.ino, "XXLBqeHa", true).unwrap();
+    fs.write(fh, 0, b"perl").unwrap();
+    fs.release(fh).unwrap();
+    assert!(stored(&sm, "prod/XXLBqeHa").is_none());
+    rename(&fs, "sm/prod/XXLBqeHa", "sm/prod/token").unwrap();
+    assert_eq!(stored(&sm, "prod/token").unwrap().1, b"perl");
     // A temp file that is deleted is gone without a trace.
     create(&fs, "sm/prod", "4913", b"probe").unwrap();
     unlink(&fs, "sm/prod/4913").unwrap();
     assert_eq!(stat(&fs, "sm/prod/4913").unwrap_err(), Error::NotFound);
-    assert_eq!(calls(&sm, CREATE_ACTION), 1);
+    assert_eq!((calls(&sm, CREATE_ACTION), calls(&sm, UPDATE_ACTION)), (1, 2));
 }
 
 #[test]
@@ -202,7 +210,7 @@ fn a_read_only_mount_refuses_every_change() {
     let (ps, sm) = stores();
     let fs = with(FsConfig { read_only: true, allow_delete: true, ..config(true) }, ps.clone(), sm);
     let dir = stat(&fs, "ps/prod/db").unwrap();
-    assert_eq!(fs.create(dir.ino, "x").unwrap_err(), Error::ReadOnly);
+    assert_eq!(fs.create(dir.ino, "x", false).unwrap_err(), Error::ReadOnly);
     assert_eq!(fs.mkdir(dir.ino, "x").unwrap_err(), Error::ReadOnly);
     assert_eq!(fs.unlink(dir.ino, "root").unwrap_err(), Error::ReadOnly);
     assert_eq!(fs.rename(dir.ino, "root", dir.ino, "x", false).unwrap_err(), Error::ReadOnly);

@@ -10,6 +10,8 @@ mod moto;
 mod mount;
 
 use aws_sdk_ssm::types::ParameterType;
+use std::process::Command;
+
 use fault_proxy::{Fault, FaultProxy};
 use moto::{Aws, Moto};
 use mount::{local_copy, run, sh, Mounted};
@@ -66,6 +68,36 @@ fn sed_cp_mkdir_and_rm_work_on_the_local_store() {
     ok(&format!("mv {} {}", p("sm/dev/api-token"), p("sm/dev/token")));
     assert_eq!(saved(&store)["secrets"]["dev/token"]["string"], "tok_test_1234");
     assert!(saved(&store)["secrets"].get("dev/api-token").is_none());
+}
+
+#[test]
+fn editors_and_in_place_tools_update_through_their_temp_files() {
+    let (_dir, store) = local_copy();
+    let m = Mounted::start(&["--local", store.to_str().unwrap(), "--file-mode", "0600", "--dir-mode", "0700"], &[]);
+    let p = |rel: &str| m.path(rel).display().to_string();
+    // perl -i names its temp file with 8 random characters: it is scratch because mkstemp
+    // opened it read-write and exclusive.
+    ok(&format!("perl -pi -e 's/dev-password/perl-pw/' {}", p("ps/dev/db/root")));
+    assert_eq!(run("cat", &[&p("ps/dev/db/root")]), "perl-pw");
+    // vim writes a swap file (larger than a parameter may be) and the file itself.
+    ok(&format!("vim -u NONE -es -c '%s/db.prod.internal/vim-host/' -c 'wq' {}", p("ps/prod/db/host")));
+    assert_eq!(run("cat", &[&p("ps/prod/db/host")]), "vim-host\n", "vim ends the file with a newline");
+    ok(&format!("vim -u NONE -es -c '%s/admin/root/' -c 'wq' {}", p("sm/prod/db/.value")));
+    assert_eq!(run("cat", &[&p("sm/prod/db/username")]), "root");
+    // The atomic-write pattern of config tools: mkstemp in the directory, then os.replace.
+    let script = "import os,tempfile,sys\nfd,t=tempfile.mkstemp(dir=sys.argv[1])\nos.write(fd,b'py-token')\nos.close(fd)\nos.replace(t,sys.argv[2])";
+    let out = Command::new("python3").args(["-c", script, &p("sm/prod"), &p("sm/prod/api-token")]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(run("cat", &[&p("sm/prod/api-token")]), "py-token");
+    let saved = saved(&store);
+    assert_eq!(saved["parameters"]["/dev/db/root"]["value"], "perl-pw");
+    assert_eq!(saved["secrets"]["prod/api-token"]["string"], "py-token");
+    assert_eq!(saved["parameters"].as_object().unwrap().len(), 8, "no temp file became a parameter");
+    assert_eq!(saved["secrets"].as_object().unwrap().len(), 5, "no temp file became a secret");
+    for dir in ["ps/dev/db", "ps/prod/db", "sm/prod", "sm/prod/db"] {
+        let listing = run("ls", &["-A", &p(dir)]);
+        assert!(!listing.contains(".swp") && !listing.contains("tmp"), "{dir}: {listing}");
+    }
 }
 
 #[test]

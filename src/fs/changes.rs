@@ -16,12 +16,17 @@ use crate::provider::SecretBytes;
 
 impl SecretFs {
     /// Create file `name` in directory `parent` and open it. The file lives in memory until it
-    /// is closed holding content: then it becomes a parameter, a secret or a JSON key. A temp
-    /// file ([`is_temp_name`]) stays in memory until it is renamed onto a real name.
-    pub fn create(&self, parent: Ino, name: &str) -> Result<(Attr, u64)> {
+    /// is closed holding content: then it becomes a parameter, a secret or a JSON key. A
+    /// scratch file stays in memory until it is renamed onto a real name: one made the way
+    /// `mkstemp` makes them (`scratch`: opened read-write and exclusive, as `sed -i`, `perl -i`
+    /// and temp-file libraries do), or one with a temp-looking name ([`is_temp_name`]).
+    pub fn create(&self, parent: Ino, name: &str, scratch: bool) -> Result<(Attr, u64)> {
         let path = self.new_path(parent, name)?;
         let service = path.service.ok_or(Error::NotPermitted)?;
-        let target = self.new_file_target(&path)?;
+        let target = match self.new_file_target(&path)? {
+            Target::NewName(_) | Target::Stored { .. } if scratch => Target::Memory,
+            target => target,
+        };
         let made = SystemTime::now();
         let buffer = Arc::new(Mutex::new(WriteBuffer::new(service, target, path.clone(), Vec::new(), false)));
         self.pending.insert(path.clone(), PendingNode::File(buffer.clone(), made))?;

@@ -205,9 +205,7 @@ impl SecretFs {
         if let Some(node) = self.pending.get(&path) {
             let PendingNode::File(buffer, _) = node else { return Err(Error::IsADirectory) };
             if mode.write && mode.truncate {
-                let mut content = lock(&buffer);
-                let limit = content.service.max_value_len();
-                content.truncate(0, limit)?;
+                lock(&buffer).truncate(0)?;
             }
             return Ok(self.files.insert(OpenFile { bytes: SecretBytes::new(Vec::new()), writer: Some(buffer) }));
         }
@@ -258,9 +256,7 @@ impl SecretFs {
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
         let open = self.files.get(fh).ok_or(Error::BadHandle)?;
         let writer = open.writer.ok_or(Error::BadHandle)?;
-        let mut buffer = lock(&writer);
-        let limit = buffer.service.max_value_len();
-        buffer.write_at(offset, data, limit)?;
+        lock(&writer).write_at(offset, data)?;
         u32::try_from(data.len()).map_err(|_| Error::TooLarge)
     }
 
@@ -275,14 +271,11 @@ impl SecretFs {
             }
         });
         if let Some(writer) = writer {
-            let mut buffer = lock(&writer);
-            let limit = buffer.service.max_value_len();
-            return buffer.truncate(size, limit).map(|()| Vec::new());
+            return lock(&writer).truncate(size).map(|()| Vec::new());
         }
         let resolved = self.resolve(&path)?;
         let mut buffer = self.write_buffer(&path, &resolved, &resolved.bytes()?, false)?;
-        let limit = buffer.service.max_value_len();
-        buffer.truncate(size, limit)?;
+        buffer.truncate(size)?;
         self.commit(&mut buffer)
     }
 

@@ -9,6 +9,10 @@ use crate::error::{Error, Result};
 use crate::inodes::NodePath;
 use crate::provider::Service;
 
+/// The most bytes a memory-only file holds (a bound on the daemon's memory, not a service limit;
+/// renaming it onto a real name checks the service's limit).
+pub const MEMORY_FILE_LIMIT: usize = 4 * 1024 * 1024;
+
 /// Where a file's content goes when it is committed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
@@ -65,11 +69,20 @@ impl WriteBuffer {
         WriteBuffer { service, target, path, data, dirty, touched: false, failed: None }
     }
 
-    /// Write `bytes` at `offset`, zero-filling any gap; refuses to grow past `limit` bytes.
-    pub fn write_at(&mut self, offset: u64, bytes: &[u8], limit: usize) -> Result<()> {
+    /// The most bytes the file may hold: what the service stores, or, for a memory-only file
+    /// (an editor's swap file, a temp file), [`MEMORY_FILE_LIMIT`].
+    pub fn limit(&self) -> usize {
+        match self.target {
+            Target::Memory => MEMORY_FILE_LIMIT,
+            _ => self.service.max_value_len(),
+        }
+    }
+
+    /// Write `bytes` at `offset`, zero-filling any gap; refuses to grow past [`Self::limit`].
+    pub fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
         let end = usize::try_from(offset).ok().and_then(|start| start.checked_add(bytes.len()));
         let end = match end {
-            Some(end) if end <= limit => end,
+            Some(end) if end <= self.limit() => end,
             _ => return Err(self.fail(Error::TooLarge)),
         };
         let start = end - bytes.len();
@@ -83,9 +96,9 @@ impl WriteBuffer {
     }
 
     /// Cut or extend (with zeros) the content to `size` bytes.
-    pub fn truncate(&mut self, size: u64, limit: usize) -> Result<()> {
+    pub fn truncate(&mut self, size: u64) -> Result<()> {
         let size = match usize::try_from(size) {
-            Ok(size) if size <= limit => size,
+            Ok(size) if size <= self.limit() => size,
             _ => return Err(self.fail(Error::TooLarge)),
         };
         self.data.resize(size, 0);
@@ -177,18 +190,21 @@ mod tests {
     #[test]
     fn writes_at_offsets_append_and_truncate() {
         let mut b = buffer();
-        b.write_at(5, b" world", 100).unwrap();
+        b.write_at(5, b" world").unwrap();
         assert_eq!(b.data, b"hello world");
-        b.write_at(0, b"J", 100).unwrap();
+        b.write_at(0, b"J").unwrap();
         assert_eq!(b.data, b"Jello world");
-        b.truncate(5, 100).unwrap();
+        b.truncate(5).unwrap();
         assert_eq!(b.data, b"Jello");
-        b.write_at(7, b"!", 100).unwrap();
+        b.write_at(7, b"!").unwrap();
         assert_eq!(b.data, b"Jello\0\0!");
         assert!(b.dirty);
-        assert_eq!(b.write_at(0, &[0; 101], 100).unwrap_err(), Error::TooLarge);
-        assert_eq!(b.truncate(101, 100).unwrap_err(), Error::TooLarge);
+        assert_eq!(b.write_at(0, &[0; 65_537]).unwrap_err(), Error::TooLarge);
+        assert_eq!(b.truncate(65_537).unwrap_err(), Error::TooLarge);
         assert_eq!(b.failed, Some(Error::TooLarge), "a failed write poisons the buffer");
+        let mut swap = WriteBuffer::new(Service::ParameterStore, Target::Memory, NodePath::root(), Vec::new(), false);
+        swap.write_at(8192, &[1; 8192]).unwrap();
+        assert_eq!(swap.data.len(), 16_384, "memory-only files are not bound by the service limit");
     }
 
     #[test]

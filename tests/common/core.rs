@@ -100,7 +100,7 @@ pub fn write(fs: &SecretFs, path: &str, content: &[u8]) -> Result<()> {
 /// result.
 pub fn create(fs: &SecretFs, dir: &str, name: &str, content: &[u8]) -> Result<()> {
     let parent = stat(fs, dir)?;
-    let (_, fh) = fs.create(parent.ino, name)?;
+    let (_, fh) = fs.create(parent.ino, name, false)?;
     let written = if content.is_empty() { Ok(0) } else { fs.write(fh, 0, content) };
     let closed = fs.flush(fh).and_then(|_| fs.release(fh));
     written?;
