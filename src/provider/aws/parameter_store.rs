@@ -3,6 +3,7 @@
 //! Values are never read with GetParametersByPath: a recursive path read can return parameters
 //! that an IAM deny on GetParameter(s) is meant to hide.
 
+use aws_sdk_ssm::operation::put_parameter::builders::PutParameterFluentBuilder;
 use aws_sdk_ssm::types::{ParameterMetadata, ParameterStringFilter, ParameterTier, ParameterType};
 use aws_sdk_ssm::Client;
 
@@ -42,7 +43,32 @@ fn describe_filter(key: &str, option: &str, value: &str) -> Result<ParameterStri
         .map_err(|e| Error::Service(e.to_string()))
 }
 
+/// The text of a parameter value; parameters hold UTF-8 text only.
+fn parameter_text(bytes: &SecretBytes) -> Result<&str> {
+    std::str::from_utf8(bytes.as_slice()).map_err(|_| Error::InvalidInput("parameter values must be UTF-8 text".into()))
+}
+
 impl ParameterStore {
+    /// Send a PutParameter `request` (its settings chosen by the caller) storing `bytes` as
+    /// `name`; returns the value as now stored.
+    async fn put(
+        &self,
+        request: PutParameterFluentBuilder,
+        name: &str,
+        bytes: &SecretBytes,
+        kind: ValueKind,
+    ) -> Result<Fetched> {
+        let value = parameter_text(bytes)?;
+        self.counters.record("PutParameter");
+        let out = request.name(name).value(value).send().await.map_err(classify)?;
+        Ok(Fetched {
+            bytes: bytes.clone(),
+            kind,
+            version: Some(out.version().to_string()),
+            last_modified: Some(std::time::SystemTime::now()),
+        })
+    }
+
     /// The stored settings of one parameter (type, key, description, tier, pattern).
     async fn metadata(&self, name: &str) -> Result<ParameterMetadata> {
         let filter = describe_filter("Name", "Equals", name)?;
@@ -116,41 +142,28 @@ impl Provider for ParameterStore {
     }
 
     fn update(&self, name: &str, current: &Fetched, bytes: SecretBytes) -> Result<Fetched> {
-        let value = std::str::from_utf8(bytes.as_slice())
-            .map_err(|_| Error::InvalidInput("parameter values must be UTF-8 text".into()))?;
+        let value = parameter_text(&bytes)?;
         self.bridge.run(async {
             let metadata = self.metadata(name).await?;
             let tier = metadata.tier().cloned().unwrap_or(ParameterTier::Standard);
             if tier == ParameterTier::Standard && value.len() > STANDARD_VALUE_LIMIT {
                 return Err(Error::TooLarge);
             }
-            self.counters.record("PutParameter");
-            let out = self
+            let request = self
                 .client
                 .put_parameter()
-                .name(name)
-                .value(value)
                 .overwrite(true)
                 .set_type(metadata.r#type().cloned())
                 .set_key_id(metadata.key_id().map(str::to_string))
                 .set_description(metadata.description().map(str::to_string))
                 .set_allowed_pattern(metadata.allowed_pattern().map(str::to_string))
-                .tier(tier)
-                .send()
-                .await
-                .map_err(classify)?;
-            Ok(Fetched {
-                bytes: bytes.clone(),
-                kind: current.kind,
-                version: Some(out.version().to_string()),
-                last_modified: Some(std::time::SystemTime::now()),
-            })
+                .tier(tier);
+            self.put(request, name, &bytes, current.kind).await
         })
     }
 
     fn create(&self, name: &str, kind: ValueKind, bytes: SecretBytes) -> Result<Fetched> {
-        let value = std::str::from_utf8(bytes.as_slice())
-            .map_err(|_| Error::InvalidInput("parameter values must be UTF-8 text".into()))?;
+        let value = parameter_text(&bytes)?;
         if value.is_empty() {
             return Err(Error::InvalidInput(format!("{name}: a parameter cannot be empty")));
         }
@@ -162,26 +175,8 @@ impl Provider for ParameterStore {
             ValueKind::StringList => ParameterType::StringList,
             _ => ParameterType::SecureString,
         };
-        self.bridge.run(async {
-            self.counters.record("PutParameter");
-            let out = self
-                .client
-                .put_parameter()
-                .name(name)
-                .value(value)
-                .r#type(parameter_type)
-                .overwrite(false)
-                .tier(ParameterTier::Standard)
-                .send()
-                .await
-                .map_err(classify)?;
-            Ok(Fetched {
-                bytes: bytes.clone(),
-                kind,
-                version: Some(out.version().to_string()),
-                last_modified: Some(std::time::SystemTime::now()),
-            })
-        })
+        let request = self.client.put_parameter().overwrite(false).r#type(parameter_type).tier(ParameterTier::Standard);
+        self.bridge.run(self.put(request, name, &bytes, kind))
     }
 
     fn delete(&self, name: &str) -> Result<()> {
