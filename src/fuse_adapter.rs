@@ -12,7 +12,7 @@ use fuser::{
 };
 
 use crate::error::Error;
-use crate::fs::{Attr, NodeKind, OpenMode, SecretFs};
+use crate::fs::{Attr, Invalidation, NodeKind, OpenMode, SecretFs};
 use crate::inodes::Ino;
 
 /// How long the kernel may keep entries and attributes: short, but never zero (zero TTLs
@@ -31,23 +31,26 @@ impl FuseAdapter {
         FuseAdapter { fs, notifier }
     }
 
-    /// Drop the kernel's cached attributes and pages of `inos`, off the request thread (a
-    /// notification sent from inside a request on the same inode can deadlock).
-    fn invalidate(&self, inos: Vec<Ino>) {
+    /// Make the kernel forget what `stale` names, off the request thread (a notification sent
+    /// from inside a request on the same inode can deadlock).
+    fn invalidate(&self, stale: Invalidation) {
         let Some(notifier) = self.notifier.get().cloned() else { return };
-        if inos.is_empty() {
+        if stale == Invalidation::default() {
             return;
         }
         std::thread::spawn(move || {
-            for ino in inos {
+            for ino in stale.inodes {
                 let _ = notifier.inval_inode(INodeNo(ino.0), 0, 0);
+            }
+            for (parent, name) in stale.entries {
+                let _ = notifier.inval_entry(INodeNo(parent.0), OsStr::new(&name));
             }
         });
     }
 
     /// Answer a flush, fsync or release. On failure the file's own cached attributes are
     /// dropped too: the kernel set its size to 0 on O_TRUNC, but the stored value is unchanged.
-    fn reply_commit(&self, ino: INodeNo, result: crate::error::Result<Vec<Ino>>, reply: ReplyEmpty) {
+    fn reply_commit(&self, ino: INodeNo, result: crate::error::Result<Invalidation>, reply: ReplyEmpty) {
         match result {
             Ok(inos) => {
                 self.invalidate(inos);
@@ -55,7 +58,7 @@ impl FuseAdapter {
             }
             Err(e) => {
                 log::warn!("write not stored: {e}");
-                self.invalidate(vec![Ino(ino.0)]);
+                self.invalidate(Invalidation { inodes: vec![Ino(ino.0)], entries: Vec::new() });
                 reply.error(errno(&e));
             }
         }

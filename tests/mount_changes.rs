@@ -59,6 +59,11 @@ fn sed_cp_mkdir_and_rm_work_on_the_local_store() {
     ok(&format!("printf 'ana' > {}", p("sm/prod/db/owner")));
     assert!(saved(&store)["secrets"]["prod/db"]["string"].as_str().unwrap().contains(r#""owner":"ana""#));
 
+    // A value that becomes a JSON object becomes a directory at once, and back.
+    ok(&format!("printf '{{\"a\":1}}' > {0} && ls {0} && cat {0}/a", p("sm/prod/j")));
+    ok(&format!("printf plain > {0}/.value && cat {0}", p("sm/prod/j")));
+    assert_eq!(run("cat", &[&p("sm/prod/j")]), "plain");
+
     ok(&format!("rm {} {}", p("sm/prod/db/owner"), p("ps/staging/db/root")));
     assert!(!saved(&store)["secrets"]["prod/db"]["string"].as_str().unwrap().contains("owner"));
     assert!(saved(&store)["parameters"].get("/staging/db/root").is_none());

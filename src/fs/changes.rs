@@ -7,7 +7,7 @@ use super::json_view::RAW_VALUE_FILE;
 use super::pending::{is_temp_name, PendingNode};
 use super::resolve::Part;
 use super::write::{self, Target, WriteBuffer};
-use super::{lock, Attr, OpenFile, SecretFs};
+use super::{lock, Attr, Invalidation, OpenFile, SecretFs};
 use crate::error::{Error, Result};
 use crate::inodes::{Ino, NodePath};
 use crate::namespace::is_valid_file_name;
@@ -52,7 +52,7 @@ impl SecretFs {
     /// Remove file `name` from `parent`. A memory-only file just goes. With `allow_delete`, a
     /// value file deletes the parameter or secret (`.value` deletes the value it shows) and a
     /// JSON key file removes the key; otherwise `NotPermitted`.
-    pub fn unlink(&self, parent: Ino, name: &str) -> Result<Vec<Ino>> {
+    pub fn unlink(&self, parent: Ino, name: &str) -> Result<Invalidation> {
         if self.config.read_only {
             return Err(Error::ReadOnly);
         }
@@ -60,7 +60,7 @@ impl SecretFs {
         match self.pending.get(&path) {
             Some(PendingNode::File(..)) => {
                 self.pending.remove(&path);
-                return Ok(Vec::new());
+                return Ok(Invalidation::default());
             }
             Some(PendingNode::Dir(_)) => return Err(Error::IsADirectory),
             None => {}
@@ -73,14 +73,14 @@ impl SecretFs {
             return Err(Error::NotPermitted);
         }
         let service = path.service.ok_or(Error::NotPermitted)?;
-        let inos = match resolved.write_target()? {
+        let invalidation = match resolved.write_target()? {
             (name, Part::Whole) => self.delete_value(service, &name)?,
             (name, Part::Member(keys) | Part::NewMember(keys) | Part::NestedObject(keys)) => {
                 self.edit_value(service, &name, |current| write::without_member(current, &keys))?
             }
         };
         self.keep_emptied_directories(&path);
-        Ok(inos)
+        Ok(invalidation)
     }
 
     /// Remove directory `name` from `parent`: only a memory-only directory with nothing inside.
@@ -114,7 +114,7 @@ impl SecretFs {
         new_parent: Ino,
         new_name: &str,
         no_replace: bool,
-    ) -> Result<Vec<Ino>> {
+    ) -> Result<Invalidation> {
         if self.config.read_only {
             return Err(Error::ReadOnly);
         }
@@ -132,12 +132,12 @@ impl SecretFs {
             return Err(Error::CrossDevice);
         }
         if from == to {
-            return Ok(Vec::new());
+            return Ok(Invalidation::default());
         }
         let target = self.rename_target(&to, no_replace)?;
         let mut source = lock(&source);
         let mut moved = WriteBuffer::new(source.service, target, to.clone(), source.data.clone(), true);
-        let mut inos = self.commit(&mut moved)?;
+        let mut invalidation = self.commit(&mut moved)?;
         let stored = matches!(moved.target, Target::Stored { .. });
         *source = moved;
         drop(source);
@@ -146,8 +146,8 @@ impl SecretFs {
             false => self.pending.rename(&from, to.clone())?,
         }
         self.inodes.rename(&from, to.clone());
-        inos.push(self.inodes.intern(to));
-        Ok(inos)
+        invalidation.inodes.push(self.inodes.intern(to));
+        Ok(invalidation)
     }
 
     /// Where content renamed onto `to` goes.

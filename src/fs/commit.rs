@@ -3,9 +3,9 @@
 
 use super::resolve::Part;
 use super::write::{self, Target, WriteBuffer};
-use super::SecretFs;
+use super::{Invalidation, SecretFs};
 use crate::error::{Error, Result};
-use crate::inodes::Ino;
+use crate::inodes::NodePath;
 use crate::provider::names::check_new_name;
 use crate::provider::{SecretBytes, Service, ValueKind};
 
@@ -13,16 +13,16 @@ impl SecretFs {
     /// Store a buffer's content where its target says, if it changed since the last commit.
     /// Returns the inodes whose kernel caches must be dropped. An error leaves the stored value
     /// untouched. A memory-only file, and a new file still empty, stay in memory.
-    pub(super) fn commit(&self, buffer: &mut WriteBuffer) -> Result<Vec<Ino>> {
+    pub(super) fn commit(&self, buffer: &mut WriteBuffer) -> Result<Invalidation> {
         if let Some(err) = &buffer.failed {
             return Err(err.clone());
         }
         if !buffer.dirty {
-            return Ok(Vec::new());
+            return Ok(Invalidation::default());
         }
         let inos = match buffer.target.clone() {
-            Target::Memory => return Ok(Vec::new()),
-            Target::NewName(_) if buffer.data.is_empty() => return Ok(Vec::new()),
+            Target::Memory => return Ok(Invalidation::default()),
+            Target::NewName(_) if buffer.data.is_empty() => return Ok(Invalidation::default()),
             Target::NewName(name) => {
                 let inos =
                     self.create_value(buffer.service, &name, &buffer.data).inspect_err(|_| self.abandon(buffer))?;
@@ -58,7 +58,7 @@ impl SecretFs {
         service: Service,
         name: &str,
         edit: impl FnOnce(&[u8]) -> Result<Vec<u8>>,
-    ) -> Result<Vec<Ino>> {
+    ) -> Result<Invalidation> {
         let cache = self.cache(service).ok_or(Error::NotFound)?;
         let _one_writer = cache.write_lock();
         let current = cache.value(name, [])?;
@@ -70,17 +70,17 @@ impl SecretFs {
             return Err(Error::InvalidInput(format!("{name} holds text; the new value is not UTF-8")));
         }
         if new == current.fetched.bytes.as_slice() {
-            return Ok(Vec::new());
+            return Ok(Invalidation::default());
         }
         let stored = cache.provider().update(name, &current.fetched, SecretBytes::new(new))?;
         cache.store(name, stored);
         log::info!("updated {} {name}", service.dir_name());
-        Ok(self.inodes_of(service, name))
+        Ok(self.invalidation_of(service, name))
     }
 
     /// Create `name` holding `data`: a parameter of the configured type, or a string secret
     /// (binary when the bytes are not UTF-8).
-    fn create_value(&self, service: Service, name: &str, data: &[u8]) -> Result<Vec<Ino>> {
+    fn create_value(&self, service: Service, name: &str, data: &[u8]) -> Result<Invalidation> {
         check_new_name(service, name)?;
         if data.len() > service.max_value_len() {
             return Err(Error::TooLarge);
@@ -99,25 +99,31 @@ impl SecretFs {
         let stored = cache.provider().create(name, kind, SecretBytes::new(data.to_vec()))?;
         cache.created(name, stored);
         log::info!("created {} {name}", service.dir_name());
-        Ok(self.inodes_of(service, name))
+        Ok(self.invalidation_of(service, name))
     }
 
     /// Delete `name` from the service.
-    pub(super) fn delete_value(&self, service: Service, name: &str) -> Result<Vec<Ino>> {
+    pub(super) fn delete_value(&self, service: Service, name: &str) -> Result<Invalidation> {
         let cache = self.cache(service).ok_or(Error::NotFound)?;
         let _one_writer = cache.write_lock();
         cache.provider().delete(name)?;
         cache.deleted(name);
         log::info!("deleted {} {name}", service.dir_name());
-        Ok(self.inodes_of(service, name))
+        Ok(self.invalidation_of(service, name))
     }
 
-    /// Every inode showing `name` or a part of it (its JSON members, its `.value`).
-    fn inodes_of(&self, service: Service, name: &str) -> Vec<Ino> {
-        let Some(cache) = self.cache(service) else { return Vec::new() };
+    /// What the kernel must forget once `name` changed: every inode showing it or a part of it
+    /// (its JSON members, its `.value`), and its own entry, which may have changed kind.
+    fn invalidation_of(&self, service: Service, name: &str) -> Invalidation {
+        let Some(cache) = self.cache(service) else { return Invalidation::default() };
         let parts: Vec<String> = crate::namespace::relative_name(cache.prefix(), name)
             .map(|rel| rel.split('/').map(str::to_string).collect())
             .unwrap_or_default();
-        self.inodes.under(service, &parts)
+        let node = NodePath { service: Some(service), parts };
+        let entries = match node.parts.last() {
+            Some(last) => vec![(self.inodes.intern(node.parent()), last.clone())],
+            None => Vec::new(),
+        };
+        Invalidation { inodes: self.inodes.under(service, &node.parts), entries }
     }
 }

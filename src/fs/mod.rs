@@ -125,6 +125,17 @@ impl OpenFile {
     }
 }
 
+/// What the kernel must forget after a change: the cached attributes and pages of `inodes`,
+/// and the directory entries `entries` (parent, name), whose node may now be of another kind
+/// (a value that became or stopped being a JSON object).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Invalidation {
+    /// Inodes whose attributes and pages are stale.
+    pub inodes: Vec<Ino>,
+    /// Entries to look up again.
+    pub entries: Vec<(Ino, String)>,
+}
+
 /// How a file is opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OpenMode {
@@ -262,7 +273,7 @@ impl SecretFs {
 
     /// Change a file's size. With a handle open for writing, the buffer changes and is committed
     /// on flush; without one, the new value is committed at once.
-    pub fn truncate(&self, ino: Ino, fh: Option<u64>, size: u64) -> Result<Vec<Ino>> {
+    pub fn truncate(&self, ino: Ino, fh: Option<u64>, size: u64) -> Result<Invalidation> {
         let path = self.path(ino)?;
         let writer = fh.and_then(|fh| self.files.get(fh)).and_then(|open| open.writer).or_else(|| {
             match self.pending.get(&path) {
@@ -271,7 +282,7 @@ impl SecretFs {
             }
         });
         if let Some(writer) = writer {
-            return lock(&writer).truncate(size).map(|()| Vec::new());
+            return lock(&writer).truncate(size).map(|()| Invalidation::default());
         }
         let resolved = self.resolve(&path)?;
         let mut buffer = self.write_buffer(&path, &resolved, &resolved.bytes()?, false)?;
@@ -283,24 +294,24 @@ impl SecretFs {
     /// `fsync`). Returns the inodes whose kernel caches must be dropped. An error leaves the
     /// stored value untouched and is what `close()` reports. A handle only truncated by O_TRUNC
     /// is not committed here: a shell's `>` flushes its first descriptor before writing.
-    pub fn flush(&self, fh: u64) -> Result<Vec<Ino>> {
+    pub fn flush(&self, fh: u64) -> Result<Invalidation> {
         self.commit_handle(fh, true)
     }
 
     /// Close a file handle, committing anything still uncommitted (an O_TRUNC open with no
     /// writes stores the empty value here).
-    pub fn release(&self, fh: u64) -> Result<Vec<Ino>> {
+    pub fn release(&self, fh: u64) -> Result<Invalidation> {
         let result = self.commit_handle(fh, false);
         self.files.remove(fh);
         result
     }
 
-    fn commit_handle(&self, fh: u64, only_if_touched: bool) -> Result<Vec<Ino>> {
+    fn commit_handle(&self, fh: u64, only_if_touched: bool) -> Result<Invalidation> {
         let open = self.files.get(fh).ok_or(Error::BadHandle)?;
-        let Some(writer) = open.writer else { return Ok(Vec::new()) };
+        let Some(writer) = open.writer else { return Ok(Invalidation::default()) };
         let mut buffer = lock(&writer);
         if only_if_touched && !buffer.touched {
-            return Ok(Vec::new());
+            return Ok(Invalidation::default());
         }
         self.commit(&mut buffer)
     }
