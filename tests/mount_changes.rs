@@ -143,9 +143,12 @@ fn moto_creates_updates_through_sed_and_deletes() {
     assert_eq!(secret.secret_string(), Some(r#"{"host":"new-host","port":5432}"#));
     assert_eq!(run("cat", &[&p("sm/prod/app/host")]), "new-host");
 
-    ok(&format!("printf 'tls' > {}", p("sm/prod/tls-cert")));
+    let cert = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(cert.path(), "-----BEGIN CERTIFICATE-----\nMIIB\n").unwrap();
+    ok(&format!("cp {} {}", cert.path().display(), p("sm/prod/tls-cert")));
     let secret = aws.runtime.block_on(aws.sm.get_secret_value().secret_id("prod/tls-cert").send()).unwrap();
-    assert_eq!(secret.secret_string(), Some("tls"));
+    assert_eq!(secret.secret_string(), Some("-----BEGIN CERTIFICATE-----\nMIIB\n"));
+    assert_eq!(run("cat", &[&p("sm/prod/tls-cert")]), "-----BEGIN CERTIFICATE-----\nMIIB\n");
 
     ok(&format!("printf 'r3pl' > {}", p("ps/prod/db/replica")));
     let stored =
