@@ -103,6 +103,8 @@ fn editors_and_in_place_tools_update_through_their_temp_files() {
         let listing = run("ls", &["-A", &p(dir)]);
         assert!(!listing.contains(".swp") && !listing.contains("tmp"), "{dir}: {listing}");
     }
+    let stderr = m.stop();
+    assert!(!stderr.contains("Not Implemented"), "xattr and ioctl probes are answered quietly: {stderr}");
 }
 
 #[test]
