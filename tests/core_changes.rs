@@ -142,6 +142,13 @@ fn sed_in_place_is_one_atomic_update_and_temp_files_never_reach_the_store() {
     assert!(stored(&sm, "prod/XXLBqeHa").is_none());
     rename(&fs, "sm/prod/XXLBqeHa", "sm/prod/token").unwrap();
     assert_eq!(stored(&sm, "prod/token").unwrap().1, b"perl");
+    // A scratch file whose write failed is never stored, not even by a rename.
+    let (_, fh) = fs.create(prod.ino, ".big.swp", false).unwrap();
+    fs.write(fh, 0, b"partial").unwrap();
+    assert_eq!(fs.write(fh, 0, &vec![b'x'; 5 * 1024 * 1024]).unwrap_err(), Error::TooLarge);
+    assert_eq!(fs.release(fh).unwrap_err(), Error::TooLarge);
+    assert_eq!(rename(&fs, "sm/prod/.big.swp", "sm/prod/token").unwrap_err(), Error::TooLarge);
+    assert_eq!(stored(&sm, "prod/token").unwrap().1, b"perl");
     // A temp file that is deleted is gone without a trace.
     create(&fs, "sm/prod", "4913", b"probe").unwrap();
     unlink(&fs, "sm/prod/4913").unwrap();

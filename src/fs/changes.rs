@@ -136,6 +136,9 @@ impl SecretFs {
         }
         let target = self.rename_target(&to, no_replace)?;
         let mut source = lock(&source);
+        if let Some(err) = &source.failed {
+            return Err(err.clone());
+        }
         let mut moved = WriteBuffer::new(source.service, target, to.clone(), source.data.clone(), true);
         let mut invalidation = self.commit(&mut moved)?;
         let stored = matches!(moved.target, Target::Stored { .. });
