@@ -23,10 +23,7 @@ impl SecretFs {
     pub fn create(&self, parent: Ino, name: &str, scratch: bool) -> Result<(Attr, u64)> {
         let path = self.new_path(parent, name)?;
         let service = path.service.ok_or(Error::NotPermitted)?;
-        let target = match self.new_file_target(&path)? {
-            Target::NewName(_) | Target::Stored { .. } if scratch => Target::Memory,
-            target => target,
-        };
+        let target = self.new_file_target(&path, scratch)?;
         let made = SystemTime::now();
         let buffer = Arc::new(Mutex::new(WriteBuffer::new(service, target, path.clone(), Vec::new(), false)));
         self.pending.insert(path.clone(), PendingNode::File(buffer.clone(), made))?;
@@ -53,10 +50,8 @@ impl SecretFs {
     /// value file deletes the parameter or secret (`.value` deletes the value it shows) and a
     /// JSON key file removes the key; otherwise `NotPermitted`.
     pub fn unlink(&self, parent: Ino, name: &str) -> Result<Invalidation> {
-        if self.config.read_only {
-            return Err(Error::ReadOnly);
-        }
-        let path = self.path(parent)?.child(name).ok_or(Error::NotFound)?;
+        self.writable()?;
+        let path = self.child_path(parent, name)?;
         match self.pending.get(&path) {
             Some(PendingNode::File(..)) => {
                 self.pending.remove(&path);
@@ -85,10 +80,8 @@ impl SecretFs {
 
     /// Remove directory `name` from `parent`: only a memory-only directory with nothing inside.
     pub fn rmdir(&self, parent: Ino, name: &str) -> Result<()> {
-        if self.config.read_only {
-            return Err(Error::ReadOnly);
-        }
-        let path = self.path(parent)?.child(name).ok_or(Error::NotFound)?;
+        self.writable()?;
+        let path = self.child_path(parent, name)?;
         match self.pending.get(&path) {
             Some(PendingNode::Dir(_)) => {
                 if !self.pending.children(&path).is_empty() || self.resolve(&path).is_ok() {
@@ -115,10 +108,8 @@ impl SecretFs {
         new_name: &str,
         no_replace: bool,
     ) -> Result<Invalidation> {
-        if self.config.read_only {
-            return Err(Error::ReadOnly);
-        }
-        let from = self.path(parent)?.child(name).ok_or(Error::NotFound)?;
+        self.writable()?;
+        let from = self.child_path(parent, name)?;
         let source = match self.pending.get(&from) {
             Some(PendingNode::File(buffer, _)) => buffer,
             Some(PendingNode::Dir(_)) => return Err(Error::CrossDevice),
@@ -166,7 +157,7 @@ impl SecretFs {
                     let (name, part) = resolved.write_target()?;
                     Ok(Target::Stored { name, part })
                 }
-                Err(Error::NotFound) => self.new_file_target(to),
+                Err(Error::NotFound) => self.new_file_target(to, false),
                 Err(err) => Err(err),
             },
         }
@@ -174,9 +165,7 @@ impl SecretFs {
 
     /// The path of a new node `name` in `parent`, which must not exist yet.
     fn new_path(&self, parent: Ino, name: &str) -> Result<NodePath> {
-        if self.config.read_only {
-            return Err(Error::ReadOnly);
-        }
+        self.writable()?;
         let parent_path = self.path(parent)?;
         if parent_path.service.is_none() {
             return Err(Error::NotPermitted);
@@ -195,14 +184,14 @@ impl SecretFs {
         }
     }
 
-    /// Where a new file at `path` is stored: nowhere (temp names), as a new key of the JSON
-    /// object its directory shows, or as a new parameter or secret (its name checked now, so
-    /// a name the service would refuse fails before any call).
-    fn new_file_target(&self, path: &NodePath) -> Result<Target> {
+    /// Where a new file at `path` is stored: nowhere (a `scratch` open or a temp name), as a new
+    /// key of the JSON object its directory shows, or as a new parameter or secret (its name
+    /// checked now, so a name the service would refuse fails before any call).
+    fn new_file_target(&self, path: &NodePath, scratch: bool) -> Result<Target> {
         let service = path.service.ok_or(Error::NotPermitted)?;
         let name = path.parts.last().ok_or(Error::NotPermitted)?;
         let json = self.json_parent(path)?;
-        if is_temp_name(name) {
+        if scratch || is_temp_name(name) {
             return Ok(Target::Memory);
         }
         if name == RAW_VALUE_FILE {

@@ -11,7 +11,7 @@ use crate::provider::{SecretBytes, Service, ValueKind};
 
 impl SecretFs {
     /// Store a buffer's content where its target says, if it changed since the last commit.
-    /// Returns the inodes whose kernel caches must be dropped. An error leaves the stored value
+    /// Returns what the kernel must forget. An error leaves the stored value
     /// untouched. A memory-only file, and a new file still empty, stay in memory.
     pub(super) fn commit(&self, buffer: &mut WriteBuffer) -> Result<Invalidation> {
         if let Some(err) = &buffer.failed {
@@ -20,28 +20,28 @@ impl SecretFs {
         if !buffer.dirty {
             return Ok(Invalidation::default());
         }
-        let inos = match buffer.target.clone() {
+        let invalidation = match buffer.target.clone() {
             Target::Memory => return Ok(Invalidation::default()),
             Target::NewName(_) if buffer.data.is_empty() => return Ok(Invalidation::default()),
             Target::NewName(name) => {
-                let inos =
+                let invalidation =
                     self.create_value(buffer.service, &name, &buffer.data).inspect_err(|_| self.abandon(buffer))?;
                 buffer.target = Target::Stored { name, part: Part::Whole };
-                inos
+                invalidation
             }
             Target::Stored { name, part } => {
                 let data = &buffer.data;
                 let edited = self.edit_value(buffer.service, &name, |current| write::new_value(current, &part, data));
-                let inos = edited.inspect_err(|_| self.abandon(buffer))?;
+                let invalidation = edited.inspect_err(|_| self.abandon(buffer))?;
                 if let Part::NewMember(keys) = part {
                     buffer.target = Target::Stored { name, part: Part::Member(keys) };
                 }
-                inos
+                invalidation
             }
         };
         self.pending.stored(&buffer.path);
         buffer.dirty = false;
-        Ok(inos)
+        Ok(invalidation)
     }
 
     /// A new file whose first commit failed disappears: as before the write, the name does not

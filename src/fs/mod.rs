@@ -182,8 +182,7 @@ impl SecretFs {
 
     /// Attributes of child `name` of directory `parent`.
     pub fn lookup(&self, parent: Ino, name: &str) -> Result<Attr> {
-        let parent_path = self.path(parent)?;
-        let path = parent_path.child(name).ok_or(Error::NotFound)?;
+        let path = self.child_path(parent, name)?;
         if path.service.is_some_and(|s| self.cache(s).is_none()) {
             return Err(Error::NotFound);
         }
@@ -236,9 +235,7 @@ impl SecretFs {
         bytes: &SecretBytes,
         truncate: bool,
     ) -> Result<WriteBuffer> {
-        if self.config.read_only {
-            return Err(Error::ReadOnly);
-        }
+        self.writable()?;
         let service = path.service.ok_or(Error::IsADirectory)?;
         let (name, part) = resolved.write_target()?;
         let data = if truncate { Vec::new() } else { bytes.as_slice().to_vec() };
@@ -291,7 +288,7 @@ impl SecretFs {
     }
 
     /// Commit a handle's buffered content if it was written to and changed (`close()` and
-    /// `fsync`). Returns the inodes whose kernel caches must be dropped. An error leaves the
+    /// `fsync`). Returns what the kernel must forget. An error leaves the
     /// stored value untouched and is what `close()` reports. A handle only truncated by O_TRUNC
     /// is not committed here: a shell's `>` flushes its first descriptor before writing.
     pub fn flush(&self, fh: u64) -> Result<Invalidation> {
@@ -319,9 +316,7 @@ impl SecretFs {
     /// chmod, chown and the like: accepted (and ignored) on memory-only files, which `sed -i`
     /// and editors adjust before renaming them; refused on everything else.
     pub fn change_metadata(&self, ino: Ino) -> Result<()> {
-        if self.config.read_only {
-            return Err(Error::ReadOnly);
-        }
+        self.writable()?;
         match self.pending.get(&*self.path(ino)?) {
             Some(PendingNode::File(..)) => Ok(()),
             _ => Err(Error::NotPermitted),
@@ -431,6 +426,19 @@ impl SecretFs {
 
     fn path(&self, ino: Ino) -> Result<Arc<NodePath>> {
         self.inodes.path(ino).ok_or(Error::NotFound)
+    }
+
+    /// The path of child `name` of directory `parent` (at the mount root, only `ps` and `sm`).
+    fn child_path(&self, parent: Ino, name: &str) -> Result<NodePath> {
+        self.path(parent)?.child(name).ok_or(Error::NotFound)
+    }
+
+    /// `ReadOnly` on a `--read-only` mount: the one check every change makes first.
+    fn writable(&self) -> Result<()> {
+        match self.config.read_only {
+            true => Err(Error::ReadOnly),
+            false => Ok(()),
+        }
     }
 
     fn resolve(&self, path: &NodePath) -> Result<Resolved> {
