@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secretfs::app::{normalize_ps_prefix, normalize_sm_prefix, MountConfig, Source};
-use secretfs::cache::{CacheSettings, DEFAULT_CAPACITY, DEFAULT_TTL};
+use secretfs::cache::{CacheSettings, DEFAULT_CAPACITY, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_STALE, DEFAULT_TTL};
 use secretfs::fs::FsConfig;
-use secretfs::provider::aws::AwsSettings;
-use secretfs::provider::ValueKind;
+use secretfs::provider::aws::{
+    AssumeRole, AwsSettings, DEFAULT_ATTEMPTS, DEFAULT_PS_TPS, DEFAULT_SM_TPS, DEFAULT_TIMEOUT,
+};
+use secretfs::provider::{Service, ValueKind};
 
 /// AWS Parameter Store parameters and Secrets Manager secrets as files.
 #[derive(Parser, Debug)]
@@ -56,6 +58,22 @@ impl ParameterType {
     }
 }
 
+/// A service that can be mounted, by its directory name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ServiceName {
+    Ps,
+    Sm,
+}
+
+impl ServiceName {
+    fn service(self) -> Service {
+        match self {
+            ServiceName::Ps => Service::ParameterStore,
+            ServiceName::Sm => Service::SecretsManager,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct MountArgs {
     /// Empty directory to mount on.
@@ -73,14 +91,50 @@ pub struct MountArgs {
     #[arg(long)]
     pub endpoint_url: Option<String>,
     /// Serve this local store file instead of AWS.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["region", "profile", "endpoint_url"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["region", "profile", "endpoint_url", "role_arn"])]
     pub local: Option<PathBuf>,
+    /// Assume this IAM role (STS AssumeRole); its credentials are refreshed before they expire.
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: Option<String>,
+    /// Session name of the assumed role.
+    #[arg(long, value_name = "NAME", requires = "role_arn")]
+    pub role_session_name: Option<String>,
+    /// External ID the role's trust policy asks for.
+    #[arg(long, value_name = "ID", requires = "role_arn")]
+    pub external_id: Option<String>,
+    /// Lifetime of the assumed role's credentials, in seconds.
+    #[arg(long, value_name = "SECONDS", requires = "role_arn", value_parser = clap::value_parser!(u64).range(900..=43200))]
+    pub role_duration: Option<u64>,
+    /// Do not check the credentials at mount (STS GetCallerIdentity).
+    #[arg(long)]
+    pub no_verify_credentials: bool,
+    /// Which services to show.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "ps,sm")]
+    pub services: Vec<ServiceName>,
+    /// Seconds one AWS request may take, retries included; a cold read fails (EIO) after it.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+    /// Attempts per AWS request, the first included.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_ATTEMPTS, value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub retries: u32,
+    /// Parameter Store requests a second at most (the account shares 40).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PS_TPS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ps_max_tps: u32,
+    /// Secrets Manager requests a second at most.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_SM_TPS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sm_max_tps: u32,
     /// Seconds a value or a listing is cached before it is fetched again.
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TTL.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub cache_ttl: u64,
-    /// Most values kept in the cache.
+    /// Most entries (values and listings) kept in the cache.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_CAPACITY, value_parser = clap::value_parser!(u64).range(1..))]
     pub cache_size: u64,
+    /// Seconds past its TTL a known value is still served while AWS fails transiently.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_MAX_STALE.as_secs())]
+    pub max_stale: u64,
+    /// Longest wait, in seconds, between attempts at a key that keeps failing.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_MAX_BACKOFF.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_backoff: u64,
     /// Mount read-only: every write fails with EROFS.
     #[arg(long)]
     pub read_only: bool,
@@ -130,17 +184,39 @@ impl MountArgs {
     pub fn into_config(self) -> MountConfig {
         // SAFETY: getuid/getgid cannot fail and have no preconditions.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let assume_role = self.role_arn.map(|role_arn| AssumeRole {
+            role_arn,
+            session_name: self.role_session_name,
+            external_id: self.external_id,
+            duration: self.role_duration.map(Duration::from_secs),
+        });
         let source = match self.local {
             Some(path) => Source::Local(path),
-            None => {
-                Source::Aws(AwsSettings { region: self.region, profile: self.profile, endpoint_url: self.endpoint_url })
-            }
+            None => Source::Aws(AwsSettings {
+                region: self.region,
+                profile: self.profile,
+                endpoint_url: self.endpoint_url,
+                assume_role,
+                verify_credentials: !self.no_verify_credentials,
+                timeout: Duration::from_secs(self.timeout),
+                attempts: self.retries,
+                ps_max_tps: self.ps_max_tps,
+                sm_max_tps: self.sm_max_tps,
+            }),
         };
+        let mut services: Vec<Service> = self.services.iter().map(|s| s.service()).collect();
+        services.sort();
+        services.dedup();
         MountConfig {
             mountpoint: self.mountpoint,
             foreground: self.foreground,
             source,
-            cache: CacheSettings { ttl: Duration::from_secs(self.cache_ttl), capacity: self.cache_size },
+            cache: CacheSettings {
+                ttl: Duration::from_secs(self.cache_ttl),
+                capacity: self.cache_size,
+                max_stale: Duration::from_secs(self.max_stale),
+                max_backoff: Duration::from_secs(self.max_backoff),
+            },
             fs: FsConfig {
                 uid: self.uid.unwrap_or(uid),
                 gid: self.gid.unwrap_or(gid),
@@ -154,6 +230,7 @@ impl MountArgs {
             allow_other: self.allow_other,
             ps_prefix: normalize_ps_prefix(&self.ps_prefix),
             sm_prefix: normalize_sm_prefix(&self.sm_prefix),
+            services,
         }
     }
 }
@@ -168,7 +245,10 @@ mod tests {
         let cli = Cli::parse_from(["secretfs", "mount", "/mnt/s"]);
         let Command::Mount(args) = cli.command else { panic!("not a mount") };
         let config = args.into_config();
-        assert_eq!(config.cache, CacheSettings { ttl: Duration::from_secs(900), capacity: 1000 });
+        assert_eq!(config.cache, CacheSettings::default());
+        assert_eq!(config.services, Service::ALL);
+        let Source::Aws(aws) = &config.source else { panic!("not AWS") };
+        assert_eq!(aws, &AwsSettings::default());
         assert_eq!((config.fs.file_mode, config.fs.dir_mode), (DEFAULT_FILE_MODE, DEFAULT_DIR_MODE));
         assert!(config.fs.json_keys && !config.fs.read_only && !config.foreground);
         assert_eq!((config.ps_prefix.as_str(), config.sm_prefix.as_str()), ("/", ""));
@@ -192,5 +272,27 @@ mod tests {
         assert_eq!(parse_mode("755"), Ok(0o755));
         assert!(parse_mode("9").is_err());
         assert!(parse_mode("77777").is_err());
+    }
+}
+
+#[cfg(test)]
+mod freshness_option_tests {
+    use super::*;
+
+    #[test]
+    fn freshness_identity_and_service_options() {
+        let cli = Cli::parse_from([
+            "secretfs", "mount", "/m", "--services", "ps", "--timeout", "1", "--retries", "1", "--max-stale", "60",
+            "--role-arn", "arn:aws:iam::123456789012:role/r", "--external-id", "x", "--ps-max-tps", "5",
+        ]);
+        let Command::Mount(args) = cli.command else { panic!("not a mount") };
+        let config = args.into_config();
+        assert_eq!(config.services, [Service::ParameterStore]);
+        assert_eq!(config.cache.max_stale, Duration::from_secs(60));
+        let Source::Aws(aws) = config.source else { panic!("not AWS") };
+        assert_eq!((aws.timeout, aws.attempts, aws.ps_max_tps), (Duration::from_secs(1), 1, 5));
+        assert_eq!(aws.assume_role.unwrap().external_id.as_deref(), Some("x"));
+        assert!(Cli::try_parse_from(["secretfs", "mount", "/m", "--external-id", "x"]).is_err());
+        assert!(Cli::try_parse_from(["secretfs", "mount", "/m", "--services", "s3"]).is_err());
     }
 }

@@ -3,6 +3,8 @@
 
 use std::ffi::OsStr;
 use std::sync::{Arc, OnceLock};
+
+use tokio::runtime::Handle;
 use std::time::Duration;
 
 use fuser::{
@@ -19,18 +21,53 @@ use crate::inodes::Ino;
 /// cause cascades of lookups).
 pub const KERNEL_TTL: Duration = Duration::from_secs(1);
 
-/// The `fuser::Filesystem` over the core.
+/// The `fuser::Filesystem` over the core. Requests that may wait on AWS (lookup, getattr,
+/// open, opendir, and every change) run on the runtime's blocking pool and reply from there, so
+/// the kernel-reading threads are never all stuck behind slow calls; reads, writes and readdir
+/// of open handles answer at once from memory.
 pub struct FuseAdapter {
+    shared: Arc<Shared>,
+    pool: Option<Handle>,
+}
+
+struct Shared {
     fs: Arc<SecretFs>,
     notifier: Arc<OnceLock<Notifier>>,
 }
 
 impl FuseAdapter {
-    /// An adapter serving `fs`; `notifier` is filled in once the session exists.
-    pub fn new(fs: Arc<SecretFs>, notifier: Arc<OnceLock<Notifier>>) -> Self {
-        FuseAdapter { fs, notifier }
+    /// An adapter serving `fs`; `notifier` is filled in once the session exists. Requests that
+    /// may wait run on `pool` (inline without one).
+    pub fn new(fs: Arc<SecretFs>, notifier: Arc<OnceLock<Notifier>>, pool: Option<Handle>) -> Self {
+        let background = notifier.clone();
+        fs.on_invalidate(Box::new(move |stale| {
+            if let Some(notifier) = background.get() {
+                send_invalidation(notifier, stale);
+            }
+        }));
+        FuseAdapter { shared: Arc::new(Shared { fs, notifier }), pool }
     }
 
+    /// Run `job` on the blocking pool (or here, without one).
+    fn offload(&self, job: impl FnOnce(&Shared) + Send + 'static) {
+        let shared = self.shared.clone();
+        match &self.pool {
+            Some(pool) => drop(pool.spawn_blocking(move || job(&shared))),
+            None => job(&shared),
+        }
+    }
+}
+
+fn send_invalidation(notifier: &Notifier, stale: Invalidation) {
+    for ino in stale.inodes {
+        let _ = notifier.inval_inode(INodeNo(ino.0), 0, 0);
+    }
+    for (parent, name) in stale.entries {
+        let _ = notifier.inval_entry(INodeNo(parent.0), OsStr::new(&name));
+    }
+}
+
+impl Shared {
     /// Make the kernel forget what `stale` names, off the request thread (a notification sent
     /// from inside a request on the same inode can deadlock).
     fn invalidate(&self, stale: Invalidation) {
@@ -38,14 +75,7 @@ impl FuseAdapter {
         if stale == Invalidation::default() {
             return;
         }
-        std::thread::spawn(move || {
-            for ino in stale.inodes {
-                let _ = notifier.inval_inode(INodeNo(ino.0), 0, 0);
-            }
-            for (parent, name) in stale.entries {
-                let _ = notifier.inval_entry(INodeNo(parent.0), OsStr::new(&name));
-            }
-        });
+        std::thread::spawn(move || send_invalidation(&notifier, stale));
     }
 
     /// Answer a flush, fsync or release. On failure the file's own cached attributes are
@@ -96,8 +126,8 @@ fn to_file_attr(attr: &Attr) -> FileAttr {
     }
 }
 
-fn utf8(name: &OsStr) -> Result<&str, Errno> {
-    name.to_str().ok_or(Errno::ENOENT)
+fn utf8(name: &OsStr) -> Result<String, Errno> {
+    name.to_str().map(str::to_string).ok_or(Errno::ENOENT)
 }
 
 impl Filesystem for FuseAdapter {
@@ -108,18 +138,21 @@ impl Filesystem for FuseAdapter {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let result = utf8(name).and_then(|name| self.fs.lookup(Ino(parent.0), name).map_err(|e| errno(&e)));
-        match result {
-            Ok(attr) => reply.entry(&KERNEL_TTL, &to_file_attr(&attr), Generation(0)),
-            Err(e) => reply.error(e),
-        }
+        let name = utf8(name);
+        self.offload(move |s| {
+            let result = name.and_then(|name| s.fs.lookup(Ino(parent.0), &name).map_err(|e| errno(&e)));
+            match result {
+                Ok(attr) => reply.entry(&KERNEL_TTL, &to_file_attr(&attr), Generation(0)),
+                Err(e) => reply.error(e),
+            }
+        });
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.fs.getattr(Ino(ino.0), fh.map(|fh| fh.0)) {
+        self.offload(move |s| match s.fs.getattr(Ino(ino.0), fh.map(|fh| fh.0)) {
             Ok(attr) => reply.attr(&KERNEL_TTL, &to_file_attr(&attr)),
             Err(e) => reply.error(errno(&e)),
-        }
+        });
     }
 
     fn setattr(
@@ -142,33 +175,35 @@ impl Filesystem for FuseAdapter {
     ) {
         let ino = Ino(ino.0);
         let fh = fh.map(|fh| fh.0);
-        if mode.is_some() || uid.is_some() || gid.is_some() {
-            if let Err(e) = self.fs.change_metadata(ino) {
-                return reply.error(errno(&e));
+        self.offload(move |s| {
+            if mode.is_some() || uid.is_some() || gid.is_some() {
+                if let Err(e) = s.fs.change_metadata(ino) {
+                    return reply.error(errno(&e));
+                }
             }
-        }
-        if let Some(size) = size {
-            match self.fs.truncate(ino, fh, size) {
-                Ok(inos) => self.invalidate(inos),
-                Err(e) => return reply.error(errno(&e)),
+            if let Some(size) = size {
+                match s.fs.truncate(ino, fh, size) {
+                    Ok(inos) => s.invalidate(inos),
+                    Err(e) => return reply.error(errno(&e)),
+                }
             }
-        }
-        // Timestamps come from the service; touch succeeds and changes nothing.
-        match self.fs.getattr(ino, fh) {
-            Ok(attr) => reply.attr(&KERNEL_TTL, &to_file_attr(&attr)),
-            Err(e) => reply.error(errno(&e)),
-        }
+            // Timestamps come from the service; touch succeeds and changes nothing.
+            match s.fs.getattr(ino, fh) {
+                Ok(attr) => reply.attr(&KERNEL_TTL, &to_file_attr(&attr)),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let mode =
             OpenMode { write: flags.acc_mode() != OpenAccMode::O_RDONLY, truncate: flags.0 & libc::O_TRUNC != 0 };
-        match self.fs.open(Ino(ino.0), mode) {
+        self.offload(move |s| match s.fs.open(Ino(ino.0), mode) {
             // Direct I/O: every read is served from this handle's snapshot, so a rotated value
             // never mixes with stale page-cache bytes or a stale cached size.
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
             Err(e) => reply.error(errno(&e)),
-        }
+        });
     }
 
     fn read(
@@ -183,7 +218,7 @@ impl Filesystem for FuseAdapter {
         reply: ReplyData,
     ) {
         let mut reply = Some(reply);
-        let result = self.fs.read(fh.0, offset, size, |bytes| {
+        let result = self.shared.fs.read(fh.0, offset, size, |bytes| {
             if let Some(reply) = reply.take() {
                 reply.data(bytes);
             }
@@ -205,14 +240,14 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.fs.write(fh.0, offset, data) {
+        match self.shared.fs.write(fh.0, offset, data) {
             Ok(written) => reply.written(written),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
     fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: fuser::LockOwner, reply: ReplyEmpty) {
-        self.reply_commit(ino, self.fs.flush(fh.0), reply);
+        self.offload(move |s| s.reply_commit(ino, s.fs.flush(fh.0), reply));
     }
 
     fn release(
@@ -225,22 +260,22 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.reply_commit(ino, self.fs.release(fh.0), reply);
+        self.offload(move |s| s.reply_commit(ino, s.fs.release(fh.0), reply));
     }
 
     fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        self.reply_commit(ino, self.fs.flush(fh.0), reply);
+        self.offload(move |s| s.reply_commit(ino, s.fs.flush(fh.0), reply));
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.opendir(Ino(ino.0)) {
+        self.offload(move |s| match s.fs.opendir(Ino(ino.0)) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(errno(&e)),
-        }
+        });
     }
 
     fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let entries = match self.fs.readdir(fh.0) {
+        let entries = match self.shared.fs.readdir(fh.0) {
             Ok(entries) => entries,
             Err(e) => return reply.error(errno(&e)),
         };
@@ -254,7 +289,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        self.fs.releasedir(fh.0);
+        self.shared.fs.releasedir(fh.0);
         reply.ok();
     }
 
@@ -273,11 +308,13 @@ impl Filesystem for FuseAdapter {
     }
 
     fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
-        let result = utf8(name).and_then(|name| self.fs.mkdir(Ino(parent.0), name).map_err(|e| errno(&e)));
-        match result {
-            Ok(attr) => reply.entry(&KERNEL_TTL, &to_file_attr(&attr), Generation(0)),
-            Err(e) => reply.error(e),
-        }
+        let name = utf8(name);
+        self.offload(move |s| {
+            match name.and_then(|name| s.fs.mkdir(Ino(parent.0), &name).map_err(|e| errno(&e))) {
+                Ok(attr) => reply.entry(&KERNEL_TTL, &to_file_attr(&attr), Generation(0)),
+                Err(e) => reply.error(e),
+            }
+        });
     }
 
     fn create(
@@ -292,34 +329,38 @@ impl Filesystem for FuseAdapter {
     ) {
         // mkstemp's signature: read-write and exclusive. Such a file is scratch until renamed.
         let scratch = flags & libc::O_ACCMODE == libc::O_RDWR && flags & libc::O_EXCL != 0;
-        let result = utf8(name).and_then(|name| self.fs.create(Ino(parent.0), name, scratch).map_err(|e| errno(&e)));
-        match result {
-            Ok((attr, fh)) => reply.created(
-                &KERNEL_TTL,
-                &to_file_attr(&attr),
-                Generation(0),
-                FileHandle(fh),
-                FopenFlags::FOPEN_DIRECT_IO,
-            ),
-            Err(e) => reply.error(e),
-        }
+        let name = utf8(name);
+        self.offload(move |s| {
+            match name.and_then(|name| s.fs.create(Ino(parent.0), &name, scratch).map_err(|e| errno(&e))) {
+                Ok((attr, fh)) => reply.created(
+                    &KERNEL_TTL,
+                    &to_file_attr(&attr),
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::FOPEN_DIRECT_IO,
+                ),
+                Err(e) => reply.error(e),
+            }
+        });
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match utf8(name).and_then(|name| self.fs.unlink(Ino(parent.0), name).map_err(|e| errno(&e))) {
+        let name = utf8(name);
+        self.offload(move |s| match name.and_then(|name| s.fs.unlink(Ino(parent.0), &name).map_err(|e| errno(&e))) {
             Ok(inos) => {
-                self.invalidate(inos);
+                s.invalidate(inos);
                 reply.ok();
             }
             Err(e) => reply.error(e),
-        }
+        });
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match utf8(name).and_then(|name| self.fs.rmdir(Ino(parent.0), name).map_err(|e| errno(&e))) {
+        let name = utf8(name);
+        self.offload(move |s| match name.and_then(|name| s.fs.rmdir(Ino(parent.0), &name).map_err(|e| errno(&e))) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
-        }
+        });
     }
 
     fn rename(
@@ -337,9 +378,9 @@ impl Filesystem for FuseAdapter {
         }
         let no_replace = flags.contains(fuser::RenameFlags::RENAME_NOREPLACE);
         let (Ok(name), Ok(newname)) = (utf8(name), utf8(newname)) else { return reply.error(Errno::ENOENT) };
-        match self.fs.rename(Ino(parent.0), name, Ino(newparent.0), newname, no_replace) {
+        self.offload(move |s| match s.fs.rename(Ino(parent.0), &name, Ino(newparent.0), &newname, no_replace) {
             Ok(inos) => {
-                self.invalidate(inos);
+                s.invalidate(inos);
                 reply.ok();
             }
             Err(e) => {
@@ -348,7 +389,7 @@ impl Filesystem for FuseAdapter {
                 }
                 reply.error(errno(&e));
             }
-        }
+        });
     }
 
     // Extended attributes and ioctls are not offered: answered quietly (the kernel stops asking

@@ -1,6 +1,6 @@
 //! The path tree of one service: the listed names, split on `/`, below the mount prefix.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::provider::Listed;
 
@@ -34,7 +34,7 @@ pub fn is_valid_file_name(part: &str) -> bool {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Namespace {
     root: NsNode,
-    hidden: Vec<String>,
+    hidden: BTreeSet<String>,
 }
 
 impl Namespace {
@@ -54,13 +54,21 @@ impl Namespace {
         let Some(relative) = relative_name(prefix, &entry.name) else { return false };
         let parts: Vec<&str> = relative.split('/').collect();
         if !parts.iter().all(|p| is_valid_file_name(p)) {
-            self.hidden.push(entry.name);
+            self.hidden.insert(entry.name);
             return false;
         }
         let node =
             parts.into_iter().fold(&mut self.root, |node, part| node.children.entry(part.to_string()).or_default());
         node.value = Some(entry);
         true
+    }
+
+    /// Make the directory `name` exist (with no value), if its parts can be file names.
+    pub fn insert_directory(&mut self, prefix: &str, name: &str) {
+        let Some(relative) = relative_name(prefix, name) else { return };
+        if relative.split('/').all(is_valid_file_name) {
+            relative.split('/').fold(&mut self.root, |node, part| node.children.entry(part.to_string()).or_default());
+        }
     }
 
     /// Drop one name (a name just deleted), and the directories it alone kept alive.
@@ -76,7 +84,7 @@ impl Namespace {
     }
 
     /// Names that exist but cannot be shown as a path.
-    pub fn hidden(&self) -> &[String] {
+    pub fn hidden(&self) -> &BTreeSet<String> {
         &self.hidden
     }
 }
@@ -126,7 +134,7 @@ mod tests {
     fn applies_prefix_and_sets_aside_unshowable_names() {
         let ns = Namespace::build("prod/", listed(&["prod/a", "dev/b", "prod/x//y", "prod/../z", "prod/"]));
         assert_eq!(ns.root().children.keys().collect::<Vec<_>>(), ["a"]);
-        assert_eq!(ns.hidden(), ["prod/x//y", "prod/../z"]);
+        assert_eq!(ns.hidden().iter().collect::<Vec<_>>(), ["prod/../z", "prod/x//y"]);
     }
 
     #[test]

@@ -187,6 +187,9 @@ impl Provider for Instrumented {
         }
         Ok(results)
     }
+    fn versions(&self, names: &[String]) -> Result<std::collections::HashMap<String, String>> {
+        self.inner.versions(names)
+    }
     fn update(&self, name: &str, current: &Fetched, bytes: SecretBytes) -> Result<Fetched> {
         self.inner.update(name, current, bytes)
     }

@@ -8,17 +8,23 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cache::{CacheSettings, ServiceCache};
+use crate::cache::clock::SystemClock;
+use crate::cache::spawn::BlockingPool;
+use crate::cache::{CacheSettings, Runtime, ServiceCache};
 use crate::error::{Error, Result};
 use crate::fs::{FsConfig, SecretFs};
 use crate::fuse_adapter::FuseAdapter;
+use crate::provider::aws::call::Caller;
 use crate::provider::aws::parameter_store::ParameterStore;
 use crate::provider::aws::secrets_manager::SecretsManager;
 use crate::provider::aws::{load_config, AwsSettings, Bridge};
 use crate::provider::{local, Provider, Service};
 
-/// Threads answering kernel requests, so one slow AWS call does not stall other readers.
+/// Threads reading kernel requests. Requests that may wait on AWS are handed to the runtime's
+/// blocking pool, so these threads stay free for cached reads.
 pub const FUSE_THREADS: usize = 8;
+/// Most threads the blocking pool runs at once (requests waiting on AWS, background refreshes).
+pub const BLOCKING_THREADS: usize = 256;
 /// How often the main thread checks whether the session ended (external unmount).
 const SESSION_POLL: Duration = Duration::from_millis(200);
 
@@ -50,6 +56,8 @@ pub struct MountConfig {
     pub ps_prefix: String,
     /// Secrets Manager prefix shown as `sm/`, normalised to `` or `a/b/`.
     pub sm_prefix: String,
+    /// The services shown (`--services`).
+    pub services: Vec<Service>,
 }
 
 /// Normalise a Parameter Store prefix: `prod` and `/prod/` both become `/prod/`.
@@ -84,11 +92,12 @@ pub fn mount(mut config: MountConfig) -> Result<()> {
     let mut reporter = if config.foreground { daemon::Reporter::foreground() } else { daemon::fork_and_wait()? };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(BLOCKING_THREADS)
         .enable_all()
         .thread_name("secretfs-aws")
         .build()
         .map_err(|e| Error::Config(format!("cannot start the async runtime: {e}")))?;
-    let started = start(&config, Bridge::new(runtime.handle().clone()));
+    let started = start(&config, runtime.handle());
     let session = match started {
         Ok(session) => {
             reporter.report(&Ok(()));
@@ -108,18 +117,22 @@ pub fn mount(mut config: MountConfig) -> Result<()> {
     Ok(())
 }
 
-/// Build the layers and mount them. Listing both services first proves region, credentials
-/// and endpoint before the mount appears.
-fn start(config: &MountConfig, bridge: Bridge) -> Result<fuser::BackgroundSession> {
+/// Build the layers and mount them. Nothing is listed: the credentials are checked once
+/// (STS, unless switched off) and directories are listed when first visited.
+fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<fuser::BackgroundSession> {
+    let bridge = Bridge::new(handle.clone());
     let (parameters, secrets) = providers(&config.source, &bridge)?;
-    let services = vec![
-        (Service::ParameterStore, ServiceCache::new(parameters, config.ps_prefix.clone(), config.cache)),
-        (Service::SecretsManager, ServiceCache::new(secrets, config.sm_prefix.clone(), config.cache)),
-    ];
-    for (service, cache) in &services {
-        cache.namespace().map_err(|e| {
-            Error::Config(format!("cannot list {} ({}/): {e}", service_title(*service), service.dir_name()))
-        })?;
+    let runtime = Runtime { clock: Arc::new(SystemClock), spawner: Arc::new(BlockingPool(handle.clone())) };
+    let mut services = Vec::new();
+    for (service, provider, prefix) in [
+        (Service::ParameterStore, parameters, &config.ps_prefix),
+        (Service::SecretsManager, secrets, &config.sm_prefix),
+    ] {
+        if config.services.contains(&service) {
+            let cache = ServiceCache::with_runtime(provider, prefix.clone(), config.cache, runtime.clone());
+            cache.start_refresher();
+            services.push((service, cache));
+        }
     }
     let fs = Arc::new(SecretFs::new(config.fs, services));
     let mut options = vec![
@@ -140,26 +153,22 @@ fn start(config: &MountConfig, bridge: Bridge) -> Result<fuser::BackgroundSessio
         fuse_config.acl = fuser::SessionACL::All;
     }
     let notifier = Arc::new(std::sync::OnceLock::new());
-    let session = fuser::spawn_mount(FuseAdapter::new(fs, notifier.clone()), &config.mountpoint, &fuse_config)
+    let adapter = FuseAdapter::new(fs, notifier.clone(), Some(handle.clone()));
+    let session = fuser::spawn_mount(adapter, &config.mountpoint, &fuse_config)
         .map_err(|e| Error::Config(format!("cannot mount {}: {e}", config.mountpoint.display())))?;
     let _ = notifier.set(session.notifier());
     Ok(session)
-}
-
-fn service_title(service: Service) -> &'static str {
-    match service {
-        Service::ParameterStore => "Parameter Store",
-        Service::SecretsManager => "Secrets Manager",
-    }
 }
 
 fn providers(source: &Source, bridge: &Bridge) -> Result<(Arc<dyn Provider>, Arc<dyn Provider>)> {
     match source {
         Source::Aws(settings) => {
             let sdk = load_config(bridge, settings)?;
+            let (ps_caller, sm_caller) =
+                (Caller::new(settings.ps_max_tps, settings.timeout), Caller::new(settings.sm_max_tps, settings.timeout));
             Ok((
-                Arc::new(ParameterStore::new(aws_sdk_ssm::Client::new(&sdk), bridge.clone())),
-                Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(&sdk), bridge.clone())),
+                Arc::new(ParameterStore::new(aws_sdk_ssm::Client::new(&sdk), bridge.clone(), ps_caller)),
+                Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(&sdk), bridge.clone(), sm_caller)),
             ))
         }
         Source::Local(path) => {

@@ -5,7 +5,7 @@ use super::resolve::Part;
 use super::write::{self, Target, WriteBuffer};
 use super::{Invalidation, SecretFs};
 use crate::error::{Error, Result};
-use crate::inodes::NodePath;
+use crate::inodes::{InodeTable, NodePath};
 use crate::provider::names::check_new_name;
 use crate::provider::{SecretBytes, Service, ValueKind};
 
@@ -112,18 +112,25 @@ impl SecretFs {
         Ok(self.invalidation_of(service, name))
     }
 
-    /// What the kernel must forget once `name` changed: every inode showing it or a part of it
-    /// (its JSON members, its `.value`), and its own entry, which may have changed kind.
     fn invalidation_of(&self, service: Service, name: &str) -> Invalidation {
-        let Some(cache) = self.cache(service) else { return Invalidation::default() };
-        let parts: Vec<String> = crate::namespace::relative_name(cache.prefix(), name)
-            .map(|rel| rel.split('/').map(str::to_string).collect())
-            .unwrap_or_default();
-        let node = NodePath { service: Some(service), parts };
-        let entries = match node.parts.last() {
-            Some(last) => vec![(self.inodes.intern(node.parent()), last.clone())],
-            None => Vec::new(),
-        };
-        Invalidation { inodes: self.inodes.under(service, &node.parts), entries }
+        match self.cache(service) {
+            Some(cache) => invalidation_of(&self.inodes, service, cache.prefix(), name),
+            None => Invalidation::default(),
+        }
     }
+}
+
+/// What the kernel must forget once `name` (shown below `prefix`) changed: every inode showing
+/// it or a part of it (its JSON members, its `.value`), and its own entry, which may have
+/// changed kind.
+pub(super) fn invalidation_of(inodes: &InodeTable, service: Service, prefix: &str, name: &str) -> Invalidation {
+    let parts: Vec<String> = crate::namespace::relative_name(prefix, name)
+        .map(|rel| rel.split('/').map(str::to_string).collect())
+        .unwrap_or_default();
+    let node = NodePath { service: Some(service), parts };
+    let entries = match node.parts.last() {
+        Some(last) => vec![(inodes.intern(node.parent()), last.clone())],
+        None => Vec::new(),
+    };
+    Invalidation { inodes: inodes.under(service, &node.parts), entries }
 }

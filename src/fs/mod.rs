@@ -9,7 +9,7 @@ pub mod pending;
 pub mod resolve;
 pub mod write;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::SystemTime;
 
 use crate::cache::ServiceCache;
@@ -145,11 +145,15 @@ pub struct OpenMode {
     pub truncate: bool,
 }
 
+/// Where invalidations found by background refreshes go (the FUSE adapter's notifier).
+pub type InvalidationSink = Box<dyn Fn(Invalidation) + Send + Sync>;
+
 /// The filesystem: paths over the per-service caches.
 pub struct SecretFs {
     config: FsConfig,
     services: Vec<(Service, ServiceCache)>,
-    inodes: InodeTable,
+    inodes: Arc<InodeTable>,
+    sink: Arc<OnceLock<InvalidationSink>>,
     files: HandleTable<OpenFile>,
     dirs: HandleTable<Arc<Vec<DirEntry>>>,
     pending: PendingTable,
@@ -157,17 +161,34 @@ pub struct SecretFs {
 }
 
 impl SecretFs {
-    /// A filesystem over one cache per service.
+    /// A filesystem over one cache per service. A value or name that a refresh finds changed
+    /// is passed, as what the kernel must forget, to the sink set by [`SecretFs::on_invalidate`].
     pub fn new(config: FsConfig, services: Vec<(Service, ServiceCache)>) -> Self {
+        let inodes = Arc::new(InodeTable::default());
+        let sink: Arc<OnceLock<InvalidationSink>> = Arc::new(OnceLock::new());
+        for (service, cache) in &services {
+            let (inodes, sink, service, prefix) = (inodes.clone(), sink.clone(), *service, cache.prefix().to_string());
+            cache.on_change(Box::new(move |name| {
+                if let Some(sink) = sink.get() {
+                    sink(commit::invalidation_of(&inodes, service, &prefix, name));
+                }
+            }));
+        }
         SecretFs {
             config,
             services,
-            inodes: InodeTable::default(),
+            inodes,
+            sink,
             files: HandleTable::default(),
             dirs: HandleTable::default(),
             pending: PendingTable::default(),
             started: SystemTime::now(),
         }
+    }
+
+    /// Send what background refreshes find changed to `sink`.
+    pub fn on_invalidate(&self, sink: InvalidationSink) {
+        let _ = self.sink.set(sink);
     }
 
     /// The presentation settings.
@@ -381,9 +402,10 @@ impl SecretFs {
                     push(service.dir_name(), NodeKind::Dir);
                 }
             }
-            Resolved::Tree { namespace, tree_path, value, .. } => {
+            Resolved::Tree { tree_path, value, .. } => {
                 let service = path.service.ok_or(Error::NotFound)?;
                 let cache = self.cache(service).ok_or(Error::NotFound)?;
+                let namespace = cache.list_dir(&resolve::dir_prefix(cache.prefix(), tree_path))?;
                 let node = namespace.root().descend(tree_path).ok_or(Error::NotFound)?;
                 for (name, child) in &node.children {
                     push(name, self.child_kind(cache, child, node));

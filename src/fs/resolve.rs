@@ -5,6 +5,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::json_view::{member, render, RAW_VALUE_FILE};
+use super::pending::is_temp_name;
 use crate::cache::{CachedValue, ServiceCache};
 use crate::error::{Error, Result};
 use crate::namespace::{is_valid_file_name, Namespace, NsNode};
@@ -149,9 +150,44 @@ pub fn value_is_dir(node: &NsNode, value: &CachedValue, json_keys: bool) -> bool
     !node.children.is_empty() || (json_keys && value.json_object().is_some())
 }
 
+/// The service name prefix of the directory at `tree_path` (`/prod/db/`; the mount prefix for
+/// the service directory).
+pub fn dir_prefix(prefix: &str, tree_path: &[String]) -> String {
+    match tree_path.is_empty() {
+        true => prefix.to_string(),
+        false => format!("{prefix}{}/", tree_path.join("/")),
+    }
+}
+
+/// The tree of `cache`, after asking the service about each part of `parts` the tree does not
+/// know yet (a name created out of band, or a directory not listed yet). Parts below a value
+/// (JSON keys, `.value`) and scratch-looking names never cause a call.
+fn discovered(cache: &ServiceCache, parts: &[String]) -> Result<Arc<Namespace>> {
+    let mut namespace = cache.namespace();
+    for depth in 0..parts.len() {
+        let Some(node) = namespace.root().descend(&parts[..depth]) else { break };
+        let part = &parts[depth];
+        if node.children.contains_key(part) {
+            continue;
+        }
+        if node.value.is_some() || is_temp_name(part) || !is_valid_file_name(part) {
+            break;
+        }
+        namespace = cache.discover(&format!("{}{}", cache.prefix(), parts[..=depth].join("/")))?;
+        if depth == 0 && cache.prefix() == "/" && !namespace.root().children.contains_key(part) {
+            // SSM's flat names (no leading `/`) sit at the top of ps/ too.
+            namespace = cache.discover_exact(part, false)?;
+        }
+        if namespace.root().descend(&parts[..=depth]).is_none() {
+            break;
+        }
+    }
+    Ok(namespace)
+}
+
 /// Resolve `parts` below the service directory served by `cache`.
 pub fn resolve_in_service(cache: &ServiceCache, parts: &[String], json_keys: bool) -> Result<Resolved> {
-    let namespace = cache.namespace()?;
+    let namespace = discovered(cache, parts)?;
     let mut node = namespace.root();
     let mut parent = None;
     let mut depth = 0;

@@ -168,6 +168,10 @@ impl Provider for LocalProvider {
         self.store.memory(self.service).fetch(names)
     }
 
+    fn versions(&self, names: &[String]) -> Result<std::collections::HashMap<String, String>> {
+        self.store.memory(self.service).versions(names)
+    }
+
     fn update(&self, name: &str, current: &Fetched, bytes: SecretBytes) -> Result<Fetched> {
         self.saved(name, |memory| memory.update(name, current, bytes))
     }

@@ -1,7 +1,7 @@
 //! An in-memory provider: the base of the local store and the fast provider of core tests.
 
-use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, RwLock};
 use std::time::SystemTime;
 
 use super::{
@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 pub const LIST_ACTION: &str = "List";
 /// Action name of a (batch) value fetch.
 pub const FETCH_ACTION: &str = "Fetch";
+/// Action name of a metadata (version) lookup.
+pub const VERSIONS_ACTION: &str = "Versions";
 /// Action name of a value update.
 pub const UPDATE_ACTION: &str = "Update";
 /// Action name of a create.
@@ -27,6 +29,7 @@ pub struct MemoryProvider {
     batch_limit: usize,
     value_limit: usize,
     counters: ApiCounters,
+    faults: Mutex<HashMap<&'static str, Error>>,
 }
 
 impl MemoryProvider {
@@ -38,6 +41,7 @@ impl MemoryProvider {
             batch_limit: batch_limit.max(1),
             value_limit,
             counters: ApiCounters::default(),
+            faults: Mutex::new(HashMap::new()),
         }
     }
 
@@ -46,12 +50,13 @@ impl MemoryProvider {
         MemoryProvider::new(service.batch_limit(), service.max_value_len())
     }
 
-    /// Store (or replace) a value.
+    /// Store (or replace, as a new version) a value.
     pub fn insert(&self, name: &str, kind: ValueKind, bytes: impl Into<Vec<u8>>) {
+        let previous = self.get(name).and_then(|old| old.version?.parse::<u64>().ok()).unwrap_or(0);
         let fetched = Fetched {
             bytes: SecretBytes::new(bytes.into()),
             kind,
-            version: Some("1".to_string()),
+            version: Some((previous + 1).to_string()),
             last_modified: Some(SystemTime::now()),
         };
         self.put(name, fetched);
@@ -72,6 +77,25 @@ impl MemoryProvider {
         self.values.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
     }
 
+    /// Answer every later call of `action` (e.g. [`FETCH_ACTION`]) with `error` (tests of
+    /// outages and refusals); `None` heals it.
+    pub fn fail(&self, action: &'static str, error: Option<Error>) {
+        let mut faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        match error {
+            Some(error) => faults.insert(action, error),
+            None => faults.remove(action),
+        };
+    }
+
+    /// Count a call of `action`, failing it if a fault is set.
+    fn call(&self, action: &'static str) -> Result<()> {
+        self.counters.record(action);
+        match self.faults.lock().unwrap_or_else(|p| p.into_inner()).get(action) {
+            Some(error) => Err(error.clone()),
+            None => Ok(()),
+        }
+    }
+
     /// Every stored value, by name (for saving a local store).
     pub fn snapshot(&self) -> BTreeMap<String, Fetched> {
         self.values.read().unwrap_or_else(|p| p.into_inner()).clone()
@@ -80,7 +104,7 @@ impl MemoryProvider {
 
 impl Provider for MemoryProvider {
     fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
-        self.counters.record(LIST_ACTION);
+        self.call(LIST_ACTION)?;
         let values = self.values.read().unwrap_or_else(|p| p.into_inner());
         Ok(values
             .iter()
@@ -90,13 +114,22 @@ impl Provider for MemoryProvider {
     }
 
     fn fetch(&self, names: &[String]) -> Result<Vec<FetchResult>> {
-        self.counters.record(FETCH_ACTION);
+        self.call(FETCH_ACTION)?;
         let values = self.values.read().unwrap_or_else(|p| p.into_inner());
         Ok(names.iter().map(|name| (name.clone(), values.get(name).cloned().ok_or(Error::NotFound))).collect())
     }
 
+    fn versions(&self, names: &[String]) -> Result<HashMap<String, String>> {
+        self.call(VERSIONS_ACTION)?;
+        let values = self.values.read().unwrap_or_else(|p| p.into_inner());
+        Ok(names
+            .iter()
+            .filter_map(|name| Some((name.clone(), values.get(name)?.version.clone()?)))
+            .collect())
+    }
+
     fn update(&self, name: &str, current: &Fetched, bytes: SecretBytes) -> Result<Fetched> {
-        self.counters.record(UPDATE_ACTION);
+        self.call(UPDATE_ACTION)?;
         if bytes.len() > self.value_limit {
             return Err(Error::TooLarge);
         }
@@ -114,7 +147,7 @@ impl Provider for MemoryProvider {
     }
 
     fn create(&self, name: &str, kind: ValueKind, bytes: SecretBytes) -> Result<Fetched> {
-        self.counters.record(CREATE_ACTION);
+        self.call(CREATE_ACTION)?;
         if bytes.len() > self.value_limit {
             return Err(Error::TooLarge);
         }
@@ -128,7 +161,7 @@ impl Provider for MemoryProvider {
     }
 
     fn delete(&self, name: &str) -> Result<()> {
-        self.counters.record(DELETE_ACTION);
+        self.call(DELETE_ACTION)?;
         self.remove(name).map(drop).ok_or(Error::NotFound)
     }
 

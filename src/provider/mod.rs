@@ -7,6 +7,7 @@ pub mod memory;
 pub mod names;
 pub mod secret_bytes;
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use crate::error::Result;
@@ -108,8 +109,13 @@ pub fn under_prefix(prefix: &str, name: &str) -> bool {
 ///
 /// Calls block the calling thread; AWS providers bridge to the async SDK internally.
 pub trait Provider: Send + Sync {
-    /// Every name at or below `prefix` (a service name prefix, e.g. `/prod/` or `prod/`).
+    /// Every name that starts with `prefix` (`/prod/`, `prod/db`, or `/` for every parameter,
+    /// flat names included). Metadata only, never values.
     fn list(&self, prefix: &str) -> Result<Vec<Listed>>;
+
+    /// The current version of each of `names` that exists, asked as cheaply as the service
+    /// allows (metadata calls, no values). A name missing from the answer may be gone.
+    fn versions(&self, names: &[String]) -> Result<HashMap<String, String>>;
 
     /// The values of `names` (at most [`Provider::batch_limit`] of them), one answer per name.
     /// A whole-call failure is an `Err`; a per-name failure is an `Err` inside the answer.

@@ -12,7 +12,8 @@ use aws_sdk_secretsmanager::primitives::Blob;
 use aws_sdk_ssm::types::{ParameterTier, ParameterType};
 use secretfs::provider::aws::parameter_store::ParameterStore;
 use secretfs::provider::aws::secrets_manager::SecretsManager;
-use secretfs::provider::aws::Bridge;
+use secretfs::provider::aws::call::Caller;
+use secretfs::provider::aws::{Bridge, DEFAULT_TIMEOUT};
 use tokio::runtime::Runtime;
 
 pub const REGION: &str = "us-east-1";
@@ -121,10 +122,15 @@ impl Aws {
     }
 
     pub fn parameter_store(&self) -> ParameterStore {
-        ParameterStore::new(self.ssm.clone(), Bridge::new(self.runtime.handle().clone()))
+        ParameterStore::new(self.ssm.clone(), Bridge::new(self.runtime.handle().clone()), test_caller())
     }
 
     pub fn secrets_manager(&self) -> SecretsManager {
-        SecretsManager::new(self.sm.clone(), Bridge::new(self.runtime.handle().clone()))
+        SecretsManager::new(self.sm.clone(), Bridge::new(self.runtime.handle().clone()), test_caller())
     }
+}
+
+/// A caller that never limits the rate (moto does not throttle), with the default deadline.
+fn test_caller() -> Caller {
+    Caller::new(10_000, DEFAULT_TIMEOUT)
 }

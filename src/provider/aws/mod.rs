@@ -1,5 +1,6 @@
 //! Shared AWS plumbing: SDK configuration, the async bridge, and SDK error classification.
 
+pub mod call;
 pub mod parameter_store;
 pub mod secrets_manager;
 
@@ -9,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_ssm::config::http::HttpResponse;
 use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ssm::primitives::DateTime;
@@ -18,14 +19,34 @@ use tokio::runtime::Handle;
 use crate::error::{Error, Result};
 
 /// Attempts per API call, including the first (s1crets uses 3).
-pub const MAX_ATTEMPTS: u32 = 3;
-/// Time limit of one attempt (s1crets uses 5 s).
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Time limit to open a connection.
+pub const DEFAULT_ATTEMPTS: u32 = 3;
+/// How long a request may take, retries included (s1crets uses 5 s).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest time to open a connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default Parameter Store requests a second: half the 40 TPS every client of the account and
+/// region shares, leaving the rest to other clients.
+pub const DEFAULT_PS_TPS: u32 = 20;
+/// Default Secrets Manager requests a second: half of BatchGetSecretValue's and ListSecrets'
+/// 100 TPS (GetSecretValue and DescribeSecret allow far more).
+pub const DEFAULT_SM_TPS: u32 = 50;
 
-/// Where and as whom to reach AWS; `None` leaves the choice to the standard AWS chain.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A role to assume through STS (s1crets' `sts_args`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssumeRole {
+    /// `--role-arn`.
+    pub role_arn: String,
+    /// `--role-session-name` (default `secretfs`).
+    pub session_name: Option<String>,
+    /// `--external-id`.
+    pub external_id: Option<String>,
+    /// `--role-duration`.
+    pub duration: Option<Duration>,
+}
+
+/// Where and as whom to reach AWS, and how patiently; `None` leaves the choice to the
+/// standard AWS chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AwsSettings {
     /// `--region`.
     pub region: Option<String>,
@@ -33,9 +54,37 @@ pub struct AwsSettings {
     pub profile: Option<String>,
     /// `--endpoint-url`.
     pub endpoint_url: Option<String>,
+    /// `--role-arn` and its companions.
+    pub assume_role: Option<AssumeRole>,
+    /// Check the credentials once at mount (STS GetCallerIdentity).
+    pub verify_credentials: bool,
+    /// `--timeout`: how long one request may take, retries included.
+    pub timeout: Duration,
+    /// `--retries`: attempts per request, the first included.
+    pub attempts: u32,
+    /// `--max-tps` for Parameter Store.
+    pub ps_max_tps: u32,
+    /// `--max-tps` for Secrets Manager.
+    pub sm_max_tps: u32,
 }
 
-/// Blocks on SDK futures from FUSE threads through a stored runtime handle.
+impl Default for AwsSettings {
+    fn default() -> Self {
+        AwsSettings {
+            region: None,
+            profile: None,
+            endpoint_url: None,
+            assume_role: None,
+            verify_credentials: true,
+            timeout: DEFAULT_TIMEOUT,
+            attempts: DEFAULT_ATTEMPTS,
+            ps_max_tps: DEFAULT_PS_TPS,
+            sm_max_tps: DEFAULT_SM_TPS,
+        }
+    }
+}
+
+/// Blocks on SDK futures from non-runtime threads through a stored runtime handle.
 #[derive(Clone, Debug)]
 pub struct Bridge {
     handle: Handle,
@@ -53,15 +102,16 @@ impl Bridge {
     }
 }
 
-/// Load the SDK configuration and check that a region and credentials are there.
+/// Load the SDK configuration, assume the role if one is given, and check that a region and
+/// working credentials are there (one STS GetCallerIdentity call unless switched off).
 pub fn load_config(bridge: &Bridge, settings: &AwsSettings) -> Result<SdkConfig> {
     bridge.run(async {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+            .retry_config(RetryConfig::standard().with_max_attempts(settings.attempts.max(1)))
             .timeout_config(
                 TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                    .connect_timeout(CONNECT_TIMEOUT.min(settings.timeout))
+                    .operation_timeout(settings.timeout)
                     .build(),
             );
         if let Some(region) = &settings.region {
@@ -73,21 +123,64 @@ pub fn load_config(bridge: &Bridge, settings: &AwsSettings) -> Result<SdkConfig>
         if let Some(url) = &settings.endpoint_url {
             loader = loader.endpoint_url(url);
         }
-        let config = loader.load().await;
+        let mut config = loader.load().await;
         if config.region().is_none() {
             return Err(Error::Config(
                 "no AWS region: pass --region or set AWS_REGION (or a region in your AWS profile)".into(),
             ));
         }
+        if let Some(role) = &settings.assume_role {
+            config = assume_role(config, role).await;
+        }
         let Some(credentials) = config.credentials_provider() else {
             return Err(Error::Config("no AWS credentials provider is configured".into()));
         };
-        credentials
-            .provide_credentials()
-            .await
-            .map_err(|e| Error::Config(format!("no AWS credentials: {}", error_chain(&e))))?;
+        let deadline = settings.timeout;
+        let provided = tokio::time::timeout(deadline, credentials.provide_credentials()).await;
+        match provided {
+            Err(_) => return Err(Error::Config(format!("no AWS credentials within {}s", deadline.as_secs_f64()))),
+            Ok(Err(e)) => return Err(Error::Config(format!("no AWS credentials: {}", error_chain(&e)))),
+            Ok(Ok(_)) => {}
+        }
+        if settings.verify_credentials {
+            verify(&config, deadline).await?;
+        }
         Ok(config)
     })
+}
+
+/// `config` with credentials from assuming `role`, refreshed by the SDK before they expire.
+async fn assume_role(config: SdkConfig, role: &AssumeRole) -> SdkConfig {
+    let mut builder = aws_config::sts::AssumeRoleProvider::builder(role.role_arn.clone())
+        .session_name(role.session_name.clone().unwrap_or_else(|| "secretfs".into()))
+        .configure(&config);
+    if let Some(id) = &role.external_id {
+        builder = builder.external_id(id.clone());
+    }
+    if let Some(length) = role.duration {
+        builder = builder.session_length(length);
+    }
+    let provider = builder.build().await;
+    config.into_builder().credentials_provider(SharedCredentialsProvider::new(provider)).build()
+}
+
+/// One STS GetCallerIdentity call: proves the endpoint answers and accepts the credentials.
+async fn verify(config: &SdkConfig, deadline: Duration) -> Result<()> {
+    let sts = aws_sdk_sts::Client::new(config);
+    match tokio::time::timeout(deadline, sts.get_caller_identity().send()).await {
+        Err(_) => Err(Error::Config(format!(
+            "cannot verify the AWS credentials: STS did not answer within {}s (--no-verify-credentials skips this check)",
+            deadline.as_secs_f64()
+        ))),
+        Ok(Err(e)) => Err(Error::Config(format!(
+            "the AWS credentials were refused or STS is unreachable: {} (--no-verify-credentials skips this check)",
+            error_chain(&e)
+        ))),
+        Ok(Ok(identity)) => {
+            log::info!("AWS identity {}", identity.arn().unwrap_or("(no ARN)"));
+            Ok(())
+        }
+    }
 }
 
 /// Turn an SDK error into our error: never a transient failure into NotFound.

@@ -1,17 +1,19 @@
-//! The Parameter Store provider: DescribeParameters to list, GetParameters (10 at a time) to read.
+//! The Parameter Store provider: DescribeParameters to list and to ask versions (50 at a time),
+//! GetParameters (10 at a time) to read.
 //!
 //! Values are never read with GetParametersByPath: a recursive path read can return parameters
 //! that an IAM deny on GetParameter(s) is meant to hide.
+
+use std::collections::HashMap;
 
 use aws_sdk_ssm::operation::put_parameter::builders::PutParameterFluentBuilder;
 use aws_sdk_ssm::types::{ParameterMetadata, ParameterStringFilter, ParameterTier, ParameterType};
 use aws_sdk_ssm::Client;
 
-use super::{classify, to_system_time, Bridge};
+use super::call::Caller;
+use super::{to_system_time, Bridge};
 use crate::error::{Error, Result};
-use crate::provider::{
-    under_prefix, ApiCounters, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, Service, ValueKind,
-};
+use crate::provider::{under_prefix, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, Service, ValueKind};
 
 /// Largest value of a Standard-tier parameter (Advanced: 8 KB).
 pub const STANDARD_VALUE_LIMIT: usize = 4096;
@@ -23,22 +25,22 @@ pub const DESCRIBE_PAGE_SIZE: i32 = 50;
 pub struct ParameterStore {
     client: Client,
     bridge: Bridge,
-    counters: ApiCounters,
+    caller: Caller,
 }
 
 impl ParameterStore {
-    /// A provider using `client`, blocking through `bridge`.
-    pub fn new(client: Client, bridge: Bridge) -> Self {
-        ParameterStore { client, bridge, counters: ApiCounters::default() }
+    /// A provider using `client`, blocking through `bridge`, sending through `caller`.
+    pub fn new(client: Client, bridge: Bridge, caller: Caller) -> Self {
+        ParameterStore { client, bridge, caller }
     }
 }
 
-/// A DescribeParameters filter: `key` `option` `value` (e.g. Path Recursive /prod).
-fn describe_filter(key: &str, option: &str, value: &str) -> Result<ParameterStringFilter> {
+/// A DescribeParameters filter: `key` `option` `values` (e.g. Name BeginsWith /prod).
+fn describe_filter(key: &str, option: &str, values: &[String]) -> Result<ParameterStringFilter> {
     ParameterStringFilter::builder()
         .key(key)
         .option(option)
-        .values(value)
+        .set_values(Some(values.to_vec()))
         .build()
         .map_err(|e| Error::Service(e.to_string()))
 }
@@ -59,8 +61,7 @@ impl ParameterStore {
         kind: ValueKind,
     ) -> Result<Fetched> {
         let value = parameter_text(bytes)?;
-        self.counters.record("PutParameter");
-        let out = request.name(name).value(value).send().await.map_err(classify)?;
+        let out = self.caller.send("PutParameter", request.name(name).value(value).send()).await?;
         Ok(Fetched {
             bytes: bytes.clone(),
             kind,
@@ -71,9 +72,9 @@ impl ParameterStore {
 
     /// The stored settings of one parameter (type, key, description, tier, pattern).
     async fn metadata(&self, name: &str) -> Result<ParameterMetadata> {
-        let filter = describe_filter("Name", "Equals", name)?;
-        self.counters.record("DescribeParameters");
-        let out = self.client.describe_parameters().parameter_filters(filter).send().await.map_err(classify)?;
+        let filter = describe_filter("Name", "Equals", &[name.to_string()])?;
+        let request = self.client.describe_parameters().parameter_filters(filter);
+        let out = self.caller.send("DescribeParameters", request.send()).await?;
         out.parameters().iter().find(|p| p.name() == Some(name)).cloned().ok_or(Error::NotFound)
     }
 }
@@ -87,11 +88,9 @@ impl Provider for ParameterStore {
                 let mut request =
                     self.client.describe_parameters().max_results(DESCRIBE_PAGE_SIZE).set_next_token(next_token);
                 if prefix != "/" && !prefix.is_empty() {
-                    let path = prefix.trim_end_matches('/');
-                    request = request.parameter_filters(describe_filter("Path", "Recursive", path)?);
+                    request = request.parameter_filters(describe_filter("Name", "BeginsWith", &[prefix.to_string()])?);
                 }
-                self.counters.record("DescribeParameters");
-                let page = request.send().await.map_err(classify)?;
+                let page = self.caller.send("DescribeParameters", request.send()).await?;
                 listed.extend(page.parameters().iter().filter_map(|p| {
                     let name = p.name()?;
                     under_prefix(prefix, name).then(|| Listed {
@@ -109,15 +108,8 @@ impl Provider for ParameterStore {
 
     fn fetch(&self, names: &[String]) -> Result<Vec<FetchResult>> {
         self.bridge.run(async {
-            self.counters.record("GetParameters");
-            let out = self
-                .client
-                .get_parameters()
-                .set_names(Some(names.to_vec()))
-                .with_decryption(true)
-                .send()
-                .await
-                .map_err(classify)?;
+            let request = self.client.get_parameters().set_names(Some(names.to_vec())).with_decryption(true);
+            let out = self.caller.send("GetParameters", request.send()).await?;
             let mut results: Vec<FetchResult> = Vec::with_capacity(names.len());
             for parameter in out.parameters() {
                 let Some(name) = parameter.name() else { continue };
@@ -138,6 +130,34 @@ impl Provider for ParameterStore {
                 results.push((invalid.clone(), Err(Error::NotFound)));
             }
             Ok(results)
+        })
+    }
+
+    fn versions(&self, names: &[String]) -> Result<HashMap<String, String>> {
+        self.bridge.run(async {
+            let mut versions = HashMap::with_capacity(names.len());
+            for chunk in names.chunks(DESCRIBE_PAGE_SIZE as usize) {
+                let mut next_token = None;
+                loop {
+                    let request = self
+                        .client
+                        .describe_parameters()
+                        .parameter_filters(describe_filter("Name", "Equals", chunk)?)
+                        .max_results(DESCRIBE_PAGE_SIZE)
+                        .set_next_token(next_token);
+                    let page = self.caller.send("DescribeParameters", request.send()).await?;
+                    for parameter in page.parameters() {
+                        if let Some(name) = parameter.name() {
+                            versions.insert(name.to_string(), parameter.version().to_string());
+                        }
+                    }
+                    next_token = page.next_token().map(str::to_string);
+                    if next_token.is_none() {
+                        break;
+                    }
+                }
+            }
+            Ok(versions)
         })
     }
 
@@ -181,8 +201,7 @@ impl Provider for ParameterStore {
 
     fn delete(&self, name: &str) -> Result<()> {
         self.bridge.run(async {
-            self.counters.record("DeleteParameter");
-            self.client.delete_parameter().name(name).send().await.map_err(classify)?;
+            self.caller.send("DeleteParameter", self.client.delete_parameter().name(name).send()).await?;
             Ok(())
         })
     }
@@ -192,6 +211,6 @@ impl Provider for ParameterStore {
     }
 
     fn call_counts(&self) -> CallCounts {
-        self.counters.snapshot()
+        self.caller.call_counts()
     }
 }

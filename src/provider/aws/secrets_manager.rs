@@ -1,14 +1,20 @@
-//! The Secrets Manager provider: ListSecrets to list, GetSecretValue or BatchGetSecretValue to read.
+//! The Secrets Manager provider: ListSecrets to list, DescribeSecret (concurrently) to ask
+//! versions, GetSecretValue or BatchGetSecretValue to read.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use aws_sdk_secretsmanager::primitives::Blob;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use aws_sdk_secretsmanager::Client;
 
-use super::{classify, classify_code, to_system_time, Bridge};
+use super::call::Caller;
+use super::{classify_code, to_system_time, Bridge};
 use crate::error::{Error, Result};
-use crate::provider::{
-    under_prefix, ApiCounters, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, Service, ValueKind,
-};
+use crate::provider::{under_prefix, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, Service, ValueKind};
+
+/// The version stage that names a secret's current value.
+pub const CURRENT_STAGE: &str = "AWSCURRENT";
 
 /// Largest page ListSecrets returns.
 pub const LIST_PAGE_SIZE: i32 = 100;
@@ -18,18 +24,17 @@ pub const LIST_PAGE_SIZE: i32 = 100;
 pub struct SecretsManager {
     client: Client,
     bridge: Bridge,
-    counters: ApiCounters,
+    caller: Arc<Caller>,
 }
 
 impl SecretsManager {
-    /// A provider using `client`, blocking through `bridge`.
-    pub fn new(client: Client, bridge: Bridge) -> Self {
-        SecretsManager { client, bridge, counters: ApiCounters::default() }
+    /// A provider using `client`, blocking through `bridge`, sending through `caller`.
+    pub fn new(client: Client, bridge: Bridge, caller: Caller) -> Self {
+        SecretsManager { client, bridge, caller: Arc::new(caller) }
     }
 
     async fn get_one(&self, name: &str) -> Result<Fetched> {
-        self.counters.record("GetSecretValue");
-        let out = self.client.get_secret_value().secret_id(name).send().await.map_err(classify)?;
+        let out = self.caller.send("GetSecretValue", self.client.get_secret_value().secret_id(name).send()).await?;
         Ok(to_fetched(
             out.secret_string(),
             out.secret_binary().map(|b| b.as_ref()),
@@ -42,15 +47,9 @@ impl SecretsManager {
         let mut results = Vec::with_capacity(names.len());
         let mut next_token = None;
         loop {
-            self.counters.record("BatchGetSecretValue");
-            let out = self
-                .client
-                .batch_get_secret_value()
-                .set_secret_id_list(Some(names.to_vec()))
-                .set_next_token(next_token)
-                .send()
-                .await
-                .map_err(classify)?;
+            let request =
+                self.client.batch_get_secret_value().set_secret_id_list(Some(names.to_vec())).set_next_token(next_token);
+            let out = self.caller.send("BatchGetSecretValue", request.send()).await?;
             for entry in out.secret_values() {
                 let Some(name) = entry.name() else { continue };
                 let fetched = to_fetched(
@@ -114,8 +113,7 @@ impl Provider for SecretsManager {
                 if !prefix.is_empty() {
                     request = request.filters(Filter::builder().key(FilterNameStringType::Name).values(prefix).build());
                 }
-                self.counters.record("ListSecrets");
-                let page = request.send().await.map_err(classify)?;
+                let page = self.caller.send("ListSecrets", request.send()).await?;
                 listed.extend(page.secret_list().iter().filter_map(|s| {
                     let name = s.name()?;
                     under_prefix(prefix, name).then(|| Listed {
@@ -140,6 +138,34 @@ impl Provider for SecretsManager {
         })
     }
 
+    fn versions(&self, names: &[String]) -> Result<HashMap<String, String>> {
+        self.bridge.run(async {
+            let mut describes = tokio::task::JoinSet::new();
+            for name in names {
+                let (client, caller, name) = (self.client.clone(), self.caller.clone(), name.clone());
+                describes.spawn(async move {
+                    let out = caller.send("DescribeSecret", client.describe_secret().secret_id(&name).send()).await;
+                    (name, out)
+                });
+            }
+            let mut versions = HashMap::with_capacity(names.len());
+            while let Some(joined) = describes.join_next().await {
+                let (name, out) = joined.map_err(|e| Error::Transient(format!("DescribeSecret task: {e}")))?;
+                let out = match out {
+                    Err(Error::NotFound) => continue,
+                    other => other?,
+                };
+                let current = out.version_ids_to_stages().and_then(|stages| {
+                    stages.iter().find(|(_, s)| s.iter().any(|stage| stage == CURRENT_STAGE)).map(|(id, _)| id.clone())
+                });
+                if let Some(version) = current {
+                    versions.insert(name, version);
+                }
+            }
+            Ok(versions)
+        })
+    }
+
     fn update(&self, name: &str, current: &Fetched, bytes: SecretBytes) -> Result<Fetched> {
         let request = self.client.put_secret_value().secret_id(name);
         let request = match current.kind {
@@ -147,8 +173,7 @@ impl Provider for SecretsManager {
             _ => request.secret_string(secret_text(&bytes)?),
         };
         self.bridge.run(async {
-            self.counters.record("PutSecretValue");
-            let out = request.send().await.map_err(classify)?;
+            let out = self.caller.send("PutSecretValue", request.send()).await?;
             Ok(stored(bytes.clone(), current.kind, out.version_id()))
         })
     }
@@ -160,16 +185,14 @@ impl Provider for SecretsManager {
             _ => request.secret_string(secret_text(&bytes)?),
         };
         self.bridge.run(async {
-            self.counters.record("CreateSecret");
-            let out = request.send().await.map_err(classify)?;
+            let out = self.caller.send("CreateSecret", request.send()).await?;
             Ok(stored(bytes.clone(), kind, out.version_id()))
         })
     }
 
     fn delete(&self, name: &str) -> Result<()> {
         self.bridge.run(async {
-            self.counters.record("DeleteSecret");
-            self.client.delete_secret().secret_id(name).send().await.map_err(classify)?;
+            self.caller.send("DeleteSecret", self.client.delete_secret().secret_id(name).send()).await?;
             Ok(())
         })
     }
@@ -179,6 +202,6 @@ impl Provider for SecretsManager {
     }
 
     fn call_counts(&self) -> CallCounts {
-        self.counters.snapshot()
+        self.caller.call_counts()
     }
 }

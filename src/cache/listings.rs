@@ -1,0 +1,248 @@
+//! Lazy listings: a directory is listed when first visited (the names starting with its
+//! prefix), a name not known yet is asked for directly, and a stale listing is served while a
+//! background refresh replaces it. The tree of known names is swapped whole, so readers never
+//! wait for a listing in progress.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::slot::{Decision, Flight, Slot};
+use super::{lock, Inner, Listing, ServiceCache, Tree};
+use crate::error::{Error, Result};
+use crate::namespace::Namespace;
+use crate::provider::{under_prefix, Listed};
+
+impl ServiceCache {
+    /// The tree of the names known now; no provider call.
+    pub fn namespace(&self) -> Arc<Namespace> {
+        lock(&self.inner.tree).namespace.clone()
+    }
+
+    /// The tree, with the directory whose names start with `dir_prefix` (`/prod/db/`, or the
+    /// mount prefix for the service directory) listed: listed now if no listing covers it yet,
+    /// refreshed in the background if the covering listing is stale. If listing is denied, the
+    /// names known so far are shown.
+    pub fn list_dir(&self, dir_prefix: &str) -> Result<Arc<Namespace>> {
+        let covering = self.inner.covering_listing(dir_prefix);
+        let key = covering.unwrap_or_else(|| dir_prefix.to_string());
+        match self.listing(&key) {
+            Ok(()) => Ok(self.namespace()),
+            Err(Error::AccessDenied(reason)) => {
+                self.inner.listing_was_denied(&reason);
+                Ok(self.namespace())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The tree, after asking the service for `name` (a name not in the tree yet): the names
+    /// starting with `name` are listed (at most once per negative-cache period), or, when
+    /// listing is denied, the value is read by its exact name. A name read that way is added
+    /// to the tree; a missing one is treated as a possible directory while listing is denied,
+    /// so deeper exact paths stay reachable.
+    pub fn discover(&self, name: &str) -> Result<Arc<Namespace>> {
+        if !self.inner.listing_denied.load(Ordering::Relaxed) {
+            match self.listing(name) {
+                Ok(()) => return Ok(self.namespace()),
+                Err(Error::AccessDenied(reason)) => self.inner.listing_was_denied(&reason),
+                Err(err) => return Err(err),
+            }
+        }
+        self.discover_exact(name, true)
+    }
+
+    /// The tree, after reading `name` by its exact name: added if found; if not and
+    /// `maybe_directory`, shown as a directory (listing is denied, so it may hold names).
+    pub fn discover_exact(&self, name: &str, maybe_directory: bool) -> Result<Arc<Namespace>> {
+        match self.value(name, []) {
+            Ok(value) => {
+                let listed = Listed { name: name.to_string(), last_modified: value.fetched.last_modified };
+                self.inner.add_names(vec![listed]);
+            }
+            Err(Error::NotFound) if maybe_directory => self.inner.add_directory(name),
+            Err(Error::NotFound) => {}
+            Err(err) => return Err(err),
+        }
+        Ok(self.namespace())
+    }
+
+    /// Make sure the listing of `prefix` is known (waiting only when nothing is known yet).
+    fn listing(&self, prefix: &str) -> Result<()> {
+        let inner = &self.inner;
+        let now = inner.runtime.clock.now();
+        let (decision, flight) = {
+            let mut listings = lock(&inner.listings);
+            let slot = listings.entry(prefix.to_string()).or_insert_with(|| Slot::new(now));
+            slot.last_read = now;
+            let decision = slot.decide(now, inner.listing_ttl(slot), &inner.policy);
+            let flight = match decision {
+                Decision::Fetch | Decision::ServeAndRefresh(_) => {
+                    let flight = Arc::new(Flight::default());
+                    slot.flight = Some(flight.clone());
+                    Some(flight)
+                }
+                _ => None,
+            };
+            (decision, flight)
+        };
+        match decision {
+            Decision::Serve(_) => Ok(()),
+            Decision::Fail(err) => Err(err),
+            Decision::ServeAndRefresh(_) => {
+                self.list_in_background(prefix.to_string());
+                Ok(())
+            }
+            Decision::Wait(flight) => inner.listing_answer(prefix, flight.wait()),
+            Decision::Fetch => {
+                inner.run_listing(prefix);
+                let outcome = flight.map_or(Err(Error::Transient("listing aborted".into())), |f| f.wait());
+                inner.listing_answer(prefix, outcome)
+            }
+        }
+    }
+
+    pub(super) fn list_in_background(&self, prefix: String) {
+        let inner = self.inner.clone();
+        self.inner.runtime.spawner.spawn(Box::new(move || inner.run_listing(&prefix)));
+    }
+}
+
+impl Inner {
+    /// A listing that found nothing is asked again after the negative-cache period.
+    pub(super) fn listing_ttl(&self, slot: &Slot<Listing>) -> Duration {
+        match &slot.value {
+            Some(listing) if listing.names.is_empty() => self.policy.negative_ttl,
+            _ => self.policy.ttl,
+        }
+    }
+
+    /// The key of a listing that has succeeded and covers `dir_prefix` (its prefix starts it).
+    fn covering_listing(&self, dir_prefix: &str) -> Option<String> {
+        let listings = lock(&self.listings);
+        listings
+            .iter()
+            .filter(|(prefix, slot)| slot.value.is_some() && covers(prefix, dir_prefix, &self.prefix))
+            .map(|(prefix, _)| prefix.clone())
+            .max_by_key(String::len)
+    }
+
+    fn listing_was_denied(&self, reason: &str) {
+        if !self.listing_denied.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "listing under {:?} is denied ({reason}); showing names read by exact path only",
+                self.prefix
+            );
+        }
+    }
+
+    fn listing_answer(&self, prefix: &str, outcome: Result<Arc<Listing>>) -> Result<()> {
+        let now = self.runtime.clock.now();
+        let listings = lock(&self.listings);
+        let outcome = match listings.get(prefix) {
+            Some(slot) => slot.answer(outcome, now, self.listing_ttl(slot), &self.policy),
+            None => outcome,
+        };
+        outcome.map(drop)
+    }
+
+    /// List the names starting with `prefix` (its slot's flight is set), merge them into the
+    /// tree, and finish the flight.
+    pub(super) fn run_listing(&self, prefix: &str) {
+        let result = self.provider.list(prefix).map(|names| Arc::new(Listing { names }));
+        let now = self.runtime.clock.now();
+        let mut removed = Vec::new();
+        if let Ok(listing) = &result {
+            removed = self.merge(prefix, &listing.names);
+        }
+        {
+            let mut listings = lock(&self.listings);
+            let slot = listings.entry(prefix.to_string()).or_insert_with(|| Slot::new(now));
+            let jitter = self.jitter(prefix, slot.failures);
+            let failures = slot.record(&result, now, &self.policy, jitter);
+            if let Err(err) = &result {
+                if !matches!(err, Error::AccessDenied(_)) {
+                    log::warn!(
+                        "listing {prefix:?} failed (failure {failures} in a row; next attempt within {}s): {err}",
+                        self.policy.backoff(failures, 1.0).as_secs_f64().ceil()
+                    );
+                }
+            }
+            if let Some(flight) = slot.flight.take() {
+                flight.finish(result);
+            }
+        }
+        if !removed.is_empty() {
+            let mut values = lock(&self.values);
+            for name in &removed {
+                values.remove(name);
+            }
+        }
+        self.notify_changed(&removed);
+    }
+
+    /// Replace the known names starting with `prefix` by `listed`; returns the names that left.
+    fn merge(&self, prefix: &str, listed: &[Listed]) -> Vec<String> {
+        let mut tree = lock(&self.tree);
+        let Tree { names, namespace } = &mut *tree;
+        let before: Vec<String> = names.keys().filter(|name| under_prefix(prefix, name)).cloned().collect();
+        let namespace = Arc::make_mut(namespace);
+        let mut removed = Vec::new();
+        for name in before {
+            if !listed.iter().any(|l| l.name == name) {
+                names.remove(&name);
+                namespace.remove(&self.prefix, &name);
+                removed.push(name);
+            }
+        }
+        let hidden_before = namespace.hidden().len();
+        for entry in listed {
+            names.insert(entry.name.clone(), entry.clone());
+            namespace.insert(&self.prefix, entry.clone());
+        }
+        if namespace.hidden().len() > hidden_before {
+            log::warn!(
+                "names with an empty, `.` or `..` path part are not shown: {:?}",
+                namespace.hidden().iter().collect::<Vec<_>>()
+            );
+        }
+        removed
+    }
+
+    /// Add names learned outside a listing (created, or read by exact name).
+    pub(super) fn add_names(&self, listed: Vec<Listed>) {
+        let mut tree = lock(&self.tree);
+        let Tree { names, namespace } = &mut *tree;
+        let namespace = Arc::make_mut(namespace);
+        for entry in listed {
+            names.insert(entry.name.clone(), entry.clone());
+            namespace.insert(&self.prefix, entry);
+        }
+    }
+
+    /// Drop names that no longer exist.
+    pub(super) fn remove_names(&self, gone: &[String]) {
+        if gone.is_empty() {
+            return;
+        }
+        let mut tree = lock(&self.tree);
+        let Tree { names, namespace } = &mut *tree;
+        let namespace = Arc::make_mut(namespace);
+        for name in gone {
+            names.remove(name);
+            namespace.remove(&self.prefix, name);
+        }
+    }
+
+    /// Show `name` as a directory (listing denied: it may hold names we cannot list).
+    fn add_directory(&self, name: &str) {
+        let mut tree = lock(&self.tree);
+        Arc::make_mut(&mut tree.namespace).insert_directory(&self.prefix, name);
+    }
+}
+
+/// Whether the listing of names starting with `listed` covers the directory `dir_prefix`. The
+/// root Parameter Store prefix `/` also lists SSM's flat names, so it covers everything.
+fn covers(listed: &str, dir_prefix: &str, root: &str) -> bool {
+    (listed == root && root == "/") || dir_prefix.starts_with(listed)
+}

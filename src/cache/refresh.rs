@@ -1,0 +1,144 @@
+//! Refresh-ahead: values and listings read within the last TTL are refreshed shortly before
+//! they expire (with per-key jitter), in the background. Values are revalidated by metadata
+//! first (versions), and only those whose version moved are fetched again, in parallel
+//! batches; an unchanged world costs metadata calls only. Entries nobody read for longer than
+//! they could be served are dropped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::slot::{ends_stale, Flight, Slot};
+use super::{lock, Inner, ServiceCache};
+
+/// Most values revalidated by one background job.
+pub const REVALIDATE_CHUNK: usize = 50;
+
+/// How often the refresher looks for due work: a tenth of the TTL, between 100 ms and 30 s.
+pub fn tick(ttl: Duration) -> Duration {
+    (ttl / 10).clamp(Duration::from_millis(100), Duration::from_secs(30))
+}
+
+impl Inner {
+    /// How long before expiry `key` is refreshed: between 10 % and 20 % of the TTL, by key.
+    fn lead(&self, key: &str) -> Duration {
+        self.policy.ttl.mul_f64(0.1 + 0.1 * self.jitter(key, u32::MAX))
+    }
+
+    /// Whether a slot read within the last TTL is near its expiry and free to refresh.
+    fn due<T>(&self, key: &str, slot: &Slot<T>, ttl: Duration, now: Instant) -> bool {
+        let read_recently = now.saturating_duration_since(slot.last_read) < self.policy.ttl;
+        let near_expiry = slot.age(now).is_some_and(|age| age + self.lead(key) >= ttl);
+        read_recently && near_expiry && slot.flight.is_none() && !slot.in_backoff(now)
+    }
+
+    /// Whether a slot is idle beyond what could still be served, and may go.
+    fn idle<T>(&self, slot: &Slot<T>, now: Instant) -> bool {
+        slot.flight.is_none()
+            && now.saturating_duration_since(slot.last_read) >= self.policy.ttl + self.policy.max_stale
+    }
+
+    pub(super) fn refresh_due(self: &Arc<Self>) {
+        let now = self.runtime.clock.now();
+        let due_values: Vec<String> = {
+            let mut values = lock(&self.values);
+            values.retain(|_, slot| !self.idle(slot, now));
+            let due: Vec<String> = values
+                .iter()
+                .filter(|(name, slot)| slot.value.is_some() && self.due(name, slot, self.policy.ttl, now))
+                .map(|(name, _)| name.clone())
+                .collect();
+            for name in &due {
+                if let Some(slot) = values.get_mut(name) {
+                    slot.flight = Some(Arc::new(Flight::default()));
+                }
+            }
+            due
+        };
+        let due_listings: Vec<String> = {
+            let mut listings = lock(&self.listings);
+            listings.retain(|_, slot| !self.idle(slot, now));
+            let due: Vec<String> = listings
+                .iter()
+                .filter(|(prefix, slot)| slot.value.is_some() && self.due(prefix, slot, self.listing_ttl(slot), now))
+                .map(|(prefix, _)| prefix.clone())
+                .collect();
+            for prefix in &due {
+                if let Some(slot) = listings.get_mut(prefix) {
+                    slot.flight = Some(Arc::new(Flight::default()));
+                }
+            }
+            due
+        };
+        let cache = ServiceCache { inner: self.clone() };
+        for chunk in due_values.chunks(REVALIDATE_CHUNK) {
+            let (inner, chunk) = (self.clone(), chunk.to_vec());
+            self.runtime.spawner.spawn(Box::new(move || inner.revalidate(&chunk)));
+        }
+        for prefix in due_listings {
+            cache.list_in_background(prefix);
+        }
+    }
+
+    /// Ask which of `names` (flights set) changed; confirm the unchanged ones, fetch the rest
+    /// in parallel batches. If the metadata call is refused, fetch them all instead (a role may
+    /// read values without describing them); if it fails transiently, keep the values and back
+    /// off.
+    fn revalidate(self: &Arc<Self>, names: &[String]) {
+        let versions = match self.provider.versions(names) {
+            Ok(versions) => versions,
+            Err(err) if ends_stale(&err) => {
+                self.fetch_in_parallel(names.to_vec());
+                return;
+            }
+            Err(err) => {
+                let limit = self.provider.batch_limit().max(1);
+                for batch in names.chunks(limit) {
+                    self.land_error(batch, &err);
+                }
+                return;
+            }
+        };
+        let moved = self.confirm_unchanged(names, &versions);
+        self.fetch_in_parallel(moved);
+    }
+
+    /// Renew the values whose version is unchanged; returns the others.
+    fn confirm_unchanged(&self, names: &[String], versions: &HashMap<String, String>) -> Vec<String> {
+        let now = self.runtime.clock.now();
+        let mut values = lock(&self.values);
+        let mut moved = Vec::new();
+        for name in names {
+            let Some(slot) = values.get_mut(name) else { continue };
+            let same = match (&slot.value, versions.get(name)) {
+                (Some(value), Some(version)) => value.fetched.version.as_deref() == Some(version.as_str()),
+                _ => false,
+            };
+            if !same {
+                moved.push(name.clone());
+                continue;
+            }
+            if let Some(value) = slot.value.clone() {
+                slot.record(&Ok(value.clone()), now, &self.policy, 0.0);
+                if let Some(flight) = slot.flight.take() {
+                    flight.finish(Ok(value));
+                }
+            }
+        }
+        moved
+    }
+
+    /// Fetch `names` (flights set) in batches: all but the first on other threads, at once.
+    fn fetch_in_parallel(self: &Arc<Self>, names: Vec<String>) {
+        let limit = self.provider.batch_limit().max(1);
+        let mut batches = names.chunks(limit).map(<[String]>::to_vec);
+        let Some(first) = batches.next() else { return };
+        let cache = ServiceCache { inner: self.clone() };
+        batches.for_each(|batch| cache.fetch_in_background(batch));
+        self.run_batch(&first);
+    }
+
+    fn land_error(&self, batch: &[String], err: &crate::error::Error) {
+        self.land_batch(batch, Err(err.clone()));
+    }
+}

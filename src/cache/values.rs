@@ -1,0 +1,286 @@
+//! The value table: reads that serve known values at once, batched cold fetches that carry
+//! their siblings (more batches prefetched in parallel), one flight per key, and eviction of
+//! the least recently read entries beyond capacity.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use super::slot::{Decision, Flight, Slot};
+use super::{lock, Inner, ServiceCache};
+use crate::error::{Error, Result};
+use crate::provider::{FetchResult, Fetched};
+
+/// Extra batches of a directory's unread values fetched in parallel with a cold read.
+pub const PREFETCH_BATCHES: usize = 4;
+
+/// A fetched value and, computed once on demand, its JSON object form. `Debug` never shows
+/// the value or its members.
+pub struct CachedValue {
+    /// The value as fetched.
+    pub fetched: Fetched,
+    json: OnceLock<Option<serde_json::Map<String, serde_json::Value>>>,
+}
+
+impl std::fmt::Debug for CachedValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedValue").field("fetched", &self.fetched).finish_non_exhaustive()
+    }
+}
+
+impl CachedValue {
+    /// Wrap a fetched value.
+    pub fn new(fetched: Fetched) -> Self {
+        CachedValue { fetched, json: OnceLock::new() }
+    }
+
+    /// The value as a JSON object, if it is text that parses as one.
+    pub fn json_object(&self) -> Option<&serde_json::Map<String, serde_json::Value>> {
+        self.json
+            .get_or_init(|| {
+                if !self.fetched.kind.is_text() {
+                    return None;
+                }
+                match serde_json::from_slice(self.fetched.bytes.as_slice()) {
+                    Ok(serde_json::Value::Object(map)) => Some(map),
+                    _ => None,
+                }
+            })
+            .as_ref()
+    }
+
+    /// Whether `other` is the same stored value (same version and bytes).
+    fn same_as(&self, other: &Fetched) -> bool {
+        self.fetched.version == other.version
+            && self.fetched.kind == other.kind
+            && self.fetched.bytes.as_slice() == other.bytes.as_slice()
+    }
+}
+
+type Values = HashMap<String, Slot<CachedValue>>;
+
+impl ServiceCache {
+    /// The value of `name`. A known value is answered from memory (a stale one also starts a
+    /// background refresh). On a miss, up to a batch of not-yet-known `siblings` rides along in
+    /// the same call and a few more batches are prefetched in parallel; concurrent readers of a
+    /// name being fetched wait for that one call; a failure is remembered until its backoff ends.
+    pub fn value<'a>(&self, name: &str, siblings: impl IntoIterator<Item = &'a str>) -> Result<Arc<CachedValue>> {
+        let inner = &self.inner;
+        let now = inner.runtime.clock.now();
+        let ttl = inner.policy.ttl;
+        let (decision, batches, own_flight) = {
+            let mut values = lock(&inner.values);
+            let slot = values.entry(name.to_string()).or_insert_with(|| Slot::new(now));
+            slot.last_read = now;
+            let decision = slot.decide(now, ttl, &inner.policy);
+            let batches = match decision {
+                Decision::Fetch | Decision::ServeAndRefresh(_) => {
+                    let prefetch = matches!(decision, Decision::Fetch);
+                    inner.plan(&mut values, name, siblings, now, prefetch)
+                }
+                _ => Vec::new(),
+            };
+            let own_flight = values.get(name).and_then(|s| s.flight.clone());
+            (decision, batches, own_flight)
+        };
+        let mut batches = batches.into_iter();
+        match decision {
+            Decision::Serve(value) => Ok(value),
+            Decision::Fail(err) => Err(err),
+            Decision::ServeAndRefresh(value) => {
+                batches.for_each(|batch| self.fetch_in_background(batch));
+                Ok(value)
+            }
+            Decision::Wait(flight) => inner.answer(name, flight.wait()),
+            Decision::Fetch => {
+                let first = batches.next().unwrap_or_else(|| vec![name.to_string()]);
+                batches.for_each(|batch| self.fetch_in_background(batch));
+                inner.run_batch(&first);
+                let outcome = own_flight.map_or(Err(Error::Transient("fetch aborted".into())), |f| f.wait());
+                inner.answer(name, outcome)
+            }
+        }
+    }
+
+    pub(super) fn fetch_in_background(&self, batch: Vec<String>) {
+        let inner = self.inner.clone();
+        self.inner.runtime.spawner.spawn(Box::new(move || inner.run_batch(&batch)));
+    }
+}
+
+impl Inner {
+    /// Which names to fetch with `name`, in batches (the first holds `name`): the siblings
+    /// that are unknown or expired and not already being fetched or backing off; beyond the
+    /// first batch, up to [`PREFETCH_BATCHES`] more when `prefetch`, within half the capacity
+    /// so a batch never evicts its own members. Every planned name gets its flight here.
+    fn plan<'a>(
+        &self,
+        values: &mut Values,
+        name: &str,
+        siblings: impl IntoIterator<Item = &'a str>,
+        now: Instant,
+        prefetch: bool,
+    ) -> Vec<Vec<String>> {
+        let limit = self.provider.batch_limit().max(1);
+        let budget = (self.capacity / 2).max(1);
+        let most = if prefetch { limit * (1 + PREFETCH_BATCHES) } else { limit };
+        let most = most.min(budget).max(1);
+        let mut planned = vec![name.to_string()];
+        for sibling in siblings {
+            if planned.len() >= most {
+                break;
+            }
+            if sibling == name {
+                continue;
+            }
+            let wanted = match values.get(sibling) {
+                None => true,
+                Some(slot) => {
+                    slot.flight.is_none()
+                        && !slot.in_backoff(now)
+                        && slot.age(now).map_or(true, |age| age >= self.policy.ttl)
+                }
+            };
+            if wanted {
+                planned.push(sibling.to_string());
+            }
+        }
+        for member in &planned {
+            let slot = values.entry(member.clone()).or_insert_with(|| Slot::new(now));
+            slot.flight = Some(Arc::new(Flight::default()));
+            if member != name && slot.value.is_none() {
+                slot.last_read = now;
+            }
+        }
+        planned.chunks(limit.min(budget).max(1)).map(<[String]>::to_vec).collect()
+    }
+
+    /// Fetch one batch whose members have their flights set, and land the outcome. The flights
+    /// are finished even if the provider panics.
+    pub(super) fn run_batch(&self, batch: &[String]) {
+        let mut landing = Landing { inner: self, batch, landed: false };
+        let result = self.provider.fetch(batch);
+        landing.land(result);
+    }
+
+    /// Record each member's outcome, finish its flight, and tell the hook what changed.
+    pub(super) fn land_batch(&self, batch: &[String], result: Result<Vec<FetchResult>>) {
+        let now = self.runtime.clock.now();
+        let mut answers: HashMap<String, Result<Fetched>> = match &result {
+            Ok(results) => results.iter().cloned().collect(),
+            Err(_) => HashMap::new(),
+        };
+        let mut changed = Vec::new();
+        let mut gone = Vec::new();
+        let mut failures = 0;
+        {
+            let mut values = lock(&self.values);
+            for name in batch {
+                let answer = match &result {
+                    Ok(_) => answers.remove(name).unwrap_or(Err(Error::NotFound)),
+                    Err(err) => Err(err.clone()),
+                };
+                let slot = values.entry(name.clone()).or_insert_with(|| Slot::new(now));
+                let had_value = slot.value.is_some();
+                let outcome = match answer {
+                    Ok(fetched) => match &slot.value {
+                        Some(old) if old.same_as(&fetched) => Ok(old.clone()),
+                        _ => {
+                            if had_value {
+                                changed.push(name.clone());
+                            }
+                            Ok(Arc::new(CachedValue::new(fetched)))
+                        }
+                    },
+                    Err(err) => {
+                        if had_value && matches!(err, Error::NotFound | Error::AccessDenied(_)) {
+                            gone.push((name.clone(), err.clone()));
+                        }
+                        if !matches!(err, Error::NotFound) && result.is_ok() {
+                            log::warn!("{name}: {err} (failure {} in a row)", slot.failures + 1);
+                        }
+                        Err(err)
+                    }
+                };
+                let jitter = self.jitter(name, slot.failures);
+                failures = failures.max(slot.record(&outcome, now, &self.policy, jitter));
+                if let Some(flight) = slot.flight.take() {
+                    flight.finish(outcome);
+                }
+            }
+            self.evict_over_capacity(&mut values);
+        }
+        if let Err(err) = &result {
+            let wait = self.policy.backoff(failures, 1.0);
+            log::warn!(
+                "fetching {} value(s) under {:?} failed (failure {failures} in a row; next attempt within {}s): {err}",
+                batch.len(),
+                self.prefix,
+                wait.as_secs_f64().ceil()
+            );
+        }
+        let removed: Vec<String> =
+            gone.iter().filter(|(_, e)| *e == Error::NotFound).map(|(name, _)| name.clone()).collect();
+        self.remove_names(&removed);
+        changed.extend(gone.into_iter().map(|(name, _)| name));
+        self.notify_changed(&changed);
+    }
+
+    /// The answer for `name` from a finished fetch: the value, or the stale value on a
+    /// transient failure while it is servable.
+    fn answer(&self, name: &str, outcome: Result<Arc<CachedValue>>) -> Result<Arc<CachedValue>> {
+        let now = self.runtime.clock.now();
+        match lock(&self.values).get(name) {
+            Some(slot) => slot.answer(outcome, now, self.policy.ttl, &self.policy),
+            None => outcome,
+        }
+    }
+
+    /// Store a value just written.
+    pub(super) fn store(&self, name: &str, fetched: Fetched) {
+        let now = self.runtime.clock.now();
+        let mut values = lock(&self.values);
+        let slot = values.entry(name.to_string()).or_insert_with(|| Slot::new(now));
+        slot.record(&Ok(Arc::new(CachedValue::new(fetched))), now, &self.policy, 0.0);
+        slot.last_read = now;
+        self.evict_over_capacity(&mut values);
+    }
+
+    /// Beyond capacity, drop the least recently read entries that are not being fetched, down
+    /// to nine tenths of capacity (so eviction runs once per many inserts).
+    fn evict_over_capacity(&self, values: &mut Values) {
+        if values.len() <= self.capacity {
+            return;
+        }
+        let keep = self.capacity - self.capacity / 10;
+        let mut idle: Vec<(Instant, String)> =
+            values.iter().filter(|(_, s)| s.flight.is_none()).map(|(n, s)| (s.last_read, n.clone())).collect();
+        idle.sort_unstable();
+        let excess = values.len().saturating_sub(keep);
+        for (_, name) in idle.into_iter().take(excess) {
+            values.remove(&name);
+        }
+    }
+}
+
+/// One batch being fetched; dropping it unlanded (a panic) fails its members' flights.
+struct Landing<'a> {
+    inner: &'a Inner,
+    batch: &'a [String],
+    landed: bool,
+}
+
+impl Landing<'_> {
+    fn land(&mut self, result: Result<Vec<FetchResult>>) {
+        self.landed = true;
+        self.inner.land_batch(self.batch, result);
+    }
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        if !self.landed {
+            self.inner.land_batch(self.batch, Err(Error::Transient("fetch aborted".into())));
+        }
+    }
+}
