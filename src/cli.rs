@@ -282,8 +282,23 @@ mod freshness_option_tests {
     #[test]
     fn freshness_identity_and_service_options() {
         let cli = Cli::parse_from([
-            "secretfs", "mount", "/m", "--services", "ps", "--timeout", "1", "--retries", "1", "--max-stale", "60",
-            "--role-arn", "arn:aws:iam::123456789012:role/r", "--external-id", "x", "--ps-max-tps", "5",
+            "secretfs",
+            "mount",
+            "/m",
+            "--services",
+            "ps",
+            "--timeout",
+            "1",
+            "--retries",
+            "1",
+            "--max-stale",
+            "60",
+            "--role-arn",
+            "arn:aws:iam::123456789012:role/r",
+            "--external-id",
+            "x",
+            "--ps-max-tps",
+            "5",
         ]);
         let Command::Mount(args) = cli.command else { panic!("not a mount") };
         let config = args.into_config();

@@ -4,8 +4,8 @@
 use std::ffi::OsStr;
 use std::sync::{Arc, OnceLock};
 
-use tokio::runtime::Handle;
 use std::time::Duration;
+use tokio::runtime::Handle;
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
@@ -309,11 +309,9 @@ impl Filesystem for FuseAdapter {
 
     fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
         let name = utf8(name);
-        self.offload(move |s| {
-            match name.and_then(|name| s.fs.mkdir(Ino(parent.0), &name).map_err(|e| errno(&e))) {
-                Ok(attr) => reply.entry(&KERNEL_TTL, &to_file_attr(&attr), Generation(0)),
-                Err(e) => reply.error(e),
-            }
+        self.offload(move |s| match name.and_then(|name| s.fs.mkdir(Ino(parent.0), &name).map_err(|e| errno(&e))) {
+            Ok(attr) => reply.entry(&KERNEL_TTL, &to_file_attr(&attr), Generation(0)),
+            Err(e) => reply.error(e),
         });
     }
 

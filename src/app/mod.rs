@@ -164,8 +164,10 @@ fn providers(source: &Source, bridge: &Bridge) -> Result<(Arc<dyn Provider>, Arc
     match source {
         Source::Aws(settings) => {
             let sdk = load_config(bridge, settings)?;
-            let (ps_caller, sm_caller) =
-                (Caller::new(settings.ps_max_tps, settings.timeout), Caller::new(settings.sm_max_tps, settings.timeout));
+            let (ps_caller, sm_caller) = (
+                Caller::new(settings.ps_max_tps, settings.timeout),
+                Caller::new(settings.sm_max_tps, settings.timeout),
+            );
             Ok((
                 Arc::new(ParameterStore::new(aws_sdk_ssm::Client::new(&sdk), bridge.clone(), ps_caller)),
                 Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(&sdk), bridge.clone(), sm_caller)),

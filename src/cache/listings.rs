@@ -129,10 +129,7 @@ impl Inner {
 
     fn listing_was_denied(&self, reason: &str) {
         if !self.listing_denied.swap(true, Ordering::Relaxed) {
-            log::warn!(
-                "listing under {:?} is denied ({reason}); showing names read by exact path only",
-                self.prefix
-            );
+            log::warn!("listing under {:?} is denied ({reason}); showing names read by exact path only", self.prefix);
         }
     }
 

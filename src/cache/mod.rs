@@ -140,7 +140,12 @@ impl ServiceCache {
     }
 
     /// A cache with the given clock and executor.
-    pub fn with_runtime(provider: Arc<dyn Provider>, prefix: String, settings: CacheSettings, runtime: Runtime) -> Self {
+    pub fn with_runtime(
+        provider: Arc<dyn Provider>,
+        prefix: String,
+        settings: CacheSettings,
+        runtime: Runtime,
+    ) -> Self {
         ServiceCache {
             inner: Arc::new(Inner {
                 provider,

@@ -125,8 +125,12 @@ impl Inner {
         let budget = (self.capacity / 2).max(1);
         let most = if prefetch { limit * (1 + PREFETCH_BATCHES) } else { limit };
         let most = most.min(budget).max(1);
+        // Siblings after `name` first (readers walk a directory in order), then those before.
+        let siblings: Vec<&str> = siblings.into_iter().collect();
+        let position = siblings.iter().position(|s| *s == name).map_or(0, |p| p + 1);
+        let (before, after) = siblings.split_at(position.min(siblings.len()));
         let mut planned = vec![name.to_string()];
-        for sibling in siblings {
+        for &sibling in after.iter().chain(before) {
             if planned.len() >= most {
                 break;
             }

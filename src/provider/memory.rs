@@ -122,10 +122,7 @@ impl Provider for MemoryProvider {
     fn versions(&self, names: &[String]) -> Result<HashMap<String, String>> {
         self.call(VERSIONS_ACTION)?;
         let values = self.values.read().unwrap_or_else(|p| p.into_inner());
-        Ok(names
-            .iter()
-            .filter_map(|name| Some((name.clone(), values.get(name)?.version.clone()?)))
-            .collect())
+        Ok(names.iter().filter_map(|name| Some((name.clone(), values.get(name)?.version.clone()?))).collect())
     }
 
     fn update(&self, name: &str, current: &Fetched, bytes: SecretBytes) -> Result<Fetched> {

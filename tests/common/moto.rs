@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use aws_credential_types::Credentials;
 use aws_sdk_secretsmanager::primitives::Blob;
 use aws_sdk_ssm::types::{ParameterTier, ParameterType};
+use secretfs::provider::aws::call::Caller;
 use secretfs::provider::aws::parameter_store::ParameterStore;
 use secretfs::provider::aws::secrets_manager::SecretsManager;
-use secretfs::provider::aws::call::Caller;
 use secretfs::provider::aws::{Bridge, DEFAULT_TIMEOUT};
 use tokio::runtime::Runtime;
 

@@ -13,7 +13,9 @@ use aws_sdk_ssm::Client;
 use super::call::Caller;
 use super::{to_system_time, Bridge};
 use crate::error::{Error, Result};
-use crate::provider::{under_prefix, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, Service, ValueKind};
+use crate::provider::{
+    under_prefix, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, Service, ValueKind,
+};
 
 /// Largest value of a Standard-tier parameter (Advanced: 8 KB).
 pub const STANDARD_VALUE_LIMIT: usize = 4096;

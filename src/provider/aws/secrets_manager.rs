@@ -11,7 +11,9 @@ use aws_sdk_secretsmanager::Client;
 use super::call::Caller;
 use super::{classify_code, to_system_time, Bridge};
 use crate::error::{Error, Result};
-use crate::provider::{under_prefix, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, Service, ValueKind};
+use crate::provider::{
+    under_prefix, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, Service, ValueKind,
+};
 
 /// The version stage that names a secret's current value.
 pub const CURRENT_STAGE: &str = "AWSCURRENT";
@@ -47,8 +49,11 @@ impl SecretsManager {
         let mut results = Vec::with_capacity(names.len());
         let mut next_token = None;
         loop {
-            let request =
-                self.client.batch_get_secret_value().set_secret_id_list(Some(names.to_vec())).set_next_token(next_token);
+            let request = self
+                .client
+                .batch_get_secret_value()
+                .set_secret_id_list(Some(names.to_vec()))
+                .set_next_token(next_token);
             let out = self.caller.send("BatchGetSecretValue", request.send()).await?;
             for entry in out.secret_values() {
                 let Some(name) = entry.name() else { continue };

@@ -1,0 +1,262 @@
+//! The freshness engine against the in-memory provider on a fake clock, with background jobs
+//! run by hand: TTL, stale-on-transient, AccessDenied/NotFound ending a value, backoff, shared
+//! failures, refresh-ahead by versions, lazy listings, exact-name discovery, capacity.
+
+#[path = "common/core.rs"]
+mod core;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use core::{config, names, read, stat};
+use secretfs::cache::clock::FakeClock;
+use secretfs::cache::spawn::QueuedJobs;
+use secretfs::cache::{CacheSettings, Runtime, ServiceCache};
+use secretfs::error::Error;
+use secretfs::fs::SecretFs;
+use secretfs::provider::memory::{MemoryProvider, FETCH_ACTION, LIST_ACTION, VERSIONS_ACTION};
+use secretfs::provider::{Provider, Service, ValueKind};
+
+const TTL: Duration = Duration::from_secs(60);
+
+struct Harness {
+    ps: Arc<MemoryProvider>,
+    clock: Arc<FakeClock>,
+    jobs: Arc<QueuedJobs>,
+    cache: ServiceCache,
+    fs: SecretFs,
+    changed: Arc<Mutex<Vec<String>>>,
+}
+
+impl Harness {
+    fn new(capacity: u64) -> Harness {
+        let ps = Arc::new(MemoryProvider::for_service(Service::ParameterStore));
+        ps.insert("/app/db/password", ValueKind::SecureString, "hunter2");
+        ps.insert("/app/db/user", ValueKind::String, "admin");
+        ps.insert("/app/token", ValueKind::SecureString, "tok-1");
+        let clock = Arc::new(FakeClock::default());
+        let jobs = Arc::new(QueuedJobs::default());
+        let settings = CacheSettings { ttl: TTL, capacity, ..CacheSettings::default() };
+        let runtime = Runtime { clock: clock.clone(), spawner: jobs.clone() };
+        let cache = ServiceCache::with_runtime(ps.clone(), "/".into(), settings, runtime);
+        let fs = SecretFs::new(config(true), vec![(Service::ParameterStore, cache.clone())]);
+        let changed = Arc::new(Mutex::new(Vec::new()));
+        Harness { ps, clock, jobs, cache, fs, changed }
+    }
+
+    fn calls(&self, action: &str) -> u64 {
+        self.ps.call_counts().get(action).copied().unwrap_or(0)
+    }
+
+    fn read(&self, path: &str) -> Result<String, Error> {
+        read(&self.fs, path).map(|bytes| String::from_utf8(bytes).unwrap())
+    }
+
+    fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    fn record_changes(&self) {
+        let changed = self.changed.clone();
+        self.fs.on_invalidate(Box::new(move |stale| changed.lock().unwrap().push(format!("{stale:?}"))));
+    }
+}
+
+#[test]
+fn mounting_lists_nothing_and_an_exact_path_costs_one_listing_and_one_fetch() {
+    let h = Harness::new(1000);
+    stat(&h.fs, "ps").unwrap();
+    assert_eq!(h.calls(LIST_ACTION), 0, "the service directory needs no listing");
+    assert_eq!(h.read("ps/app/db/password").unwrap(), "hunter2");
+    assert_eq!((h.calls(LIST_ACTION), h.calls(FETCH_ACTION)), (1, 1));
+    assert_eq!(h.read("ps/app/db/user").unwrap(), "admin", "a sibling rode along");
+    assert_eq!((h.calls(LIST_ACTION), h.calls(FETCH_ACTION)), (1, 1));
+    assert_eq!(stat(&h.fs, "ps/nope").unwrap_err(), Error::NotFound);
+    assert_eq!(stat(&h.fs, "ps/nope").unwrap_err(), Error::NotFound);
+    assert_eq!(h.calls(LIST_ACTION), 2, "a missing name is asked once per negative-cache period");
+    stat(&h.fs, "ps/.nope.swp").unwrap_err();
+    assert_eq!(h.calls(LIST_ACTION), 2, "scratch-looking names never cause a call");
+}
+
+#[test]
+fn a_known_value_is_served_through_an_outage_until_max_stale() {
+    let h = Harness::new(1000);
+    assert_eq!(h.read("ps/app/token").unwrap(), "tok-1");
+    h.ps.fail(FETCH_ACTION, Some(Error::Transient("503".into())));
+    h.ps.fail(VERSIONS_ACTION, Some(Error::Transient("503".into())));
+    h.ps.fail(LIST_ACTION, Some(Error::Transient("503".into())));
+    h.advance(TTL * 5);
+    let before = h.calls(FETCH_ACTION);
+    for _ in 0..50 {
+        assert_eq!(h.read("ps/app/token").unwrap(), "tok-1");
+    }
+    assert_eq!(h.calls(FETCH_ACTION) - before, 1, "one attempt, then the failure is remembered");
+    h.advance(Duration::from_secs(2));
+    assert_eq!(h.read("ps/app/token").unwrap(), "tok-1");
+    assert_eq!(h.calls(FETCH_ACTION) - before, 2, "the next attempt after the backoff");
+    h.advance(CacheSettings::default().max_stale);
+    assert!(matches!(h.read("ps/app/token"), Err(Error::Transient(_))), "past max-stale the outage shows");
+}
+
+#[test]
+fn access_denied_and_not_found_are_never_covered_by_stale() {
+    let h = Harness::new(1000);
+    assert_eq!(h.read("ps/app/token").unwrap(), "tok-1");
+    h.ps.fail(FETCH_ACTION, Some(Error::AccessDenied("kms".into())));
+    h.advance(TTL * 3);
+    assert!(matches!(h.read("ps/app/token"), Err(Error::AccessDenied(_))));
+    h.ps.fail(FETCH_ACTION, None);
+    h.advance(Duration::from_secs(3600));
+    assert_eq!(h.read("ps/app/token").unwrap(), "tok-1");
+    h.ps.remove("/app/token");
+    h.advance(TTL * 3);
+    assert_eq!(h.read("ps/app/token").unwrap_err(), Error::NotFound);
+    assert_eq!(names(&h.fs, "ps/app"), ["db"], "a name found missing leaves its directory");
+}
+
+#[test]
+fn backoff_grows_and_readers_share_one_attempt() {
+    let h = Harness::new(1000);
+    stat(&h.fs, "ps/app").unwrap();
+    h.ps.fail(FETCH_ACTION, Some(Error::Transient("throttled".into())));
+    let attempts = |h: &Harness| h.calls(FETCH_ACTION);
+    for _ in 0..100 {
+        assert!(matches!(h.read("ps/app/token"), Err(Error::Transient(_))));
+    }
+    assert_eq!(attempts(&h), 1);
+    // Delays are jittered into [d/2, d] for d = 1, 2, 4, 8 s: after d/2 nothing, after d one more.
+    for delay in [1u64, 2, 4, 8] {
+        let before = attempts(&h);
+        h.advance(Duration::from_millis(delay * 500 - 10));
+        let _ = h.read("ps/app/token");
+        assert!(attempts(&h) - before <= 1);
+        h.advance(Duration::from_millis(delay * 500 + 20));
+        let _ = h.read("ps/app/token");
+        assert_eq!(attempts(&h) - before, 1, "exactly one attempt per backoff step of {delay}s");
+    }
+    h.ps.fail(FETCH_ACTION, None);
+    h.advance(Duration::from_secs(20));
+    assert_eq!(h.read("ps/app/token").unwrap(), "tok-1");
+}
+
+#[test]
+fn many_threads_reading_a_failing_cold_key_make_one_call() {
+    let h = Harness::new(1000);
+    stat(&h.fs, "ps/app").unwrap();
+    h.ps.fail(FETCH_ACTION, Some(Error::Transient("timeout".into())));
+    let fs = Arc::new(h.fs);
+    let threads: Vec<_> = (0..32)
+        .map(|_| {
+            let fs = fs.clone();
+            std::thread::spawn(move || read(&fs, "ps/app/token").unwrap_err())
+        })
+        .collect();
+    for thread in threads {
+        assert!(matches!(thread.join().unwrap(), Error::Transient(_)));
+    }
+    assert_eq!(h.ps.call_counts()[FETCH_ACTION], 1);
+}
+
+#[test]
+fn refresh_ahead_asks_versions_and_fetches_only_what_moved() {
+    let h = Harness::new(1000);
+    h.record_changes();
+    assert_eq!(h.read("ps/app/db/password").unwrap(), "hunter2");
+    assert_eq!(h.read("ps/app/token").unwrap(), "tok-1");
+    let fetches = h.calls(FETCH_ACTION);
+    h.advance(TTL * 91 / 100);
+    h.cache.refresh_due();
+    assert!(h.jobs.run_all() > 0);
+    assert_eq!(h.calls(VERSIONS_ACTION), 1, "one metadata call for every due value");
+    assert_eq!(h.calls(FETCH_ACTION), fetches, "nothing changed: no value call");
+    assert!(h.changed.lock().unwrap().is_empty());
+    h.ps.insert("/app/token", ValueKind::SecureString, "tok-2");
+    h.advance(TTL / 2);
+    assert_eq!(h.read("ps/app/token").unwrap(), "tok-1", "still fresh: served from memory");
+    h.advance(TTL * 41 / 100);
+    h.cache.refresh_due();
+    h.jobs.run_all();
+    assert_eq!(h.calls(FETCH_ACTION), fetches + 1, "only the value whose version moved is fetched");
+    assert_eq!(h.read("ps/app/token").unwrap(), "tok-2");
+    assert_eq!(h.changed.lock().unwrap().len(), 1, "the kernel is told once");
+    // Values nobody reads stop being refreshed.
+    h.advance(TTL * 2);
+    h.cache.refresh_due();
+    h.jobs.run_all();
+    let versions = h.calls(VERSIONS_ACTION);
+    h.advance(TTL * 91 / 100);
+    h.cache.refresh_due();
+    h.jobs.run_all();
+    assert_eq!(h.calls(VERSIONS_ACTION), versions);
+}
+
+#[test]
+fn a_stale_value_is_served_at_once_while_its_refresh_runs_in_the_background() {
+    let h = Harness::new(1000);
+    assert_eq!(h.read("ps/app/token").unwrap(), "tok-1");
+    h.ps.insert("/app/token", ValueKind::SecureString, "tok-2");
+    h.advance(TTL + TTL / 2);
+    let fetches = h.calls(FETCH_ACTION);
+    assert_eq!(h.read("ps/app/token").unwrap(), "tok-1", "served without waiting");
+    assert_eq!(h.calls(FETCH_ACTION), fetches, "the refresh is queued, not run by the reader");
+    h.jobs.run_all();
+    assert_eq!(h.read("ps/app/token").unwrap(), "tok-2");
+}
+
+#[test]
+fn names_created_out_of_band_are_readable_at_once_and_listings_refresh_in_the_background() {
+    let h = Harness::new(1000);
+    assert_eq!(names(&h.fs, "ps/app"), ["db", "token"]);
+    h.ps.insert("/app/new", ValueKind::String, "fresh");
+    assert_eq!(h.read("ps/app/new").unwrap(), "fresh", "an exact path is asked for directly");
+    h.ps.insert("/app/other", ValueKind::String, "x");
+    h.advance(TTL + TTL / 2);
+    let lists = h.calls(LIST_ACTION);
+    assert_eq!(names(&h.fs, "ps/app"), ["db", "new", "token"], "the stale listing is served");
+    h.jobs.run_all();
+    assert_eq!(h.calls(LIST_ACTION), lists + 1);
+    assert_eq!(names(&h.fs, "ps/app"), ["db", "new", "other", "token"]);
+}
+
+#[test]
+fn a_denied_listing_still_serves_exact_names() {
+    let h = Harness::new(1000);
+    h.ps.fail(LIST_ACTION, Some(Error::AccessDenied("ssm:DescribeParameters".into())));
+    assert_eq!(h.read("ps/app/db/password").unwrap(), "hunter2");
+    assert_eq!(h.read("ps/app/token").unwrap(), "tok-1");
+    assert!(names(&h.fs, "ps/app").contains(&"token".to_string()), "directories show what is known");
+    h.ps.fail(VERSIONS_ACTION, Some(Error::AccessDenied("ssm:DescribeParameters".into())));
+    h.ps.insert("/app/token", ValueKind::SecureString, "tok-2");
+    h.advance(TTL * 91 / 100);
+    h.cache.refresh_due();
+    h.jobs.run_all();
+    assert_eq!(h.read("ps/app/token").unwrap(), "tok-2", "a denied metadata call falls back to reading values");
+}
+
+#[test]
+fn a_small_capacity_never_evicts_a_batch_before_it_is_read() {
+    let h = Harness::new(20);
+    for i in 0..100 {
+        h.ps.insert(&format!("/many/p{i:03}"), ValueKind::String, format!("v{i}"));
+    }
+    for i in 0..100 {
+        assert_eq!(h.read(&format!("ps/many/p{i:03}")).unwrap(), format!("v{i}"));
+        h.jobs.run_all();
+    }
+    assert_eq!(h.calls(FETCH_ACTION), 10, "10 names a call, none fetched twice");
+}
+
+#[test]
+fn a_cold_directory_is_fetched_in_parallel_batches() {
+    let h = Harness::new(1000);
+    for i in 0..50 {
+        h.ps.insert(&format!("/many/p{i:03}"), ValueKind::String, format!("v{i}"));
+    }
+    assert_eq!(h.read("ps/many/p000").unwrap(), "v0");
+    assert_eq!(h.calls(FETCH_ACTION), 1, "the reader waits for its own batch only");
+    assert_eq!(h.jobs.run_all(), 4, "four more batches prefetched off the reader's thread");
+    for i in 0..50 {
+        assert_eq!(h.read(&format!("ps/many/p{i:03}")).unwrap(), format!("v{i}"));
+    }
+    assert_eq!(h.calls(FETCH_ACTION), 5);
+}
