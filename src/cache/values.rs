@@ -142,7 +142,7 @@ impl Inner {
                 Some(slot) => {
                     slot.flight.is_none()
                         && !slot.in_backoff(now)
-                        && slot.age(now).map_or(true, |age| age >= self.policy.ttl)
+                        && slot.age(now).is_none_or(|age| age >= self.policy.ttl)
                 }
             };
             if wanted {
