@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Mount the secrets at MOUNTPOINT; returns once the mount is ready (or use -f).
-    Mount(MountArgs),
+    Mount(Box<MountArgs>),
     /// Unmount a secretfs mount.
     Unmount {
         /// The mount point to release.
