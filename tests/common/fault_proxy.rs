@@ -1,6 +1,7 @@
 //! A loopback HTTP proxy in front of moto that answers chosen AWS actions with an AWS error
-//! (access denied, throttling) and forwards every other request unchanged. moto checks no IAM
-//! and never throttles; this is how tests see what a user sees when AWS refuses.
+//! (access denied, throttling, 503), never answers them (a blackhole), or delays every request
+//! (latency), and forwards the rest unchanged. moto checks no IAM and never throttles; this is
+//! how tests see what a user sees when AWS refuses or is down. It counts requests per action.
 #![allow(dead_code)] // Shared by several test binaries; each uses a part.
 
 use std::collections::HashMap;
@@ -19,6 +20,10 @@ pub enum Fault {
     /// `LimitExceededException` (HTTP 400): Secrets Manager's answer to writes to one secret
     /// that come too fast or make too many versions.
     LimitExceeded,
+    /// `ServiceUnavailable` (HTTP 503).
+    Unavailable,
+    /// The request is read and never answered (the connection stays open until healed).
+    Blackhole,
 }
 
 impl Fault {
@@ -27,14 +32,39 @@ impl Fault {
             Fault::AccessDenied => "AccessDeniedException",
             Fault::Throttling => "ThrottlingException",
             Fault::LimitExceeded => "LimitExceededException",
+            Fault::Unavailable => "ServiceUnavailable",
+            Fault::Blackhole => "",
+        }
+    }
+
+    fn status(self) -> &'static str {
+        match self {
+            Fault::Unavailable => "503 Service Unavailable",
+            _ => "400 Bad Request",
         }
     }
 }
+
+/// Matches every action in [`FaultProxy::fail`].
+pub const ALL_ACTIONS: &str = "*";
 
 #[derive(Default)]
 struct Rules {
     faults: Mutex<HashMap<String, Fault>>,
     refused: AtomicU64,
+    latency_ms: AtomicU64,
+    seen: Mutex<HashMap<String, u64>>,
+}
+
+impl Rules {
+    fn fault_for(&self, action: &str) -> Option<Fault> {
+        let faults = self.faults.lock().unwrap();
+        faults
+            .iter()
+            .find(|(a, _)| a.eq_ignore_ascii_case(action))
+            .or_else(|| faults.get_key_value(ALL_ACTIONS))
+            .map(|(_, f)| *f)
+    }
 }
 
 /// The running proxy; its thread ends with the test process.
@@ -64,7 +94,8 @@ impl FaultProxy {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Answer every later call of `action` (e.g. `PutSecretValue`) with `fault`.
+    /// Answer every later call of `action` (e.g. `PutSecretValue`, or [`ALL_ACTIONS`]) with
+    /// `fault`.
     pub fn fail(&self, action: &str, fault: Fault) {
         self.rules.faults.lock().unwrap().insert(action.to_string(), fault);
     }
@@ -77,6 +108,21 @@ impl FaultProxy {
     /// How many requests were answered with a fault.
     pub fn refused(&self) -> u64 {
         self.rules.refused.load(Ordering::SeqCst)
+    }
+
+    /// Delay every later request by `latency` before forwarding it.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.rules.latency_ms.store(latency.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// How many requests of `action` arrived (answered, refused or held).
+    pub fn seen(&self, action: &str) -> u64 {
+        self.rules.seen.lock().unwrap().get(action).copied().unwrap_or(0)
+    }
+
+    /// Requests per action so far.
+    pub fn seen_all(&self) -> HashMap<String, u64> {
+        self.rules.seen.lock().unwrap().clone()
     }
 }
 
@@ -109,14 +155,33 @@ fn serve(client: TcpStream, upstream_port: u16, rules: &Rules) -> std::io::Resul
     }
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
-    let action = target.rsplit('.').next().unwrap_or_default();
-    let fault = rules.faults.lock().unwrap().iter().find(|(a, _)| a.eq_ignore_ascii_case(action)).map(|(_, f)| *f);
+    let action = match target.rsplit('.').next() {
+        Some(action) if !action.is_empty() => action.to_string(),
+        // Query-protocol services (STS) name the action in the form body.
+        _ => String::from_utf8_lossy(&body)
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("Action=").map(str::to_string))
+            .unwrap_or_default(),
+    };
+    *rules.seen.lock().unwrap().entry(action.clone()).or_insert(0) += 1;
+    let latency = rules.latency_ms.load(Ordering::SeqCst);
+    if latency > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(latency));
+    }
     let mut client = client;
-    if let Some(fault) = fault {
+    if let Some(fault) = rules.fault_for(&action) {
         rules.refused.fetch_add(1, Ordering::SeqCst);
+        if fault == Fault::Blackhole {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            while rules.fault_for(&action) == Some(Fault::Blackhole) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            return Ok(());
+        }
         let body = format!(r#"{{"__type":"{}","message":"injected by the test proxy"}}"#, fault.code());
         let response = format!(
-            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "HTTP/1.1 {}\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            fault.status(),
             body.len()
         );
         return client.write_all(response.as_bytes());

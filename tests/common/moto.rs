@@ -75,6 +75,16 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// Environment for a `secretfs` process reaching this server through `endpoint` (a proxy).
+    pub fn env_via(&self, endpoint: String) -> Vec<(&'static str, String)> {
+        let mut env = self.env();
+        env.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
+        env.push(("AWS_ENDPOINT_URL", endpoint));
+        env
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -136,16 +136,16 @@ pub fn load_config(bridge: &Bridge, settings: &AwsSettings) -> Result<SdkConfig>
             return Err(Error::Config("no AWS credentials provider is configured".into()));
         };
         let deadline = settings.timeout;
-        let provided = tokio::time::timeout(deadline, credentials.provide_credentials()).await;
-        match provided {
-            Err(_) => return Err(Error::Config(format!("no AWS credentials within {}s", deadline.as_secs_f64()))),
-            Ok(Err(e)) => return Err(Error::Config(format!("no AWS credentials: {}", error_chain(&e)))),
-            Ok(Ok(_)) => {}
-        }
         if settings.verify_credentials {
+            // Through the clients' shared credentials cache: an assumed role is assumed once.
             verify(&config, deadline).await?;
+            return Ok(config);
         }
-        Ok(config)
+        match tokio::time::timeout(deadline, credentials.provide_credentials()).await {
+            Err(_) => Err(Error::Config(format!("no AWS credentials within {}s", deadline.as_secs_f64()))),
+            Ok(Err(e)) => Err(Error::Config(format!("no AWS credentials: {}", error_chain(&e)))),
+            Ok(Ok(_)) => Ok(config),
+        }
     })
 }
 

@@ -1,0 +1,234 @@
+//! Freshness through a real mount against moto behind the fault-injecting proxy: values known
+//! before an outage keep being served past the TTL, cold reads fail within the deadline, a
+//! broken key costs a bounded number of calls whatever the number of readers, rotations and
+//! deletions made out of band show up without readers waiting, exact names work beyond (or
+//! without) a listing, roles are assumed through STS, and cached reads stay fast while many
+//! cold reads hang.
+
+#[path = "common/fault_proxy.rs"]
+mod fault_proxy;
+#[path = "common/moto.rs"]
+mod moto;
+#[path = "common/mount.rs"]
+mod mount;
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_ssm::types::ParameterType;
+use fault_proxy::{Fault, FaultProxy, ALL_ACTIONS};
+use moto::{Aws, Moto};
+use mount::Mounted;
+
+/// Short TTLs and deadlines, so outages past the TTL take seconds.
+const FAST: [&str; 6] = ["--cache-ttl", "2", "--timeout", "1", "--retries", "1"];
+
+fn seeded() -> (Moto, Aws) {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    aws.put_parameter("/app/token", "tok-1", ParameterType::SecureString);
+    aws.put_parameter("/app/user", "admin", ParameterType::String);
+    aws.put_parameter("/cold/a", "never read", ParameterType::String);
+    aws.create_secret("app/key", r#"{"password":"hunter2"}"#);
+    (moto, aws)
+}
+
+fn read(m: &Mounted, rel: &str) -> std::io::Result<String> {
+    std::fs::read_to_string(m.path(rel))
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = Instant::now();
+    let out = f();
+    (out, start.elapsed())
+}
+
+#[test]
+fn known_values_survive_an_outage_past_the_ttl_and_cold_reads_fail_within_the_deadline() {
+    let (moto, _aws) = seeded();
+    let proxy = FaultProxy::start(moto.port);
+    let m = Mounted::start(&FAST, &moto.env_via(proxy.endpoint()));
+    assert_eq!(read(&m, "ps/app/token").unwrap(), "tok-1");
+    assert_eq!(read(&m, "sm/app/key/password").unwrap(), "hunter2");
+    for fault in [Fault::Blackhole, Fault::Unavailable, Fault::Throttling] {
+        proxy.fail(ALL_ACTIONS, fault);
+        std::thread::sleep(Duration::from_secs(3));
+        for _ in 0..3 {
+            let (token, took) = timed(|| read(&m, "ps/app/token"));
+            assert_eq!(token.unwrap(), "tok-1", "{fault:?}: the last good value is served");
+            assert!(took < Duration::from_millis(900), "{fault:?}: a known value waits on nothing ({took:?})");
+            assert_eq!(read(&m, "sm/app/key/password").unwrap(), "hunter2", "{fault:?}");
+        }
+        let (cold, took) = timed(|| read(&m, "ps/cold/a"));
+        let err = cold.unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EIO), "{fault:?}: a cold read is EIO, never ENOENT: {err}");
+        assert!(took < Duration::from_secs(4), "{fault:?}: within the 1 s deadline (+ margin): {took:?}");
+        proxy.heal();
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let stderr = m.stop();
+    assert!(!stderr.contains("tok-1") && !stderr.contains("hunter2"), "no value in the log: {stderr}");
+}
+
+#[test]
+fn a_hundred_readers_of_a_broken_key_cost_a_bounded_number_of_calls() {
+    let (moto, aws) = seeded();
+    for i in 0..3 {
+        aws.put_parameter(&format!("/broken/k{i}"), "v", ParameterType::String);
+    }
+    let proxy = FaultProxy::start(moto.port);
+    let m = Mounted::start(&FAST, &moto.env_via(proxy.endpoint()));
+    assert!(m.path("ps/broken").is_dir());
+    proxy.fail("GetParameters", Fault::Throttling);
+    let path = m.path("ps/broken/k0");
+    let readers: Vec<_> = (0..100)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || std::fs::read(&path).unwrap_err().raw_os_error())
+        })
+        .collect();
+    for reader in readers {
+        assert_eq!(reader.join().unwrap(), Some(libc::EIO));
+    }
+    let calls = proxy.seen("GetParameters");
+    println!("100 readers of a throttled key: {calls} GetParameters calls");
+    assert!(calls <= 3, "one shared attempt (and at most a retry after backoff), not one per reader: {calls}");
+    drop(m);
+}
+
+#[test]
+fn rotations_and_deletions_out_of_band_show_up_without_readers_waiting() {
+    let (moto, aws) = seeded();
+    let proxy = FaultProxy::start(moto.port);
+    let m = Mounted::start(&FAST, &moto.env_via(proxy.endpoint()));
+    assert_eq!(read(&m, "ps/app/token").unwrap(), "tok-1");
+    assert_eq!(read(&m, "ps/app/user").unwrap(), "admin");
+    aws.put_parameter("/app/token", "tok-two", ParameterType::SecureString);
+    let start = Instant::now();
+    let mut slowest = Duration::ZERO;
+    loop {
+        let (value, took) = timed(|| read(&m, "ps/app/token").unwrap());
+        slowest = slowest.max(took);
+        if value == "tok-two" {
+            break;
+        }
+        assert_eq!(value, "tok-1", "a whole old value or the whole new one");
+        assert!(start.elapsed() < Duration::from_secs(8), "the rotation never showed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("rotation visible after {:?}; slowest read meanwhile {slowest:?}", start.elapsed());
+    assert!(start.elapsed() < Duration::from_secs(5), "within the 2 s TTL (+ refresh margin)");
+    assert!(slowest < Duration::from_millis(500), "no reader waited on the refresh: {slowest:?}");
+    // Deleted out of band: ENOENT (not the stale value), and the name leaves its directory.
+    aws.runtime.block_on(aws.ssm.delete_parameter().name("/app/user").send()).unwrap();
+    let start = Instant::now();
+    while m.path("ps/app/user").exists() {
+        let _ = read(&m, "ps/app/user");
+        assert!(start.elapsed() < Duration::from_secs(8), "the deletion never showed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(read(&m, "ps/app/user").unwrap_err().raw_os_error(), Some(libc::ENOENT));
+    // Access denied (IAM or KMS) ends the stale value too.
+    assert_eq!(read(&m, "sm/app/key/password").unwrap(), "hunter2");
+    for action in ["DescribeSecret", "GetSecretValue", "BatchGetSecretValue"] {
+        proxy.fail(action, Fault::AccessDenied);
+    }
+    let start = Instant::now();
+    loop {
+        match read(&m, "sm/app/key/password") {
+            Err(e) if e.raw_os_error() == Some(libc::EACCES) => break,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
+            other => assert_eq!(other.unwrap(), "hunter2"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(8), "the denial never took effect");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(m);
+}
+
+#[test]
+fn exact_names_work_beyond_the_listing_and_without_listing_permission() {
+    let (moto, aws) = seeded();
+    let proxy = FaultProxy::start(moto.port);
+    let m = Mounted::start(&FAST, &moto.env_via(proxy.endpoint()));
+    let listed: Vec<String> =
+        std::fs::read_dir(m.path("ps/app")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(listed.len(), 2);
+    aws.put_parameter("/app/created-later", "new", ParameterType::String);
+    aws.create_secret("app/later", "s");
+    assert_eq!(read(&m, "ps/app/created-later").unwrap(), "new", "readable at once by exact path");
+    assert_eq!(read(&m, "sm/app/later").unwrap(), "s");
+    drop(m);
+
+    // A role that may not list (no ssm:DescribeParameters, no secretsmanager:ListSecrets).
+    proxy.fail("DescribeParameters", Fault::AccessDenied);
+    proxy.fail("ListSecrets", Fault::AccessDenied);
+    let m = Mounted::start(&FAST, &moto.env_via(proxy.endpoint()));
+    assert_eq!(read(&m, "ps/app/token").unwrap(), "tok-1");
+    assert_eq!(read(&m, "sm/app/key/password").unwrap(), "hunter2");
+    let known: Vec<String> =
+        std::fs::read_dir(m.path("ps/app")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(known, ["token"], "a directory shows what is known");
+    assert_eq!(proxy.seen("GetParametersByPath"), 0);
+    let stderr = m.stop();
+    assert!(stderr.contains("denied"), "{stderr}");
+}
+
+#[test]
+fn a_role_is_assumed_through_sts_and_mounting_checks_the_credentials_once() {
+    let (moto, _aws) = seeded();
+    let proxy = FaultProxy::start(moto.port);
+    let role = ["--role-arn", "arn:aws:iam::123456789012:role/secret-reader", "--external-id", "ext-1"];
+    let m = Mounted::start(&role, &moto.env_via(proxy.endpoint()));
+    assert_eq!(read(&m, "ps/app/token").unwrap(), "tok-1");
+    assert_eq!(proxy.seen("AssumeRole"), 1);
+    assert_eq!(proxy.seen("GetCallerIdentity"), 1);
+    drop(m);
+    let (ps_before, sm_before) = (proxy.seen("DescribeParameters"), proxy.seen("ListSecrets"));
+    let m = Mounted::start(&["--no-verify-credentials", "--services", "ps"], &moto.env_via(proxy.endpoint()));
+    assert_eq!(proxy.seen("GetCallerIdentity"), 1, "--no-verify-credentials skips the check");
+    assert_eq!(
+        (proxy.seen("DescribeParameters"), proxy.seen("ListSecrets")),
+        (ps_before, sm_before),
+        "mounting lists nothing"
+    );
+    assert!(!m.path("sm").exists(), "--services ps shows only ps/");
+    drop(m);
+}
+
+#[test]
+fn cached_reads_stay_fast_while_64_cold_reads_hang() {
+    let (moto, aws) = seeded();
+    for i in 0..64 {
+        aws.put_parameter(&format!("/hang/p{i:02}"), "x", ParameterType::String);
+    }
+    let proxy = FaultProxy::start(moto.port);
+    let m = Mounted::start(&["--timeout", "5", "--retries", "1"], &moto.env_via(proxy.endpoint()));
+    assert!(m.path("ps/hang").is_dir());
+    assert_eq!(read(&m, "ps/app/token").unwrap(), "tok-1");
+    assert_eq!(read(&m, "sm/app/key/password").unwrap(), "hunter2");
+    let sample = |m: &Mounted| {
+        let mut took: Vec<Duration> = (0..200)
+            .map(|i| timed(|| read(m, if i % 2 == 0 { "ps/app/token" } else { "sm/app/key/password" }).unwrap()).1)
+            .collect();
+        took.sort();
+        (took[took.len() / 2], took[took.len() - 1])
+    };
+    let (baseline, _) = sample(&m);
+    proxy.fail(ALL_ACTIONS, Fault::Blackhole);
+    let hanging: Vec<_> = (0..64)
+        .map(|i| {
+            let path = m.path(&format!("ps/hang/p{i:02}"));
+            std::thread::spawn(move || std::fs::read(path).is_err())
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let (during, slowest) = sample(&m);
+    println!("cached read median: {baseline:?} before, {during:?} with 64 cold reads hanging (slowest {slowest:?})");
+    assert!(slowest < Duration::from_secs(1), "no cached read waited behind the hanging ones: {slowest:?}");
+    assert!(during < baseline * 20 + Duration::from_millis(5), "{during:?} vs {baseline:?}");
+    for reader in hanging {
+        assert!(reader.join().unwrap(), "cold reads fail (EIO) once the deadline passes");
+    }
+    proxy.heal();
+    drop(m);
+}
