@@ -155,3 +155,50 @@ fn prefixes_filter_on_the_server_side_too() {
     assert_eq!(read(&fs, "ps/db/root").unwrap(), b"pw");
     assert_eq!(names(&fs, "sm"), ["api"]);
 }
+
+#[test]
+fn versions_are_asked_by_metadata_without_reading_values() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    for i in 0..60 {
+        aws.put_parameter(&format!("/v/p{i:02}"), "one", ParameterType::SecureString);
+    }
+    aws.put_parameter("/v/p07", "two", ParameterType::SecureString);
+    let ps = aws.parameter_store();
+    let mut names: Vec<String> = (0..60).map(|i| format!("/v/p{i:02}")).collect();
+    names.push("/v/missing".into());
+    let versions = ps.versions(&names).unwrap();
+    assert_eq!(versions.len(), 60, "every existing name, the missing one left out");
+    assert_eq!(versions["/v/p07"], "2");
+    assert_eq!(versions["/v/p08"], "1");
+    let counts = ps.call_counts();
+    assert!(!counts.contains_key("GetParameters"), "no value was read: {counts:?}");
+    println!("versions of 61 parameters: {} DescribeParameters calls", counts["DescribeParameters"]);
+
+    aws.create_secret("v/s1", "a");
+    aws.create_secret("v/s2", "b");
+    let sm = aws.secrets_manager();
+    let fetched = sm.fetch(&["v/s1".to_string()]).unwrap().remove(0).1.unwrap();
+    let versions = sm.versions(&["v/s1".into(), "v/s2".into(), "v/missing".into()]).unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(Some(&versions["v/s1"]), fetched.version.as_ref(), "the AWSCURRENT version id");
+    assert_eq!(sm.call_counts()["DescribeSecret"], 3);
+}
+
+#[test]
+fn listing_by_prefix_returns_the_name_itself_and_everything_below() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    for name in ["/prod", "/prod/db/root", "/production/x", "/other/y"] {
+        aws.put_parameter(name, "v", ParameterType::String);
+    }
+    let mut listed: Vec<String> = aws.parameter_store().list("/prod").unwrap().into_iter().map(|l| l.name).collect();
+    listed.sort();
+    assert_eq!(listed, ["/prod", "/prod/db/root", "/production/x"]);
+    for name in ["prod", "prod/db", "production", "other"] {
+        aws.create_secret(name, "v");
+    }
+    let mut listed: Vec<String> = aws.secrets_manager().list("prod").unwrap().into_iter().map(|l| l.name).collect();
+    listed.sort();
+    assert_eq!(listed, ["prod", "prod/db", "production"]);
+}

@@ -52,10 +52,15 @@ pub struct Mounted {
 
 impl Mounted {
     pub fn start(args: &[&str], env: &[(&str, String)]) -> Mounted {
+        Mounted::start_binary(Path::new(BINARY), args, env)
+    }
+
+    /// Mount with another build of secretfs (a baseline in benchmarks).
+    pub fn start_binary(binary: &Path, args: &[&str], env: &[(&str, String)]) -> Mounted {
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("mnt");
         std::fs::create_dir(&dir).unwrap();
-        let mut child = Command::new(BINARY)
+        let mut child = Command::new(binary)
             .arg("mount")
             .arg("-f")
             .arg(&dir)
@@ -65,7 +70,7 @@ impl Mounted {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(300);
         while !is_mounted(&dir) {
             if let Ok(Some(status)) = child.try_wait() {
                 let mut stderr = String::new();
