@@ -260,3 +260,15 @@ fn a_cold_directory_is_fetched_in_parallel_batches() {
     }
     assert_eq!(h.calls(FETCH_ACTION), 5);
 }
+
+#[test]
+fn a_refresh_that_started_before_a_write_never_lands_over_it() {
+    let h = Harness::new(1000);
+    assert_eq!(h.read("ps/app/token").unwrap(), "tok-1");
+    h.advance(TTL + TTL / 2);
+    assert_eq!(h.read("ps/app/token").unwrap(), "tok-1", "served stale; the refresh is queued");
+    core::write(&h.fs, "ps/app/token", b"written").unwrap();
+    h.jobs.run_all();
+    assert_eq!(h.read("ps/app/token").unwrap(), "written");
+    assert_eq!(h.ps.get("/app/token").unwrap().bytes.as_slice(), b"written");
+}

@@ -3,6 +3,7 @@
 //! background refresh replaces it. The tree of known names is swapped whole, so readers never
 //! wait for a listing in progress.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -146,7 +147,9 @@ impl Inner {
     /// List the names starting with `prefix` (its slot's flight is set), merge them into the
     /// tree, and finish the flight.
     pub(super) fn run_listing(&self, prefix: &str) {
-        let result = self.provider.list(prefix).map(|names| Arc::new(Listing { names }));
+        let result = catch_unwind(AssertUnwindSafe(|| self.provider.list(prefix)))
+            .unwrap_or_else(|_| Err(Error::Transient("listing aborted".into())))
+            .map(|names| Arc::new(Listing { names }));
         let now = self.runtime.clock.now();
         let mut removed = Vec::new();
         if let Ok(listing) = &result {

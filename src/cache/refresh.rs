@@ -5,11 +5,13 @@
 //! they could be served are dropped.
 
 use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::slot::{ends_stale, Flight, Slot};
 use super::{lock, Inner, ServiceCache};
+use crate::error::Error;
 
 /// Most values revalidated by one background job.
 pub const REVALIDATE_CHUNK: usize = 50;
@@ -85,7 +87,8 @@ impl Inner {
     /// read values without describing them); if it fails transiently, keep the values and back
     /// off.
     fn revalidate(self: &Arc<Self>, names: &[String]) {
-        let versions = match self.provider.versions(names) {
+        let asked = catch_unwind(AssertUnwindSafe(|| self.provider.versions(names)));
+        let versions = match asked.unwrap_or_else(|_| Err(Error::Transient("version check aborted".into()))) {
             Ok(versions) => versions,
             Err(err) if ends_stale(&err) => {
                 self.fetch_in_parallel(names.to_vec());
@@ -138,7 +141,7 @@ impl Inner {
         self.run_batch(&first);
     }
 
-    fn land_error(&self, batch: &[String], err: &crate::error::Error) {
-        self.land_batch(batch, Err(err.clone()));
+    fn land_error(&self, batch: &[String], err: &Error) {
+        self.land_batch(&self.members(batch), Err(err.clone()));
     }
 }

@@ -3,6 +3,7 @@
 //! the least recently read entries beyond capacity.
 
 use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -58,6 +59,9 @@ impl CachedValue {
 }
 
 type Values = HashMap<String, Slot<CachedValue>>;
+
+/// The names of a batch with the flights their readers wait on.
+pub(super) type Members = Vec<(String, Arc<Flight<CachedValue>>)>;
 
 impl ServiceCache {
     /// The value of `name`. A known value is answered from memory (a stale one also starts a
@@ -159,16 +163,29 @@ impl Inner {
         planned.chunks(limit.min(budget).max(1)).map(<[String]>::to_vec).collect()
     }
 
+    /// The members of `batch` with the flights set for them.
+    pub(super) fn members(&self, batch: &[String]) -> Members {
+        let values = lock(&self.values);
+        batch.iter().filter_map(|name| Some((name.clone(), values.get(name)?.flight.clone()?))).collect()
+    }
+
     /// Fetch one batch whose members have their flights set, and land the outcome. The flights
     /// are finished even if the provider panics.
     pub(super) fn run_batch(&self, batch: &[String]) {
-        let mut landing = Landing { inner: self, batch, landed: false };
-        let result = self.provider.fetch(batch);
-        landing.land(result);
+        let members = self.members(batch);
+        if members.is_empty() {
+            return;
+        }
+        let names: Vec<String> = members.iter().map(|(name, _)| name.clone()).collect();
+        let result = catch_unwind(AssertUnwindSafe(|| self.provider.fetch(&names)))
+            .unwrap_or_else(|_| Err(Error::Transient("fetch aborted".into())));
+        self.land_batch(&members, result);
     }
 
-    /// Record each member's outcome, finish its flight, and tell the hook what changed.
-    pub(super) fn land_batch(&self, batch: &[String], result: Result<Vec<FetchResult>>) {
+    /// Record each member's outcome, finish its flight, and tell the hook what changed. A member
+    /// whose entry was replaced meanwhile (written, deleted) keeps the newer state; its waiters
+    /// still get this fetch's outcome.
+    pub(super) fn land_batch(&self, members: &Members, result: Result<Vec<FetchResult>>) {
         let now = self.runtime.clock.now();
         let mut answers: HashMap<String, Result<Fetched>> = match &result {
             Ok(results) => results.iter().cloned().collect(),
@@ -179,12 +196,17 @@ impl Inner {
         let mut failures = 0;
         {
             let mut values = lock(&self.values);
-            for name in batch {
+            for (name, flight) in members {
                 let answer = match &result {
                     Ok(_) => answers.remove(name).unwrap_or(Err(Error::NotFound)),
                     Err(err) => Err(err.clone()),
                 };
-                let slot = values.entry(name.clone()).or_insert_with(|| Slot::new(now));
+                let Some(slot) =
+                    values.get_mut(name).filter(|s| s.flight.as_ref().is_some_and(|f| Arc::ptr_eq(f, flight)))
+                else {
+                    flight.finish(answer.map(|fetched| Arc::new(CachedValue::new(fetched))));
+                    continue;
+                };
                 let had_value = slot.value.is_some();
                 let outcome = match answer {
                     Ok(fetched) => match &slot.value {
@@ -208,9 +230,8 @@ impl Inner {
                 };
                 let jitter = self.jitter(name, slot.failures);
                 failures = failures.max(slot.record(&outcome, now, &self.policy, jitter));
-                if let Some(flight) = slot.flight.take() {
-                    flight.finish(outcome);
-                }
+                slot.flight = None;
+                flight.finish(outcome);
             }
             self.evict_over_capacity(&mut values);
         }
@@ -218,7 +239,7 @@ impl Inner {
             let wait = self.policy.backoff(failures, 1.0);
             log::warn!(
                 "fetching {} value(s) under {:?} failed (failure {failures} in a row; next attempt within {}s): {err}",
-                batch.len(),
+                members.len(),
                 self.prefix,
                 wait.as_secs_f64().ceil()
             );
@@ -245,8 +266,13 @@ impl Inner {
         let now = self.runtime.clock.now();
         let mut values = lock(&self.values);
         let slot = values.entry(name.to_string()).or_insert_with(|| Slot::new(now));
-        slot.record(&Ok(Arc::new(CachedValue::new(fetched))), now, &self.policy, 0.0);
+        let value = Arc::new(CachedValue::new(fetched));
+        slot.record(&Ok(value.clone()), now, &self.policy, 0.0);
         slot.last_read = now;
+        // A fetch in flight started before this write: its (older) answer must not land.
+        if let Some(flight) = slot.flight.take() {
+            flight.finish(Ok(value));
+        }
         self.evict_over_capacity(&mut values);
     }
 
@@ -263,28 +289,6 @@ impl Inner {
         let excess = values.len().saturating_sub(keep);
         for (_, name) in idle.into_iter().take(excess) {
             values.remove(&name);
-        }
-    }
-}
-
-/// One batch being fetched; dropping it unlanded (a panic) fails its members' flights.
-struct Landing<'a> {
-    inner: &'a Inner,
-    batch: &'a [String],
-    landed: bool,
-}
-
-impl Landing<'_> {
-    fn land(&mut self, result: Result<Vec<FetchResult>>) {
-        self.landed = true;
-        self.inner.land_batch(self.batch, result);
-    }
-}
-
-impl Drop for Landing<'_> {
-    fn drop(&mut self) {
-        if !self.landed {
-            self.inner.land_batch(self.batch, Err(Error::Transient("fetch aborted".into())));
         }
     }
 }
