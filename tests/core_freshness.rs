@@ -261,14 +261,91 @@ fn a_cold_directory_is_fetched_in_parallel_batches() {
     assert_eq!(h.calls(FETCH_ACTION), 5);
 }
 
+/// A provider whose fetches read the store, then wait for the test to let them answer.
+struct Gated {
+    inner: Arc<MemoryProvider>,
+    gate: std::sync::Mutex<(bool, bool)>,
+    moved: std::sync::Condvar,
+}
+
+impl Gated {
+    fn set(&self, entered: Option<bool>, open: Option<bool>) {
+        let mut gate = self.gate.lock().unwrap();
+        gate.0 = entered.unwrap_or(gate.0);
+        gate.1 = open.unwrap_or(gate.1);
+        self.moved.notify_all();
+    }
+
+    fn wait_until(&self, done: impl Fn(&(bool, bool)) -> bool) {
+        let mut gate = self.gate.lock().unwrap();
+        while !done(&gate) {
+            gate = self.moved.wait(gate).unwrap();
+        }
+    }
+}
+
+impl Provider for Gated {
+    fn list(&self, prefix: &str) -> secretfs::error::Result<Vec<secretfs::provider::Listed>> {
+        self.inner.list(prefix)
+    }
+    fn versions(&self, names: &[String]) -> secretfs::error::Result<std::collections::HashMap<String, String>> {
+        self.inner.versions(names)
+    }
+    fn fetch(&self, names: &[String]) -> secretfs::error::Result<Vec<secretfs::provider::FetchResult>> {
+        let answer = self.inner.fetch(names);
+        self.set(Some(true), None);
+        self.wait_until(|gate| gate.1);
+        answer
+    }
+    fn update(
+        &self,
+        name: &str,
+        current: &secretfs::provider::Fetched,
+        bytes: secretfs::provider::SecretBytes,
+    ) -> secretfs::error::Result<secretfs::provider::Fetched> {
+        self.inner.update(name, current, bytes)
+    }
+    fn create(
+        &self,
+        name: &str,
+        kind: ValueKind,
+        bytes: secretfs::provider::SecretBytes,
+    ) -> secretfs::error::Result<secretfs::provider::Fetched> {
+        self.inner.create(name, kind, bytes)
+    }
+    fn delete(&self, name: &str) -> secretfs::error::Result<()> {
+        self.inner.delete(name)
+    }
+    fn batch_limit(&self) -> usize {
+        self.inner.batch_limit()
+    }
+    fn call_counts(&self) -> secretfs::provider::CallCounts {
+        self.inner.call_counts()
+    }
+}
+
 #[test]
 fn a_refresh_that_started_before_a_write_never_lands_over_it() {
-    let h = Harness::new(1000);
-    assert_eq!(h.read("ps/app/token").unwrap(), "tok-1");
-    h.advance(TTL + TTL / 2);
-    assert_eq!(h.read("ps/app/token").unwrap(), "tok-1", "served stale; the refresh is queued");
-    core::write(&h.fs, "ps/app/token", b"written").unwrap();
-    h.jobs.run_all();
-    assert_eq!(h.read("ps/app/token").unwrap(), "written");
-    assert_eq!(h.ps.get("/app/token").unwrap().bytes.as_slice(), b"written");
+    let store = Arc::new(MemoryProvider::for_service(Service::ParameterStore));
+    store.insert("/app/token", ValueKind::SecureString, "tok-1");
+    let gated = Arc::new(Gated { inner: store.clone(), gate: Default::default(), moved: Default::default() });
+    gated.set(None, Some(true));
+    let clock = Arc::new(FakeClock::default());
+    let jobs = Arc::new(QueuedJobs::default());
+    let settings = CacheSettings { ttl: TTL, ..CacheSettings::default() };
+    let runtime = Runtime { clock: clock.clone(), spawner: jobs.clone() };
+    let cache = ServiceCache::with_runtime(gated.clone(), "/".into(), settings, runtime);
+    let fs = Arc::new(SecretFs::new(config(true), vec![(Service::ParameterStore, cache)]));
+    assert_eq!(read(&fs, "ps/app/token").unwrap(), b"tok-1");
+    clock.advance(TTL + TTL / 2);
+    gated.set(Some(false), Some(false));
+    assert_eq!(read(&fs, "ps/app/token").unwrap(), b"tok-1", "served stale; the refresh is queued");
+    let refresh = std::thread::spawn(move || jobs.run_all());
+    gated.wait_until(|gate| gate.0);
+    // The refresh has read "tok-1" and not landed yet; a write goes through meanwhile.
+    core::write(&fs, "ps/app/token", b"written").unwrap();
+    gated.set(None, Some(true));
+    refresh.join().unwrap();
+    assert_eq!(read(&fs, "ps/app/token").unwrap(), b"written", "the older answer did not land");
+    assert_eq!(store.get("/app/token").unwrap().bytes.as_slice(), b"written");
 }
