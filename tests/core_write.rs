@@ -139,3 +139,42 @@ fn a_reader_opened_before_a_write_keeps_the_whole_old_value() {
     fs.release(before).unwrap();
     assert_eq!(read(&fs, "ps/prod/db/root").unwrap(), b"a-new-and-longer-value");
 }
+
+#[test]
+fn a_write_reported_as_failed_is_never_stored_later() {
+    let (ps, sm) = stores();
+    let fs = filesystem(ps.clone(), sm, true);
+    let ino = stat(&fs, "ps/prod/db/root").unwrap().ino;
+    let fh = fs.open(ino, OpenMode { write: true, truncate: true }).unwrap();
+    fs.write(fh, 0, b"NEW").unwrap();
+    ps.fail(UPDATE_ACTION, Some(Error::Transient("ThrottlingException".into())));
+    assert!(matches!(fs.flush(fh), Err(Error::Transient(_))), "close() reports the failure");
+    ps.fail(UPDATE_ACTION, None);
+    fs.release(fh).unwrap();
+    assert_eq!(updates(&ps), 1, "the release made no second attempt");
+    assert_eq!(ps.get("/prod/db/root").unwrap().bytes.as_slice(), b"old-root");
+    // Writing again and closing again does store.
+    let fh = fs.open(ino, OpenMode { write: true, truncate: true }).unwrap();
+    fs.write(fh, 0, b"NEW").unwrap();
+    ps.fail(UPDATE_ACTION, Some(Error::AccessDenied("denied".into())));
+    assert!(fs.flush(fh).is_err());
+    ps.fail(UPDATE_ACTION, None);
+    fs.write(fh, 0, b"NEWER").unwrap();
+    fs.flush(fh).unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(ps.get("/prod/db/root").unwrap().bytes.as_slice(), b"NEWER");
+}
+
+#[test]
+fn an_oversized_write_fails_at_close_in_both_services() {
+    let (ps, sm) = stores();
+    let fs = filesystem(ps.clone(), sm.clone(), true);
+    for (path, limit) in [("ps/prod/db/root", 8192), ("sm/prod/db/.value", 65_536)] {
+        let ino = stat(&fs, path).unwrap().ino;
+        let fh = fs.open(ino, OpenMode { write: true, truncate: true }).unwrap();
+        assert_eq!(fs.write(fh, 0, &vec![b'x'; limit + 1]).unwrap_err(), Error::TooLarge);
+        assert_eq!(fs.flush(fh).unwrap_err(), Error::TooLarge, "{path}: close() fails too");
+        let _ = fs.release(fh);
+    }
+    assert_eq!(updates(&ps) + updates(&sm), 0);
+}

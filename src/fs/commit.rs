@@ -13,6 +13,10 @@ impl SecretFs {
     /// Store a buffer's content where its target says, if it changed since the last commit.
     /// Returns what the kernel must forget. An error leaves the stored value
     /// untouched. A memory-only file, and a new file still empty, stay in memory.
+    ///
+    /// A failed attempt is reported once: the buffer is then clean, so a later flush or the
+    /// release stores nothing unless the program writes again (what `close()` called failed
+    /// must never be stored behind its back).
     pub(super) fn commit(&self, buffer: &mut WriteBuffer) -> Result<Invalidation> {
         if let Some(err) = &buffer.failed {
             return Err(err.clone());
@@ -20,6 +24,14 @@ impl SecretFs {
         if !buffer.dirty {
             return Ok(Invalidation::default());
         }
+        let attempt = self.store_buffer(buffer);
+        if attempt.is_err() {
+            buffer.dirty = false;
+        }
+        attempt
+    }
+
+    fn store_buffer(&self, buffer: &mut WriteBuffer) -> Result<Invalidation> {
         let invalidation = match buffer.target.clone() {
             Target::Memory => return Ok(Invalidation::default()),
             Target::NewName(_) if buffer.data.is_empty() => return Ok(Invalidation::default()),

@@ -107,8 +107,11 @@ impl WriteBuffer {
         Ok(())
     }
 
+    /// Poison the buffer: it is never stored, and the next `close()` reports `err` (the handle
+    /// counts as written to, so the failure is not skipped at flush).
     fn fail(&mut self, err: Error) -> Error {
         self.failed = Some(err.clone());
+        self.touched = true;
         err
     }
 }
