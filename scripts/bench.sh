@@ -17,4 +17,4 @@ echo "== building the baseline ($BASELINE_REV) and this tree (release)"
 CARGO_TARGET_DIR="$PWD/target/baseline" cargo build --release --quiet --manifest-path "$baseline_tree/Cargo.toml"
 export SECRETFS_BASELINE="$PWD/target/baseline/release/secretfs"
 cargo test --release --quiet --test bench_freshness -- --ignored --nocapture --test-threads 1 ${BENCH:-} \
-    | grep -E '^(BENCH|  \()' || true
+    | grep -oE '(BENCH|  \().*' || true

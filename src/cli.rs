@@ -24,10 +24,13 @@ pub struct Cli {
 pub enum Command {
     /// Mount the secrets at MOUNTPOINT; returns once the mount is ready (or use -f).
     Mount(Box<MountArgs>),
-    /// Unmount a secretfs mount.
+    /// Unmount a secretfs mount (also a dead one left by a killed daemon).
     Unmount {
         /// The mount point to release.
         mountpoint: PathBuf,
+        /// If it is busy (files open), detach it now anyway; holders get errors.
+        #[arg(long, short = 'z')]
+        lazy: bool,
     },
 }
 
@@ -165,6 +168,10 @@ pub struct MountArgs {
     /// Secrets Manager name prefix shown as sm/.
     #[arg(long, value_name = "PREFIX", default_value = "")]
     pub sm_prefix: String,
+    /// Lock the daemon's memory so values never reach swap (needs CAP_IPC_LOCK or a high
+    /// `ulimit -l`).
+    #[arg(long)]
+    pub lock_memory: bool,
     /// Show values that are JSON objects as directories of keys.
     #[arg(long, value_enum, default_value = "on")]
     pub json_keys: OnOff,
@@ -231,6 +238,7 @@ impl MountArgs {
             ps_prefix: normalize_ps_prefix(&self.ps_prefix),
             sm_prefix: normalize_sm_prefix(&self.sm_prefix),
             services,
+            lock_memory: self.lock_memory,
         }
     }
 }

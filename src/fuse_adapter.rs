@@ -2,6 +2,7 @@
 //! into a reply or an errno.
 
 use std::ffi::OsStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use std::time::Duration;
@@ -33,6 +34,7 @@ pub struct FuseAdapter {
 struct Shared {
     fs: Arc<SecretFs>,
     notifier: Arc<OnceLock<Notifier>>,
+    busy: Arc<AtomicUsize>,
 }
 
 impl FuseAdapter {
@@ -45,15 +47,27 @@ impl FuseAdapter {
                 send_invalidation(notifier, stale);
             }
         }));
-        FuseAdapter { shared: Arc::new(Shared { fs, notifier }), pool }
+        let busy = Arc::new(AtomicUsize::new(0));
+        FuseAdapter { shared: Arc::new(Shared { fs, notifier, busy }), pool }
+    }
+
+    /// How many requests are being answered on the blocking pool right now (commits among
+    /// them); a stopping daemon waits a little for them.
+    pub fn busy(&self) -> Arc<AtomicUsize> {
+        self.shared.busy.clone()
     }
 
     /// Run `job` on the blocking pool (or here, without one).
     fn offload(&self, job: impl FnOnce(&Shared) + Send + 'static) {
         let shared = self.shared.clone();
+        shared.busy.fetch_add(1, Ordering::SeqCst);
+        let run = move || {
+            job(&shared);
+            shared.busy.fetch_sub(1, Ordering::SeqCst);
+        };
         match &self.pool {
-            Some(pool) => drop(pool.spawn_blocking(move || job(&shared))),
-            None => job(&shared),
+            Some(pool) => drop(pool.spawn_blocking(run)),
+            None => run(),
         }
     }
 }

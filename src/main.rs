@@ -9,7 +9,7 @@ fn main() {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Mount(args) => secretfs::app::mount(args.into_config()),
-        cli::Command::Unmount { mountpoint } => secretfs::app::unmount(&mountpoint),
+        cli::Command::Unmount { mountpoint, lazy } => secretfs::app::unmount(&mountpoint, lazy),
     };
     if let Err(err) = result {
         eprintln!("secretfs: {err}");

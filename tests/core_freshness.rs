@@ -349,3 +349,18 @@ fn a_refresh_that_started_before_a_write_never_lands_over_it() {
     assert_eq!(read(&fs, "ps/app/token").unwrap(), b"written", "the older answer did not land");
     assert_eq!(store.get("/app/token").unwrap().bytes.as_slice(), b"written");
 }
+
+#[test]
+fn refresh_all_revalidates_everything_at_once_and_keeps_values_through_failures() {
+    let h = Harness::new(1000);
+    assert_eq!(h.read("ps/app/token").unwrap(), "tok-1");
+    h.ps.insert("/app/token", ValueKind::SecureString, "tok-2");
+    h.cache.refresh_all();
+    h.jobs.run_all();
+    assert_eq!(h.read("ps/app/token").unwrap(), "tok-2", "fresh values are refreshed too");
+    h.ps.fail(VERSIONS_ACTION, Some(Error::Transient("503".into())));
+    h.ps.fail(LIST_ACTION, Some(Error::Transient("503".into())));
+    h.cache.refresh_all();
+    h.jobs.run_all();
+    assert_eq!(h.read("ps/app/token").unwrap(), "tok-2", "a failed refresh keeps the known value");
+}

@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::error::{Error, Result};
 
@@ -53,6 +53,7 @@ pub fn fork_and_wait() -> Result<Reporter> {
             drop(read_end);
             // SAFETY: setsid has no memory-safety preconditions.
             unsafe { libc::setsid() };
+            close_inherited_fds(write_end.as_raw_fd());
             Ok(Reporter { pipe: Some(File::from(write_end)) })
         }
         _child => {
@@ -74,9 +75,25 @@ pub fn fork_and_wait() -> Result<Reporter> {
     }
 }
 
+/// Close every descriptor the daemon inherited (beyond stdio and `keep`), so it holds no file,
+/// socket or terminal of whoever started it. Runs before the daemon opens anything itself.
+fn close_inherited_fds(keep: RawFd) {
+    let inherited: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(entries) => entries.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect(),
+        Err(_) => return,
+    };
+    for fd in inherited.into_iter().filter(|fd| *fd > libc::STDERR_FILENO && *fd != keep) {
+        // SAFETY: closing a descriptor nothing in this fresh child uses (the directory handle
+        // used to list them is already closed, so this at worst fails with EBADF).
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// Leave the starting directory (so it can be unmounted or removed) and the terminal.
 fn detach_stdio() {
+    // SAFETY: a valid NUL-terminated path.
+    unsafe { libc::chdir(c"/".as_ptr()) };
     if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
-        use std::os::fd::AsRawFd;
         for fd in [libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO] {
             // SAFETY: both descriptors are open; dup2 replaces fd atomically.
             unsafe { libc::dup2(null.as_raw_fd(), fd) };

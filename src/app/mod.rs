@@ -2,6 +2,7 @@
 //! adapter, mounts it, and runs until a signal or an unmount ends the session.
 
 pub mod daemon;
+pub mod hardening;
 pub mod mountpoint;
 
 use std::path::PathBuf;
@@ -27,6 +28,8 @@ pub const FUSE_THREADS: usize = 8;
 pub const BLOCKING_THREADS: usize = 256;
 /// How often the main thread checks whether the session ended (external unmount).
 const SESSION_POLL: Duration = Duration::from_millis(200);
+/// How long a stopping daemon lets requests in progress (commits) finish before detaching.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Where values come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +61,16 @@ pub struct MountConfig {
     pub sm_prefix: String,
     /// The services shown (`--services`).
     pub services: Vec<Service>,
+    /// Lock the daemon's memory so values never reach swap.
+    pub lock_memory: bool,
+}
+
+/// A mounted filesystem and what stopping it needs.
+struct Running {
+    session: fuser::BackgroundSession,
+    fs: Arc<SecretFs>,
+    caches: Vec<ServiceCache>,
+    busy: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Normalise a Parameter Store prefix: `prod` and `/prod/` both become `/prod/`.
@@ -83,6 +96,7 @@ pub fn normalize_sm_prefix(prefix: &str) -> String {
 /// Mount and serve until unmounted or signalled. Without `foreground`, the calling process
 /// exits once the mount is ready (or failed) and a child keeps serving.
 pub fn mount(mut config: MountConfig) -> Result<()> {
+    hardening::harden(false)?;
     config.mountpoint = mountpoint::check(&config.mountpoint)?;
     if let Source::Local(path) = &config.source {
         let absolute = std::fs::canonicalize(path)
@@ -90,6 +104,10 @@ pub fn mount(mut config: MountConfig) -> Result<()> {
         config.source = Source::Local(absolute);
     }
     let mut reporter = if config.foreground { daemon::Reporter::foreground() } else { daemon::fork_and_wait()? };
+    if let Err(err) = hardening::harden(config.lock_memory) {
+        reporter.report(&Err(err.clone()));
+        return Err(err);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(BLOCKING_THREADS)
@@ -98,10 +116,10 @@ pub fn mount(mut config: MountConfig) -> Result<()> {
         .build()
         .map_err(|e| Error::Config(format!("cannot start the async runtime: {e}")))?;
     let started = start(&config, runtime.handle());
-    let session = match started {
-        Ok(session) => {
+    let running = match started {
+        Ok(running) => {
             reporter.report(&Ok(()));
-            session
+            running
         }
         Err(err) => {
             reporter.report(&Err(err.clone()));
@@ -109,17 +127,38 @@ pub fn mount(mut config: MountConfig) -> Result<()> {
         }
     };
     log::info!("mounted at {}", config.mountpoint.display());
-    runtime.block_on(wait_for_end(&session));
-    log::info!("unmounting {}", config.mountpoint.display());
-    if !session.guard.is_finished() {
-        session.umount_and_join().map_err(|e| Error::Config(format!("unmount failed: {e}")))?;
-    }
+    runtime.block_on(wait_for_end(&running));
+    stop(running, &config.mountpoint);
     Ok(())
+}
+
+/// Stop serving: let requests in progress (commits) finish for up to [`STOP_GRACE`], name the
+/// files whose writes were never stored, and unmount; if the mount is busy (files still open),
+/// detach it lazily so the path is free at once and holders get an error on their next call.
+fn stop(running: Running, mountpoint: &std::path::Path) {
+    if running.session.guard.is_finished() {
+        return;
+    }
+    log::info!("unmounting {}", mountpoint.display());
+    let grace_ends = std::time::Instant::now() + STOP_GRACE;
+    while running.busy.load(std::sync::atomic::Ordering::SeqCst) > 0 && std::time::Instant::now() < grace_ends {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for path in running.fs.unsaved_writes() {
+        log::warn!("{path}: written but never closed, so not stored");
+    }
+    drop(running.caches);
+    if let Err(err) = running.session.umount_and_join() {
+        log::debug!("unmount: {err}");
+        if let Err(err) = mountpoint::unmount_or_detach(mountpoint, true) {
+            log::error!("{err}");
+        }
+    }
 }
 
 /// Build the layers and mount them. Nothing is listed: the credentials are checked once
 /// (STS, unless switched off) and directories are listed when first visited.
-fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<fuser::BackgroundSession> {
+fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<Running> {
     let bridge = Bridge::new(handle.clone());
     let (parameters, secrets) = providers(&config.source, &bridge)?;
     let runtime = Runtime { clock: Arc::new(SystemClock), spawner: Arc::new(BlockingPool(handle.clone())) };
@@ -134,6 +173,7 @@ fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<fuser:
             services.push((service, cache));
         }
     }
+    let caches: Vec<ServiceCache> = services.iter().map(|(_, cache)| cache.clone()).collect();
     let fs = Arc::new(SecretFs::new(config.fs, services));
     let mut options = vec![
         fuser::MountOption::FSName("secretfs".into()),
@@ -153,11 +193,12 @@ fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<fuser:
         fuse_config.acl = fuser::SessionACL::All;
     }
     let notifier = Arc::new(std::sync::OnceLock::new());
-    let adapter = FuseAdapter::new(fs, notifier.clone(), Some(handle.clone()));
+    let adapter = FuseAdapter::new(fs.clone(), notifier.clone(), Some(handle.clone()));
+    let busy = adapter.busy();
     let session = fuser::spawn_mount(adapter, &config.mountpoint, &fuse_config)
         .map_err(|e| Error::Config(format!("cannot mount {}: {e}", config.mountpoint.display())))?;
     let _ = notifier.set(session.notifier());
-    Ok(session)
+    Ok(Running { session, fs, caches, busy })
 }
 
 fn providers(source: &Source, bridge: &Bridge) -> Result<(Arc<dyn Provider>, Arc<dyn Provider>)> {
@@ -180,29 +221,43 @@ fn providers(source: &Source, bridge: &Bridge) -> Result<(Arc<dyn Provider>, Arc
     }
 }
 
-async fn wait_for_end(session: &fuser::BackgroundSession) {
+/// Serve until SIGINT or SIGTERM, or until the mount goes away. SIGHUP refreshes every cached
+/// value and listing; SIGUSR1 and SIGUSR2 are ignored (logged).
+async fn wait_for_end(running: &Running) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
+    let kinds = [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+        SignalKind::user_defined1(),
+        SignalKind::user_defined2(),
+    ];
+    let streams: std::io::Result<Vec<_>> = kinds.into_iter().map(signal).collect();
+    let Ok(mut streams) = streams else {
         log::error!("cannot install signal handlers; unmount with `secretfs unmount`");
-        while !session.guard.is_finished() {
+        while !running.session.guard.is_finished() {
             tokio::time::sleep(SESSION_POLL).await;
         }
         return;
     };
+    let [interrupt, terminate, hangup, user1, user2] = &mut streams[..] else { return };
     let mut poll = tokio::time::interval(SESSION_POLL);
     loop {
         tokio::select! {
             _ = interrupt.recv() => return,
             _ = terminate.recv() => return,
-            _ = poll.tick() => if session.guard.is_finished() { return },
+            _ = hangup.recv() => running.caches.iter().for_each(ServiceCache::refresh_all),
+            _ = user1.recv() => log::info!("SIGUSR1 ignored"),
+            _ = user2.recv() => log::info!("SIGUSR2 ignored"),
+            _ = poll.tick() => if running.session.guard.is_finished() { return },
         }
     }
 }
 
-/// `secretfs unmount MOUNTPOINT`.
-pub fn unmount(path: &std::path::Path) -> Result<()> {
-    mountpoint::unmount(path)
+/// `secretfs unmount [--lazy] MOUNTPOINT`: a busy mount (files open) is detached lazily with
+/// `lazy`, and otherwise named busy. A dead mount (its daemon killed) is cleared.
+pub fn unmount(path: &std::path::Path, lazy: bool) -> Result<()> {
+    mountpoint::unmount_or_detach(path, lazy)
 }
 
 #[cfg(test)]

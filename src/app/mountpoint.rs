@@ -22,6 +22,7 @@ pub fn check(path: &Path) -> Result<PathBuf> {
     if !metadata.is_dir() {
         return Err(Error::Config(format!("mount point {shown} is not a directory")));
     }
+    check_ownership(&shown.to_string(), &metadata)?;
     let mut entries =
         std::fs::read_dir(path).map_err(|e| Error::Config(format!("cannot read mount point {shown}: {e}")))?;
     if entries.next().is_some() {
@@ -33,6 +34,62 @@ pub fn check(path: &Path) -> Result<PathBuf> {
         return Err(Error::Config(format!("{FUSE_DEVICE} is missing: load the fuse kernel module")));
     }
     std::fs::canonicalize(path).map_err(|e| Error::Config(format!("cannot resolve {shown}: {e}")))
+}
+
+/// Refuse a mount point that others could plant files in (to be served if the daemon dies):
+/// group- or world-writable, or owned by someone other than the mounting user or root.
+fn check_ownership(shown: &str, metadata: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: getuid cannot fail and has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    if metadata.mode() & 0o022 != 0 {
+        return Err(Error::Config(format!(
+            "mount point {shown} is writable by others (mode {:04o}): use a directory only its owner can write",
+            metadata.mode() & 0o7777
+        )));
+    }
+    if metadata.uid() != uid && metadata.uid() != 0 {
+        return Err(Error::Config(format!(
+            "mount point {shown} belongs to uid {}, not to you (uid {uid}) or root",
+            metadata.uid()
+        )));
+    }
+    Ok(())
+}
+
+/// Unmount `path`: umount(2) as root, else `fusermount3 -u`. If it is busy (files open, a
+/// daemon stopping) and `lazy` is allowed, detach it at once instead: the path is free, and
+/// programs still holding files get an error on their next call.
+pub fn unmount_or_detach(path: &Path, lazy: bool) -> Result<()> {
+    match unmount(path) {
+        Err(err) if lazy && is_busy(path) => {
+            detach(path)?;
+            log::warn!("{} was busy (files open); detached it lazily: {err}", path.display());
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Whether `path` is still mounted (so an unmount failure means it is busy).
+fn is_busy(path: &Path) -> bool {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let path = path.to_string_lossy();
+    mountinfo.lines().any(|line| line.split(' ').nth(4) == Some(path.as_ref()))
+}
+
+/// Lazy unmount: umount2(MNT_DETACH) as root, else `fusermount3 -uz`.
+pub fn detach(path: &Path) -> Result<()> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::Config("mount point path contains a NUL byte".into()))?;
+    // SAFETY: c_path is a valid NUL-terminated string for the duration of the call.
+    if unsafe { libc::umount2(c_path.as_ptr(), libc::MNT_DETACH) } == 0 {
+        return Ok(());
+    }
+    match Command::new("fusermount3").arg("-uz").arg(path).status() {
+        Ok(s) if s.success() => Ok(()),
+        _ => Err(Error::Config(format!("cannot detach {}: {}", path.display(), std::io::Error::last_os_error()))),
+    }
 }
 
 /// Unmount `path`: umount(2) as root, else `fusermount3 -u`.
@@ -54,6 +111,10 @@ pub fn unmount(path: &Path) -> Result<()> {
             }
         }
         Some(libc::EINVAL) => Err(Error::Config(format!("{} is not a mount point", path.display()))),
+        Some(libc::EBUSY) => Err(Error::Config(format!(
+            "{} is busy (files open): `secretfs unmount --lazy` detaches it now",
+            path.display()
+        ))),
         _ => Err(Error::Config(format!("cannot unmount {}: {err}", path.display()))),
     }
 }
@@ -73,6 +134,18 @@ mod tests {
         assert!(check(dir.path()).unwrap_err().to_string().contains("not empty"));
         let empty = dir.path().join("empty");
         std::fs::create_dir(&empty).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o755)).unwrap();
         assert_eq!(check(&empty).unwrap(), std::fs::canonicalize(&empty).unwrap());
+        for mode in [0o775, 0o777, 0o1777, 0o757] {
+            std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert!(check(&empty).unwrap_err().to_string().contains("writable by others"), "{mode:o}");
+        }
+        std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // SAFETY: chown of our own temp dir to another uid (the tests run as root).
+        if unsafe { libc::getuid() } == 0 {
+            std::os::unix::fs::chown(&empty, Some(4242), None).unwrap();
+            assert!(check(&empty).unwrap_err().to_string().contains("belongs to uid 4242"));
+        }
     }
 }

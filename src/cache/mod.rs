@@ -211,7 +211,7 @@ impl ServiceCache {
         let spawned = std::thread::Builder::new().name(name).spawn(move || loop {
             std::thread::sleep(tick);
             match weak.upgrade() {
-                Some(inner) => inner.refresh_due(),
+                Some(inner) => inner.refresh_due(false),
                 None => return,
             }
         });
@@ -223,7 +223,14 @@ impl ServiceCache {
     /// Refresh what is due now: values and listings read recently and near their expiry, in the
     /// background; drop entries nobody read for longer than they could be served.
     pub fn refresh_due(&self) {
-        self.inner.refresh_due();
+        self.inner.refresh_due(false);
+    }
+
+    /// Refresh every known value and listing now, in the background (SIGHUP). Like any refresh,
+    /// a transient failure keeps the values known.
+    pub fn refresh_all(&self) {
+        log::info!("refreshing every cached value and listing under {:?}", self.inner.prefix);
+        self.inner.refresh_due(true);
     }
 }
 

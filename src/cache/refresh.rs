@@ -40,14 +40,19 @@ impl Inner {
             && now.saturating_duration_since(slot.last_read) >= self.policy.ttl + self.policy.max_stale
     }
 
-    pub(super) fn refresh_due(self: &Arc<Self>) {
+    /// Start refreshes of what is due (with `everything`, of every known value and listing:
+    /// SIGHUP), and drop idle entries.
+    pub(super) fn refresh_due(self: &Arc<Self>, everything: bool) {
         let now = self.runtime.clock.now();
         let due_values: Vec<String> = {
             let mut values = lock(&self.values);
             values.retain(|_, slot| !self.idle(slot, now));
             let due: Vec<String> = values
                 .iter()
-                .filter(|(name, slot)| slot.value.is_some() && self.due(name, slot, self.policy.ttl, now))
+                .filter(|(name, slot)| {
+                    let free = slot.flight.is_none();
+                    slot.value.is_some() && (self.due(name, slot, self.policy.ttl, now) || (everything && free))
+                })
                 .map(|(name, _)| name.clone())
                 .collect();
             for name in &due {
@@ -62,7 +67,11 @@ impl Inner {
             listings.retain(|_, slot| !self.idle(slot, now));
             let due: Vec<String> = listings
                 .iter()
-                .filter(|(prefix, slot)| slot.value.is_some() && self.due(prefix, slot, self.listing_ttl(slot), now))
+                .filter(|(prefix, slot)| {
+                    let free = slot.flight.is_none();
+                    slot.value.is_some()
+                        && (self.due(prefix, slot, self.listing_ttl(slot), now) || (everything && free))
+                })
                 .map(|(prefix, _)| prefix.clone())
                 .collect();
             for prefix in &due {

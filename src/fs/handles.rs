@@ -30,6 +30,11 @@ impl<T: Clone> HandleTable<T> {
         self.lock().get(&fh).cloned()
     }
 
+    /// A copy of every open item.
+    pub fn all(&self) -> Vec<T> {
+        self.lock().values().cloned().collect()
+    }
+
     /// Forget `fh`.
     pub fn remove(&self, fh: u64) -> Option<T> {
         self.lock().remove(&fh)

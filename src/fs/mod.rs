@@ -186,6 +186,26 @@ impl SecretFs {
         }
     }
 
+    /// The mount paths of files written to but not stored (never closed, or their last commit
+    /// failed and nothing was written since): what is lost if the daemon stops now.
+    pub fn unsaved_writes(&self) -> Vec<String> {
+        let mut paths: Vec<String> = self
+            .files
+            .all()
+            .into_iter()
+            .filter_map(|open| {
+                let writer = open.writer?;
+                let buffer = lock(&writer);
+                let unsaved = buffer.dirty && buffer.target != write::Target::Memory;
+                let service = buffer.path.service?;
+                unsaved.then(|| format!("{}/{}", service.dir_name(), buffer.path.parts.join("/")))
+            })
+            .collect();
+        paths.sort();
+        paths.dedup();
+        paths
+    }
+
     /// Send what background refreshes find changed to `sink`.
     pub fn on_invalidate(&self, sink: InvalidationSink) {
         let _ = self.sink.set(sink);

@@ -138,8 +138,8 @@ fn serve(client: TcpStream, upstream_port: u16, rules: &Rules) -> std::io::Resul
             return Ok(());
         }
         let lower = line.to_ascii_lowercase();
-        if let Some(value) = lower.strip_prefix("x-amz-target:") {
-            target = value.trim().to_string();
+        if lower.starts_with("x-amz-target:") {
+            target = line["x-amz-target:".len()..].trim().to_string();
         }
         if let Some(value) = lower.strip_prefix("content-length:") {
             length = value.trim().parse().unwrap_or(0);

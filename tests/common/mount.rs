@@ -92,10 +92,32 @@ impl Mounted {
 
     /// Send `signal` to the daemon and wait for it to exit; returns whether it exited with 0.
     pub fn signal_and_wait(&mut self, signal: i32) -> bool {
+        self.signal(signal);
         let mut child = self.child.take().expect("daemon running");
+        child.wait().unwrap().success()
+    }
+
+    /// Send `signal` to the daemon.
+    pub fn signal(&self, signal: i32) {
+        let child = self.child.as_ref().expect("daemon running");
         // SAFETY: signalling the daemon this harness started, by its PID.
         unsafe { libc::kill(child.id() as i32, signal) };
-        child.wait().unwrap().success()
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon running").id()
+    }
+
+    /// Wait for the daemon to exit after a signal; returns (exit code, stderr).
+    pub fn wait_exit(&mut self) -> (Option<i32>, String) {
+        let mut child = self.child.take().expect("daemon running");
+        let status = child.wait().unwrap();
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        (status.code(), stderr)
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {

@@ -1,0 +1,51 @@
+//! Keeping secrets inside the process: no core dumps, no ptrace by other users' processes,
+//! optionally no swap.
+
+use crate::error::{Error, Result};
+
+/// Make the process non-dumpable (no core file, no ptrace attach or /proc/PID/mem read by
+/// anyone but root) and set its core size limit to 0. With `lock_memory`, lock every page in
+/// RAM so values never reach swap.
+pub fn harden(lock_memory: bool) -> Result<()> {
+    let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain system calls on this process with valid arguments.
+    let (dumpable, core) =
+        unsafe { (libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0), libc::setrlimit(libc::RLIMIT_CORE, &no_core)) };
+    if dumpable != 0 || core != 0 {
+        return Err(Error::Config(format!(
+            "cannot disable core dumps of the daemon: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: mlockall has no memory-safety preconditions.
+    if lock_memory && unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } != 0 {
+        return Err(Error::Config(format!(
+            "--lock-memory: cannot lock the daemon's memory ({}); raise `ulimit -l` or LimitMEMLOCK=",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hardened_process_is_not_dumpable() {
+        // In a child process, so the test binary itself stays as it was.
+        // SAFETY: the child only makes system calls and exits.
+        match unsafe { libc::fork() } {
+            0 => {
+                let ok = harden(false).is_ok() && unsafe { libc::prctl(libc::PR_GET_DUMPABLE) } == 0;
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+            child => {
+                let mut status = 0;
+                // SAFETY: waiting for the child just forked.
+                unsafe { libc::waitpid(child, &mut status, 0) };
+                assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+            }
+        }
+    }
+}
