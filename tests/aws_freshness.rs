@@ -202,7 +202,7 @@ fn cached_reads_stay_fast_while_64_cold_reads_hang() {
         aws.put_parameter(&format!("/hang/p{i:02}"), "x", ParameterType::String);
     }
     let proxy = FaultProxy::start(moto.port);
-    let m = Mounted::start(&["--timeout", "5", "--retries", "1"], &moto.env_via(proxy.endpoint()));
+    let m = Mounted::start(&["--timeout", "2", "--retries", "1"], &moto.env_via(proxy.endpoint()));
     assert!(m.path("ps/hang").is_dir());
     assert_eq!(read(&m, "ps/app/token").unwrap(), "tok-1");
     assert_eq!(read(&m, "sm/app/key/password").unwrap(), "hunter2");
