@@ -178,3 +178,50 @@ fn an_oversized_write_fails_at_close_in_both_services() {
     }
     assert_eq!(updates(&ps) + updates(&sm), 0);
 }
+
+#[test]
+fn a_key_write_merges_into_the_value_stored_now_not_a_cached_copy() {
+    let (ps, sm) = stores();
+    let fs = filesystem(ps, sm.clone(), true);
+    assert_eq!(read(&fs, "sm/prod/db/username").unwrap(), b"admin");
+    // Changed out of band after the cache was filled.
+    sm.insert("prod/db", ValueKind::SecretString, r#"{"username":"root-oob","password":"old","port":5432}"#);
+    write(&fs, "sm/prod/db/password", b"new").unwrap();
+    let stored = sm.get("prod/db").unwrap();
+    assert_eq!(stored.bytes.as_slice(), br#"{"username":"root-oob","password":"new","port":5432}"#);
+    assert_eq!(read(&fs, "sm/prod/db/username").unwrap(), b"root-oob");
+    // Writing back the value the cache once held is a real change now: it is stored.
+    sm.insert("prod/db", ValueKind::SecretString, r#"{"username":"root-oob","password":"oob","port":5432}"#);
+    let updates_before = updates(&sm);
+    write(&fs, "sm/prod/db/password", b"new").unwrap();
+    assert_eq!(updates(&sm), updates_before + 1, "not skipped as unchanged");
+    assert!(String::from_utf8(sm.get("prod/db").unwrap().bytes.as_slice().to_vec())
+        .unwrap()
+        .contains(r#""password":"new""#));
+}
+
+#[test]
+fn a_key_write_into_json_with_duplicate_keys_is_refused_and_stores_nothing() {
+    let (ps, sm) = stores();
+    sm.insert("prod/dup", ValueKind::SecretString, r#"{"a":"first","a":"second","b":"x"}"#);
+    let fs = filesystem(ps, sm.clone(), true);
+    assert!(matches!(write(&fs, "sm/prod/dup/b", b"y"), Err(Error::InvalidInput(m)) if m.contains("prod/dup")));
+    assert_eq!(sm.get("prod/dup").unwrap().bytes.as_slice(), br#"{"a":"first","a":"second","b":"x"}"#);
+    write(&fs, "sm/prod/dup/.value", br#"{"a":"one","b":"y"}"#).unwrap();
+    assert_eq!(read(&fs, "sm/prod/dup/b").unwrap(), b"y");
+}
+
+#[test]
+fn creating_dot_value_in_a_directory_without_a_value_creates_the_directory_s_value() {
+    let (ps, sm) = stores();
+    let fs = filesystem(ps.clone(), sm.clone(), true);
+    assert!(ps.get("/prod/db").is_none(), "ps/prod/db is a directory without a value");
+    core::create(&fs, "ps/prod/db", ".value", b"now-a-value").unwrap();
+    assert_eq!(ps.get("/prod/db").unwrap().bytes.as_slice(), b"now-a-value");
+    assert_eq!(read(&fs, "ps/prod/db/.value").unwrap(), b"now-a-value");
+    assert_eq!(read(&fs, "ps/prod/db/root").unwrap(), b"old-root");
+    sm.insert("app/db/replica", ValueKind::SecretString, "r");
+    core::create(&fs, "sm/app/db", ".value", b"{}").unwrap();
+    assert_eq!(sm.get("app/db").unwrap().bytes.as_slice(), b"{}");
+    assert!(matches!(core::create(&fs, "ps", ".value", b"x"), Err(Error::InvalidInput(_))));
+}

@@ -106,6 +106,30 @@ impl ServiceCache {
         }
     }
 
+    /// The value of `name` as stored now, for a write to build on: the cached value if its
+    /// version is still the current one (one metadata call), else fetched again. If the
+    /// metadata call is refused, the value is fetched again.
+    pub fn current_value(&self, name: &str) -> Result<Arc<CachedValue>> {
+        let cached = self.value(name, [])?;
+        let names = [name.to_string()];
+        let unchanged = match self.inner.provider.versions(&names) {
+            Ok(versions) => versions.get(name).is_some_and(|v| cached.fetched.version.as_ref() == Some(v)),
+            Err(Error::AccessDenied(_)) => false,
+            Err(err) => return Err(err),
+        };
+        if unchanged {
+            return Ok(cached);
+        }
+        let mut answers = self.inner.provider.fetch(&names)?;
+        let fetched = match answers.iter().position(|(n, _)| n == name) {
+            Some(index) => answers.swap_remove(index).1?,
+            None => return Err(Error::NotFound),
+        };
+        self.inner.store(name, fetched);
+        self.inner.notify_changed(&names);
+        self.value(name, [])
+    }
+
     pub(super) fn fetch_in_background(&self, batch: Vec<String>) {
         let inner = self.inner.clone();
         self.inner.runtime.spawner.spawn(Box::new(move || inner.run_batch(&batch)));

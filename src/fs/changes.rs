@@ -191,6 +191,16 @@ impl SecretFs {
         let service = path.service.ok_or(Error::NotPermitted)?;
         let name = path.parts.last().ok_or(Error::NotPermitted)?;
         let json = self.json_parent(path)?;
+        if name == RAW_VALUE_FILE && json.is_none() {
+            // A directory without a value gets one: `/a/b` beside `/a/b/c` (both services allow
+            // it), so nothing writable is ever a silent memory-only file.
+            if path.parts.len() < 2 {
+                return Err(Error::InvalidInput(format!("{}/ itself cannot hold a value", service.dir_name())));
+            }
+            let full = self.full_name(&path.parent())?;
+            check_new_name(service, &full)?;
+            return Ok(Target::NewName(full));
+        }
         if scratch || is_temp_name(name) {
             return Ok(Target::Memory);
         }

@@ -63,8 +63,9 @@ impl SecretFs {
     }
 
     /// Replace the value of `name` with `edit(current bytes)`, one writer per service at a time
-    /// so a read-modify-write never loses a concurrent writer's key. An unchanged value makes no
-    /// call.
+    /// so a read-modify-write never loses a concurrent writer's key. The edit applies to the
+    /// value stored now, not to a cached copy: its version is checked first (a metadata call)
+    /// and the value fetched again if it moved. An unchanged value makes no update call.
     pub(super) fn edit_value(
         &self,
         service: Service,
@@ -73,8 +74,14 @@ impl SecretFs {
     ) -> Result<Invalidation> {
         let cache = self.cache(service).ok_or(Error::NotFound)?;
         let _one_writer = cache.write_lock();
-        let current = cache.value(name, [])?;
-        let new = edit(current.fetched.bytes.as_slice())?;
+        let current = cache.current_value(name)?;
+        let new = edit(current.fetched.bytes.as_slice()).map_err(|err| match err {
+            Error::InvalidInput(reason) => {
+                log::warn!("{} {name}: write refused: {reason}", service.dir_name());
+                Error::InvalidInput(format!("{name}: {reason}"))
+            }
+            other => other,
+        })?;
         if new.len() > service.max_value_len() {
             return Err(Error::TooLarge);
         }

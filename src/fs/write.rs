@@ -156,10 +156,73 @@ pub fn without_member(current: &[u8], keys: &[String]) -> Result<Vec<u8>> {
     Ok(Value::Object(object).to_string().into_bytes())
 }
 
+/// The JSON object a member write edits. A value with a duplicate key anywhere is refused:
+/// parsing it would silently drop a member, and writing it back would lose it for good.
 fn json_object(current: &[u8]) -> Result<Map<String, Value>> {
-    match serde_json::from_slice(current) {
-        Ok(Value::Object(object)) => Ok(object),
-        _ => Err(Error::InvalidInput("the value is no longer a JSON object".into())),
+    let object = match serde_json::from_slice(current) {
+        Ok(Value::Object(object)) => object,
+        _ => return Err(Error::InvalidInput("the value is no longer a JSON object".into())),
+    };
+    if serde_json::from_slice::<UniqueKeys>(current).is_err() {
+        return Err(Error::InvalidInput(
+            "its JSON has duplicate keys, which a key write would collapse; write the whole value through .value"
+                .into(),
+        ));
+    }
+    Ok(object)
+}
+
+/// Deserializes any JSON, failing on an object with a repeated key (at any depth).
+struct UniqueKeys;
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueKeysVisitor)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON without duplicate keys")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<UniqueKeys, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key) {
+                return Err(serde::de::Error::custom("duplicate key"));
+            }
+            map.next_value::<UniqueKeys>()?;
+        }
+        Ok(UniqueKeys)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<UniqueKeys, A::Error> {
+        while seq.next_element::<UniqueKeys>()?.is_some() {}
+        Ok(UniqueKeys)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_unit<E>(self) -> std::result::Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
     }
 }
 
@@ -240,6 +303,19 @@ mod tests {
             br#"{"user":"admin","port":5432,"opts":{}}"#
         );
         assert_eq!(without_member(current, &["nope".into()]).unwrap_err(), Error::NotFound);
+    }
+
+    #[test]
+    fn key_writes_into_json_with_duplicate_keys_are_refused() {
+        let current = br#"{"a":"first","a":"second","b":"x"}"#;
+        let refused = new_value(current, &Part::Member(vec!["b".into()]), b"y").unwrap_err();
+        assert!(matches!(refused, Error::InvalidInput(m) if m.contains("duplicate keys")));
+        let nested = br#"{"b":"x","o":{"k":1,"k":2},"n":1.50}"#;
+        assert!(new_value(nested, &Part::Member(vec!["b".into()]), b"y").is_err());
+        assert!(without_member(nested, &["b".into()]).is_err());
+        assert_eq!(new_value(current, &Part::Whole, b"{}").unwrap(), b"{}", ".value writes stay allowed");
+        let fine = br#"{"a":[{"k":1},{"k":2}],"n":1.50,"s":"x"}"#;
+        assert!(new_value(fine, &Part::NewMember(vec!["t".into()]), b"y").is_ok());
     }
 
     #[test]

@@ -51,12 +51,25 @@ pub const ALL_ACTIONS: &str = "*";
 #[derive(Default)]
 struct Rules {
     faults: Mutex<HashMap<String, Fault>>,
+    /// Faults for only the next few calls of an action: (fault, calls left).
+    next: Mutex<HashMap<String, (Fault, u32)>>,
     refused: AtomicU64,
     latency_ms: AtomicU64,
     seen: Mutex<HashMap<String, u64>>,
 }
 
 impl Rules {
+    /// The fault for one arriving call of `action`, using up a `fail_next` allowance.
+    fn take_fault(&self, action: &str) -> Option<Fault> {
+        let mut next = self.next.lock().unwrap();
+        if let Some((fault, left)) = next.get_mut(action).filter(|(_, left)| *left > 0) {
+            *left -= 1;
+            return Some(*fault);
+        }
+        drop(next);
+        self.fault_for(action)
+    }
+
     fn fault_for(&self, action: &str) -> Option<Fault> {
         let faults = self.faults.lock().unwrap();
         faults
@@ -98,6 +111,11 @@ impl FaultProxy {
     /// `fault`.
     pub fn fail(&self, action: &str, fault: Fault) {
         self.rules.faults.lock().unwrap().insert(action.to_string(), fault);
+    }
+
+    /// Answer only the next `calls` calls of `action` with `fault`.
+    pub fn fail_next(&self, action: &str, fault: Fault, calls: u32) {
+        self.rules.next.lock().unwrap().insert(action.to_string(), (fault, calls));
     }
 
     /// Forward everything again.
@@ -169,7 +187,7 @@ fn serve(client: TcpStream, upstream_port: u16, rules: &Rules) -> std::io::Resul
         std::thread::sleep(std::time::Duration::from_millis(latency));
     }
     let mut client = client;
-    if let Some(fault) = rules.fault_for(&action) {
+    if let Some(fault) = rules.take_fault(&action) {
         rules.refused.fetch_add(1, Ordering::SeqCst);
         if fault == Fault::Blackhole {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);

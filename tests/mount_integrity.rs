@@ -1,0 +1,119 @@
+//! Write integrity through a real mount against moto behind the fault proxy: a write reported
+//! as failed is never stored later, writes merge into the value stored now, duplicate JSON keys
+//! are not collapsed, `.value` in a directory creates its value, and oversized writes fail at
+//! close in both services.
+
+#[path = "common/fault_proxy.rs"]
+mod fault_proxy;
+#[path = "common/moto.rs"]
+mod moto;
+#[path = "common/mount.rs"]
+mod mount;
+
+use std::time::Duration;
+
+use aws_sdk_ssm::types::ParameterType;
+use fault_proxy::{Fault, FaultProxy};
+use moto::{Aws, Moto};
+use mount::{sh, Mounted};
+
+fn fails(script: &str) -> String {
+    let out = sh(script);
+    assert!(!out.status.success(), "{script} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn ok(script: &str) {
+    let out = sh(script);
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn parameter(aws: &Aws, name: &str) -> String {
+    let out = aws.runtime.block_on(aws.ssm.get_parameter().name(name).with_decryption(true).send()).unwrap();
+    out.parameter().unwrap().value().unwrap().to_string()
+}
+
+fn secret(aws: &Aws, name: &str) -> String {
+    let out = aws.runtime.block_on(aws.sm.get_secret_value().secret_id(name).send()).unwrap();
+    out.secret_string().unwrap().to_string()
+}
+
+const WRITABLE: [&str; 4] = ["--file-mode", "0600", "--dir-mode", "0700"];
+
+#[test]
+fn a_write_reported_as_failed_is_never_stored_later() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    aws.put_parameter("/x", "OLD", ParameterType::SecureString);
+    aws.create_secret("s", "OLD");
+    let proxy = FaultProxy::start(moto.port);
+    let m = Mounted::start(&WRITABLE, &moto.env_via(proxy.endpoint()));
+    let p = |rel: &str| m.path(rel).display().to_string();
+    assert_eq!(std::fs::read_to_string(m.path("ps/x")).unwrap(), "OLD");
+    assert_eq!(std::fs::read_to_string(m.path("sm/s")).unwrap(), "OLD");
+    for (action, fault, calls, file, errno) in [
+        ("PutParameter", Fault::Throttling, 3, "ps/x", "Input/output error"),
+        ("PutParameter", Fault::AccessDenied, 1, "ps/x", "Permission denied"),
+        ("PutSecretValue", Fault::Throttling, 3, "sm/s", "Input/output error"),
+        ("PutSecretValue", Fault::AccessDenied, 1, "sm/s", "Permission denied"),
+    ] {
+        let before = proxy.seen(action);
+        proxy.fail_next(action, fault, calls);
+        assert!(fails(&format!("printf NEW | cat > {}", p(file))).contains(errno), "{action} {fault:?}");
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(proxy.seen(action) - before, u64::from(calls), "{action} {fault:?}: no attempt after close()");
+    }
+    assert_eq!(parameter(&aws, "/x"), "OLD", "AWS keeps the value close() said was not stored");
+    assert_eq!(secret(&aws, "s"), "OLD");
+    let stderr = m.stop();
+    let logged = stderr.matches("write not stored").count();
+    assert_eq!(logged, 4, "each failure is logged once: {stderr}");
+}
+
+#[test]
+fn writes_build_on_the_value_stored_now() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    aws.create_secret("app/db", r#"{"username":"admin","password":"old"}"#);
+    aws.create_secret("app/dup", r#"{"a":"first","a":"second","b":"x"}"#);
+    aws.put_parameter("/a/b/c", "child", ParameterType::String);
+    let m = Mounted::start(&WRITABLE, &moto.env());
+    let p = |rel: &str| m.path(rel).display().to_string();
+    assert_eq!(std::fs::read_to_string(m.path("sm/app/db/username")).unwrap(), "admin");
+    aws.runtime
+        .block_on(
+            aws.sm
+                .put_secret_value()
+                .secret_id("app/db")
+                .secret_string(r#"{"username":"root-oob","password":"old"}"#)
+                .send(),
+        )
+        .unwrap();
+    ok(&format!("printf new | cat > {}", p("sm/app/db/password")));
+    assert_eq!(secret(&aws, "app/db"), r#"{"username":"root-oob","password":"new"}"#, "no lost update");
+
+    assert!(fails(&format!("printf y | cat > {}", p("sm/app/dup/b"))).contains("Invalid argument"));
+    assert_eq!(secret(&aws, "app/dup"), r#"{"a":"first","a":"second","b":"x"}"#);
+
+    ok(&format!("printf X | cat > {}", p("ps/a/b/.value")));
+    assert_eq!(parameter(&aws, "/a/b"), "X", "the directory's own value is created");
+    assert_eq!(std::fs::read_to_string(m.path("ps/a/b/c")).unwrap(), "child");
+    let stderr = m.stop();
+    assert!(stderr.contains("app/dup") && stderr.contains("duplicate keys"), "{stderr}");
+}
+
+#[test]
+fn oversized_writes_fail_at_close_in_both_services() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    aws.put_parameter("/big", "OLD", ParameterType::String);
+    aws.create_secret("big", "OLD");
+    let m = Mounted::start(&WRITABLE, &moto.env());
+    for (file, size) in [("ps/big", 8193), ("sm/big", 65_537)] {
+        let script = format!("head -c {size} /dev/zero | tr '\\0' x | cat > {}", m.path(file).display());
+        assert!(fails(&script).contains("File too large"), "{file}");
+    }
+    assert_eq!(parameter(&aws, "/big"), "OLD");
+    assert_eq!(secret(&aws, "big"), "OLD");
+    drop(m);
+}
