@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::slot::{Decision, Flight, Slot};
 use super::{lock, Inner, ServiceCache};
 use crate::error::{Error, Result};
-use crate::provider::{FetchResult, Fetched};
+use crate::provider::{wipe_json_object, FetchResult, Fetched};
 
 /// Extra batches of a directory's unread values fetched in parallel with a cold read.
 pub const PREFETCH_BATCHES: usize = 4;
@@ -26,6 +26,14 @@ pub struct CachedValue {
 impl std::fmt::Debug for CachedValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CachedValue").field("fetched", &self.fetched).finish_non_exhaustive()
+    }
+}
+
+impl Drop for CachedValue {
+    fn drop(&mut self) {
+        if let Some(Some(object)) = self.json.take() {
+            wipe_json_object(object);
+        }
     }
 }
 

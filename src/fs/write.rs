@@ -7,7 +7,8 @@ use serde_json::{Map, Value};
 use super::resolve::Part;
 use crate::error::{Error, Result};
 use crate::inodes::NodePath;
-use crate::provider::Service;
+use crate::provider::{wipe_json, wipe_json_object, Service};
+use zeroize::Zeroize;
 
 /// The most bytes a memory-only file holds (a bound on the daemon's memory, not a service limit;
 /// renaming it onto a real name checks the service's limit).
@@ -62,10 +63,20 @@ impl std::fmt::Debug for WriteBuffer {
     }
 }
 
+impl Drop for WriteBuffer {
+    fn drop(&mut self) {
+        self.data.zeroize();
+    }
+}
+
 impl WriteBuffer {
     /// A buffer of the file at `path` for `target`, holding `data`; `dirty` says whether `data`
-    /// is new content.
-    pub fn new(service: Service, target: Target, path: NodePath, data: Vec<u8>, dirty: bool) -> Self {
+    /// is new content. A buffer bound by a service limit gets its whole room at once, so it is
+    /// never reallocated (which would leave copies of the value behind, unwiped).
+    pub fn new(service: Service, target: Target, path: NodePath, mut data: Vec<u8>, dirty: bool) -> Self {
+        if target != Target::Memory {
+            data.reserve_exact(service.max_value_len().saturating_sub(data.len()));
+        }
         WriteBuffer { service, target, path, data, dirty, touched: false, failed: None }
     }
 
@@ -123,25 +134,34 @@ pub fn new_value(current: &[u8], part: &Part, data: &[u8]) -> Result<Vec<u8>> {
         Part::Member(keys) | Part::NewMember(keys) | Part::NestedObject(keys) => keys,
     };
     let mut object = json_object(current)?;
+    let merged = merge(&mut object, part, keys, data);
+    let rendered = merged.map(|()| serde_json::to_vec(&object).unwrap_or_default());
+    wipe_json_object(object);
+    rendered
+}
+
+/// Put `data` into `object` at `keys` as `part` says.
+fn merge(object: &mut Map<String, Value>, part: &Part, keys: &[String], data: &[u8]) -> Result<()> {
     let text = std::str::from_utf8(data).map_err(|_| Error::InvalidInput("JSON members must be UTF-8".into()))?;
     if let Part::NewMember(keys) = part {
         let (key, parent) = keys.split_last().ok_or(Error::NotFound)?;
         let parent = match parent.is_empty() {
-            true => &mut object,
-            false => member_mut(&mut object, parent).and_then(Value::as_object_mut).ok_or(Error::NotFound)?,
+            true => object,
+            false => member_mut(object, parent).and_then(Value::as_object_mut).ok_or(Error::NotFound)?,
         };
         parent.insert(key.clone(), Value::String(text.to_string()));
-        return Ok(Value::Object(object).to_string().into_bytes());
+        return Ok(());
     }
-    let slot = member_mut(&mut object, keys).ok_or(Error::NotFound)?;
-    *slot = match part {
+    let slot = member_mut(object, keys).ok_or(Error::NotFound)?;
+    let new = match part {
         Part::NestedObject(_) => match serde_json::from_str(text) {
             Ok(Value::Object(nested)) => Value::Object(nested),
             _ => return Err(Error::InvalidInput("a nested .value must hold a JSON object".into())),
         },
         _ => typed_member(slot, text),
     };
-    Ok(Value::Object(object).to_string().into_bytes())
+    wipe_json(std::mem::replace(slot, new));
+    Ok(())
 }
 
 /// `current` without the member at `keys` (the other members keep their order and types).
@@ -152,8 +172,13 @@ pub fn without_member(current: &[u8], keys: &[String]) -> Result<Vec<u8>> {
         true => &mut object,
         false => member_mut(&mut object, parent).and_then(Value::as_object_mut).ok_or(Error::NotFound)?,
     };
-    parent.shift_remove(key).ok_or(Error::NotFound)?;
-    Ok(Value::Object(object).to_string().into_bytes())
+    let removed = parent.shift_remove(key).ok_or(Error::NotFound);
+    let rendered = removed.map(|member| {
+        wipe_json(member);
+        serde_json::to_vec(&object).unwrap_or_default()
+    });
+    wipe_json_object(object);
+    rendered
 }
 
 /// The JSON object a member write edits. A value with a duplicate key anywhere is refused:
@@ -164,6 +189,7 @@ fn json_object(current: &[u8]) -> Result<Map<String, Value>> {
         _ => return Err(Error::InvalidInput("the value is no longer a JSON object".into())),
     };
     if serde_json::from_slice::<UniqueKeys>(current).is_err() {
+        wipe_json_object(object);
         return Err(Error::InvalidInput(
             "its JSON has duplicate keys, which a key write would collapse; write the whole value through .value"
                 .into(),
@@ -316,6 +342,18 @@ mod tests {
         assert_eq!(new_value(current, &Part::Whole, b"{}").unwrap(), b"{}", ".value writes stay allowed");
         let fine = br#"{"a":[{"k":1},{"k":2}],"n":1.50,"s":"x"}"#;
         assert!(new_value(fine, &Part::NewMember(vec!["t".into()]), b"y").is_ok());
+    }
+
+    #[test]
+    fn a_service_bound_buffer_is_never_reallocated_so_no_stale_copy_is_left_unwiped() {
+        let mut b = buffer();
+        let start = b.data.as_ptr();
+        for offset in (0..65_536).step_by(4096) {
+            b.write_at(offset, &[b'x'; 4096]).unwrap();
+        }
+        assert_eq!(b.data.as_ptr(), start, "the value grew in place");
+        b.truncate(1).unwrap();
+        assert_eq!(b.data.as_ptr(), start);
     }
 
     #[test]

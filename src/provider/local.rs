@@ -96,7 +96,7 @@ impl LocalStore {
 
     /// Write the whole store to a temp file (mode 0600) beside the store and rename it over.
     fn save(&self) -> Result<()> {
-        let text = self.render()?;
+        let text = zeroize::Zeroizing::new(self.render()?);
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let file_name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let temp = dir.join(format!(".{file_name}.secretfs-tmp"));
@@ -136,7 +136,9 @@ impl LocalStore {
             secrets.insert(name, entry);
         }
         let whole = serde_json::json!({ "parameters": parameters, "secrets": secrets });
-        serde_json::to_string_pretty(&whole).map_err(|e| Error::Service(e.to_string()))
+        let rendered = serde_json::to_string_pretty(&whole).map_err(|e| Error::Service(e.to_string()));
+        super::wipe_json(whole);
+        rendered
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use crate::error::Result;
 pub use counters::{ApiCounters, CallCounts};
-pub use secret_bytes::SecretBytes;
+pub use secret_bytes::{wipe_json, wipe_json_object, SecretBytes};
 
 /// The two AWS services secretfs shows, each under its own top-level directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,7 +1,10 @@
-//! A shared, immutable byte buffer for secret values: redacted in `Debug`, zeroed when dropped.
+//! A shared, immutable byte buffer for secret values: redacted in `Debug`, zeroed when dropped;
+//! and the wiping of parsed JSON that held secret text.
 
 use std::fmt;
 use std::sync::Arc;
+
+use zeroize::Zeroize;
 
 /// Secret bytes. Cloning shares the buffer; the last owner overwrites it with zeros.
 #[derive(Clone, PartialEq, Eq)]
@@ -12,11 +15,26 @@ struct Zeroing(Vec<u8>);
 
 impl Drop for Zeroing {
     fn drop(&mut self) {
-        for byte in self.0.iter_mut() {
-            // Volatile so the compiler cannot drop the store as dead.
-            unsafe { std::ptr::write_volatile(byte, 0) };
-        }
-        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+        self.0.zeroize();
+    }
+}
+
+/// Overwrite every string (keys included) of a parsed JSON value with zeros, then drop it.
+/// Numbers are kept by serde_json in its own private form and cannot be wiped.
+pub fn wipe_json(value: serde_json::Value) {
+    match value {
+        serde_json::Value::String(mut text) => text.zeroize(),
+        serde_json::Value::Array(items) => items.into_iter().for_each(wipe_json),
+        serde_json::Value::Object(members) => wipe_json_object(members),
+        _ => {}
+    }
+}
+
+/// [`wipe_json`] for an object.
+pub fn wipe_json_object(members: serde_json::Map<String, serde_json::Value>) {
+    for (mut key, member) in members {
+        key.zeroize();
+        wipe_json(member);
     }
 }
 
