@@ -44,43 +44,9 @@ impl Inner {
     /// SIGHUP), and drop idle entries.
     pub(super) fn refresh_due(self: &Arc<Self>, everything: bool) {
         let now = self.runtime.clock.now();
-        let due_values: Vec<String> = {
-            let mut values = lock(&self.values);
-            values.retain(|_, slot| !self.idle(slot, now));
-            let due: Vec<String> = values
-                .iter()
-                .filter(|(name, slot)| {
-                    let free = slot.flight.is_none();
-                    slot.value.is_some() && (self.due(name, slot, self.policy.ttl, now) || (everything && free))
-                })
-                .map(|(name, _)| name.clone())
-                .collect();
-            for name in &due {
-                if let Some(slot) = values.get_mut(name) {
-                    slot.flight = Some(Arc::new(Flight::default()));
-                }
-            }
-            due
-        };
-        let due_listings: Vec<String> = {
-            let mut listings = lock(&self.listings);
-            listings.retain(|_, slot| !self.idle(slot, now));
-            let due: Vec<String> = listings
-                .iter()
-                .filter(|(prefix, slot)| {
-                    let free = slot.flight.is_none();
-                    slot.value.is_some()
-                        && (self.due(prefix, slot, self.listing_ttl(slot), now) || (everything && free))
-                })
-                .map(|(prefix, _)| prefix.clone())
-                .collect();
-            for prefix in &due {
-                if let Some(slot) = listings.get_mut(prefix) {
-                    slot.flight = Some(Arc::new(Flight::default()));
-                }
-            }
-            due
-        };
+        let ttl = self.policy.ttl;
+        let due_values = self.claim_due(&mut lock(&self.values), now, everything, |_| ttl);
+        let due_listings = self.claim_due(&mut lock(&self.listings), now, everything, |s| self.listing_ttl(s));
         let cache = ServiceCache { inner: self.clone() };
         for chunk in due_values.chunks(REVALIDATE_CHUNK) {
             let (inner, chunk) = (self.clone(), chunk.to_vec());
@@ -89,6 +55,28 @@ impl Inner {
         for prefix in due_listings {
             cache.list_in_background(prefix);
         }
+    }
+
+    /// Drop the idle entries of `table`, and give the due ones (every known one with
+    /// `everything`) a flight, so readers and other refreshes leave them to this one. `ttl_of`
+    /// is an entry's freshness period.
+    fn claim_due<T>(
+        &self,
+        table: &mut HashMap<String, Slot<T>>,
+        now: Instant,
+        everything: bool,
+        ttl_of: impl Fn(&Slot<T>) -> Duration,
+    ) -> Vec<String> {
+        table.retain(|_, slot| !self.idle(slot, now));
+        let mut due = Vec::new();
+        for (key, slot) in table.iter_mut() {
+            let free = slot.flight.is_none();
+            if slot.value.is_some() && (self.due(key, slot, ttl_of(slot), now) || (everything && free)) {
+                slot.flight = Some(Arc::new(Flight::default()));
+                due.push(key.clone());
+            }
+        }
+        due
     }
 
     /// Ask which of `names` (flights set) changed; confirm the unchanged ones, fetch the rest
