@@ -16,5 +16,6 @@ git -C "$baseline_tree" checkout --quiet --detach "$BASELINE_REV"
 echo "== building the baseline ($BASELINE_REV) and this tree (release)"
 CARGO_TARGET_DIR="$PWD/target/baseline" cargo build --release --quiet --manifest-path "$baseline_tree/Cargo.toml"
 export SECRETFS_BASELINE="$PWD/target/baseline/release/secretfs"
+export MOUNT_DEADLINE_SECS=600
 cargo test --release --quiet --test bench_freshness -- --ignored --nocapture --test-threads 1 ${BENCH:-} \
     | grep -oE '(BENCH|  \().*' || true

@@ -168,6 +168,12 @@ pub struct MountArgs {
     /// Secrets Manager name prefix shown as sm/.
     #[arg(long, value_name = "PREFIX", default_value = "")]
     pub sm_prefix: String,
+    /// Log at debug level (each FUSE operation, each AWS call); SECRETFS_LOG overrides.
+    #[arg(long)]
+    pub debug: bool,
+    /// Write logs to size-rotated files (mode 0600) in DIR instead of stderr, journald or syslog.
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
     /// Lock the daemon's memory so values never reach swap (needs CAP_IPC_LOCK or a high
     /// `ulimit -l`).
     #[arg(long)]

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use std::time::Duration;
 use tokio::runtime::Handle;
+use tracing::Span;
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
@@ -57,12 +58,22 @@ impl FuseAdapter {
         self.shared.busy.clone()
     }
 
-    /// Run `job` on the blocking pool (or here, without one).
-    fn offload(&self, job: impl FnOnce(&Shared) + Send + 'static) {
+    /// A debug span for one request: the operation, the path, the caller's uid and pid.
+    fn span(&self, req: &Request, op: &'static str, ino: INodeNo, name: Option<&OsStr>) -> Span {
+        let span = tracing::debug_span!("fuse", op, path = tracing::field::Empty, uid = req.uid(), pid = req.pid());
+        if !span.is_disabled() {
+            let path = self.shared.fs.describe(Ino(ino.0), name.map(|n| n.to_string_lossy()).as_deref());
+            span.record("path", path.as_str());
+        }
+        span
+    }
+
+    /// Run `job` on the blocking pool (or here, without one), inside `span`.
+    fn offload(&self, span: Span, job: impl FnOnce(&Shared) + Send + 'static) {
         let shared = self.shared.clone();
         shared.busy.fetch_add(1, Ordering::SeqCst);
         let run = move || {
-            job(&shared);
+            span.in_scope(|| job(&shared));
             shared.busy.fetch_sub(1, Ordering::SeqCst);
         };
         match &self.pool {
@@ -101,7 +112,7 @@ impl Shared {
                 reply.ok();
             }
             Err(e) => {
-                log::warn!("write not stored: {e}");
+                tracing::warn!("write not stored: {e}");
                 self.invalidate(Invalidation { inodes: vec![Ino(ino.0)], entries: Vec::new() });
                 reply.error(errno(&e));
             }
@@ -151,9 +162,10 @@ impl Filesystem for FuseAdapter {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let span = self.span(req, "lookup", parent, Some(name));
         let name = utf8(name);
-        self.offload(move |s| {
+        self.offload(span, move |s| {
             let result = name.and_then(|name| s.fs.lookup(Ino(parent.0), &name).map_err(|e| errno(&e)));
             match result {
                 Ok(attr) => reply.entry(&KERNEL_TTL, &to_file_attr(&attr), Generation(0)),
@@ -162,16 +174,18 @@ impl Filesystem for FuseAdapter {
         });
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.offload(move |s| match s.fs.getattr(Ino(ino.0), fh.map(|fh| fh.0)) {
-            Ok(attr) => reply.attr(&KERNEL_TTL, &to_file_attr(&attr)),
-            Err(e) => reply.error(errno(&e)),
+    fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.offload(self.span(req, "getattr", ino, None), move |s| {
+            match s.fs.getattr(Ino(ino.0), fh.map(|fh| fh.0)) {
+                Ok(attr) => reply.attr(&KERNEL_TTL, &to_file_attr(&attr)),
+                Err(e) => reply.error(errno(&e)),
+            }
         });
     }
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -189,7 +203,7 @@ impl Filesystem for FuseAdapter {
     ) {
         let ino = Ino(ino.0);
         let fh = fh.map(|fh| fh.0);
-        self.offload(move |s| {
+        self.offload(self.span(req, "setattr", INodeNo(ino.0), None), move |s| {
             if mode.is_some() || uid.is_some() || gid.is_some() {
                 if let Err(e) = s.fs.change_metadata(ino) {
                     return reply.error(errno(&e));
@@ -209,10 +223,10 @@ impl Filesystem for FuseAdapter {
         });
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let mode =
             OpenMode { write: flags.acc_mode() != OpenAccMode::O_RDONLY, truncate: flags.0 & libc::O_TRUNC != 0 };
-        self.offload(move |s| match s.fs.open(Ino(ino.0), mode) {
+        self.offload(self.span(req, "open", ino, None), move |s| match s.fs.open(Ino(ino.0), mode) {
             // Direct I/O: every read is served from this handle's snapshot, so a rotated value
             // never mixes with stale page-cache bytes or a stale cached size.
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
@@ -222,8 +236,8 @@ impl Filesystem for FuseAdapter {
 
     fn read(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -231,6 +245,7 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
+        let _span = self.span(req, "read", ino, None).entered();
         let mut reply = Some(reply);
         let result = self.shared.fs.read(fh.0, offset, size, |bytes| {
             if let Some(reply) = reply.take() {
@@ -244,8 +259,8 @@ impl Filesystem for FuseAdapter {
 
     fn write(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -254,19 +269,20 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyWrite,
     ) {
+        let _span = self.span(req, "write", ino, None).entered();
         match self.shared.fs.write(fh.0, offset, data) {
             Ok(written) => reply.written(written),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
-    fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: fuser::LockOwner, reply: ReplyEmpty) {
-        self.offload(move |s| s.reply_commit(ino, s.fs.flush(fh.0), reply));
+    fn flush(&self, req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: fuser::LockOwner, reply: ReplyEmpty) {
+        self.offload(self.span(req, "flush", ino, None), move |s| s.reply_commit(ino, s.fs.flush(fh.0), reply));
     }
 
     fn release(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
@@ -274,15 +290,15 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.offload(move |s| s.reply_commit(ino, s.fs.release(fh.0), reply));
+        self.offload(self.span(req, "release", ino, None), move |s| s.reply_commit(ino, s.fs.release(fh.0), reply));
     }
 
-    fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        self.offload(move |s| s.reply_commit(ino, s.fs.flush(fh.0), reply));
+    fn fsync(&self, req: &Request, ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.offload(self.span(req, "fsync", ino, None), move |s| s.reply_commit(ino, s.fs.flush(fh.0), reply));
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        self.offload(move |s| match s.fs.opendir(Ino(ino.0)) {
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.offload(self.span(req, "opendir", ino, None), move |s| match s.fs.opendir(Ino(ino.0)) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(errno(&e)),
         });
@@ -321,17 +337,20 @@ impl Filesystem for FuseAdapter {
         reply.error(errno(&Error::NotPermitted));
     }
 
-    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+        let span = self.span(req, "mkdir", parent, Some(name));
         let name = utf8(name);
-        self.offload(move |s| match name.and_then(|name| s.fs.mkdir(Ino(parent.0), &name).map_err(|e| errno(&e))) {
-            Ok(attr) => reply.entry(&KERNEL_TTL, &to_file_attr(&attr), Generation(0)),
-            Err(e) => reply.error(e),
+        self.offload(span, move |s| {
+            match name.and_then(|name| s.fs.mkdir(Ino(parent.0), &name).map_err(|e| errno(&e))) {
+                Ok(attr) => reply.entry(&KERNEL_TTL, &to_file_attr(&attr), Generation(0)),
+                Err(e) => reply.error(e),
+            }
         });
     }
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         _mode: u32,
@@ -341,8 +360,9 @@ impl Filesystem for FuseAdapter {
     ) {
         // mkstemp's signature: read-write and exclusive. Such a file is scratch until renamed.
         let scratch = flags & libc::O_ACCMODE == libc::O_RDWR && flags & libc::O_EXCL != 0;
+        let span = self.span(req, "create", parent, Some(name));
         let name = utf8(name);
-        self.offload(move |s| {
+        self.offload(span, move |s| {
             match name.and_then(|name| s.fs.create(Ino(parent.0), &name, scratch).map_err(|e| errno(&e))) {
                 Ok((attr, fh)) => reply.created(
                     &KERNEL_TTL,
@@ -356,28 +376,34 @@ impl Filesystem for FuseAdapter {
         });
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let span = self.span(req, "unlink", parent, Some(name));
         let name = utf8(name);
-        self.offload(move |s| match name.and_then(|name| s.fs.unlink(Ino(parent.0), &name).map_err(|e| errno(&e))) {
-            Ok(inos) => {
-                s.invalidate(inos);
-                reply.ok();
+        self.offload(span, move |s| {
+            match name.and_then(|name| s.fs.unlink(Ino(parent.0), &name).map_err(|e| errno(&e))) {
+                Ok(inos) => {
+                    s.invalidate(inos);
+                    reply.ok();
+                }
+                Err(e) => reply.error(e),
             }
-            Err(e) => reply.error(e),
         });
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let span = self.span(req, "rmdir", parent, Some(name));
         let name = utf8(name);
-        self.offload(move |s| match name.and_then(|name| s.fs.rmdir(Ino(parent.0), &name).map_err(|e| errno(&e))) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
+        self.offload(span, move |s| {
+            match name.and_then(|name| s.fs.rmdir(Ino(parent.0), &name).map_err(|e| errno(&e))) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
         });
     }
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -390,16 +416,18 @@ impl Filesystem for FuseAdapter {
         }
         let no_replace = flags.contains(fuser::RenameFlags::RENAME_NOREPLACE);
         let (Ok(name), Ok(newname)) = (utf8(name), utf8(newname)) else { return reply.error(Errno::ENOENT) };
-        self.offload(move |s| match s.fs.rename(Ino(parent.0), &name, Ino(newparent.0), &newname, no_replace) {
-            Ok(inos) => {
-                s.invalidate(inos);
-                reply.ok();
-            }
-            Err(e) => {
-                if e != Error::CrossDevice {
-                    log::warn!("rename of {name} onto {newname} not stored: {e}");
+        self.offload(self.span(req, "rename", parent, Some(OsStr::new(&name))), move |s| {
+            match s.fs.rename(Ino(parent.0), &name, Ino(newparent.0), &newname, no_replace) {
+                Ok(inos) => {
+                    s.invalidate(inos);
+                    reply.ok();
                 }
-                reply.error(errno(&e));
+                Err(e) => {
+                    if e != Error::CrossDevice {
+                        tracing::warn!("rename of {name} onto {newname} not stored: {e}");
+                    }
+                    reply.error(errno(&e));
+                }
             }
         });
     }

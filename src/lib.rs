@@ -10,6 +10,6 @@ pub mod error;
 pub mod fs;
 pub mod fuse_adapter;
 pub mod inodes;
-pub mod logger;
+pub mod logging;
 pub mod namespace;
 pub mod provider;

@@ -3,10 +3,22 @@
 mod cli;
 
 use clap::Parser;
+use secretfs::logging::LogTarget;
 
 fn main() {
-    secretfs::logger::init();
     let cli = cli::Cli::parse();
+    if matches!(&cli.command, cli::Command::Mount(args) if !args.foreground) {
+        secretfs::app::daemon::close_inherited_fds();
+    }
+    let target = match &cli.command {
+        cli::Command::Mount(args) => LogTarget::choose(args.foreground, args.log_dir.clone()),
+        _ => LogTarget::Stderr,
+    };
+    let debug = matches!(&cli.command, cli::Command::Mount(args) if args.debug);
+    if let Err(err) = secretfs::logging::init(&target, debug) {
+        eprintln!("secretfs: {err}");
+        std::process::exit(1);
+    }
     let result = match cli.command {
         cli::Command::Mount(args) => secretfs::app::mount(args.into_config()),
         cli::Command::Unmount { mountpoint, lazy } => secretfs::app::unmount(&mountpoint, lazy),

@@ -53,7 +53,6 @@ pub fn fork_and_wait() -> Result<Reporter> {
             drop(read_end);
             // SAFETY: setsid has no memory-safety preconditions.
             unsafe { libc::setsid() };
-            close_inherited_fds(write_end.as_raw_fd());
             Ok(Reporter { pipe: Some(File::from(write_end)) })
         }
         _child => {
@@ -75,14 +74,14 @@ pub fn fork_and_wait() -> Result<Reporter> {
     }
 }
 
-/// Close every descriptor the daemon inherited (beyond stdio and `keep`), so it holds no file,
-/// socket or terminal of whoever started it. Runs before the daemon opens anything itself.
-fn close_inherited_fds(keep: RawFd) {
+/// Close every descriptor the process inherited beyond stdio, so a daemon holds no file, socket
+/// or terminal of whoever started it. Call first thing, before the process opens anything.
+pub fn close_inherited_fds() {
     let inherited: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
         Ok(entries) => entries.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect(),
         Err(_) => return,
     };
-    for fd in inherited.into_iter().filter(|fd| *fd > libc::STDERR_FILENO && *fd != keep) {
+    for fd in inherited.into_iter().filter(|fd| *fd > libc::STDERR_FILENO) {
         // SAFETY: closing a descriptor nothing in this fresh child uses (the directory handle
         // used to list them is already closed, so this at worst fails with EBADF).
         unsafe { libc::close(fd) };

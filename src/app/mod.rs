@@ -126,7 +126,7 @@ pub fn mount(mut config: MountConfig) -> Result<()> {
             return Err(err);
         }
     };
-    log::info!("mounted at {}", config.mountpoint.display());
+    tracing::info!("mounted at {}", config.mountpoint.display());
     runtime.block_on(wait_for_end(&running));
     stop(running, &config.mountpoint);
     Ok(())
@@ -139,19 +139,19 @@ fn stop(running: Running, mountpoint: &std::path::Path) {
     if running.session.guard.is_finished() {
         return;
     }
-    log::info!("unmounting {}", mountpoint.display());
+    tracing::info!("unmounting {}", mountpoint.display());
     let grace_ends = std::time::Instant::now() + STOP_GRACE;
     while running.busy.load(std::sync::atomic::Ordering::SeqCst) > 0 && std::time::Instant::now() < grace_ends {
         std::thread::sleep(Duration::from_millis(20));
     }
     for path in running.fs.unsaved_writes() {
-        log::warn!("{path}: written but never closed, so not stored");
+        tracing::warn!("{path}: written but never closed, so not stored");
     }
     drop(running.caches);
     if let Err(err) = running.session.umount_and_join() {
-        log::debug!("unmount: {err}");
+        tracing::debug!("unmount: {err}");
         if let Err(err) = mountpoint::unmount_or_detach(mountpoint, true) {
-            log::error!("{err}");
+            tracing::error!("{err}");
         }
     }
 }
@@ -234,7 +234,7 @@ async fn wait_for_end(running: &Running) {
     ];
     let streams: std::io::Result<Vec<_>> = kinds.into_iter().map(signal).collect();
     let Ok(mut streams) = streams else {
-        log::error!("cannot install signal handlers; unmount with `secretfs unmount`");
+        tracing::error!("cannot install signal handlers; unmount with `secretfs unmount`");
         while !running.session.guard.is_finished() {
             tokio::time::sleep(SESSION_POLL).await;
         }
@@ -247,8 +247,8 @@ async fn wait_for_end(running: &Running) {
             _ = interrupt.recv() => return,
             _ = terminate.recv() => return,
             _ = hangup.recv() => running.caches.iter().for_each(ServiceCache::refresh_all),
-            _ = user1.recv() => log::info!("SIGUSR1 ignored"),
-            _ = user2.recv() => log::info!("SIGUSR2 ignored"),
+            _ = user1.recv() => tracing::info!("SIGUSR1 ignored"),
+            _ = user2.recv() => tracing::info!("SIGUSR2 ignored"),
             _ = poll.tick() => if running.session.guard.is_finished() { return },
         }
     }

@@ -64,7 +64,7 @@ pub fn unmount_or_detach(path: &Path, lazy: bool) -> Result<()> {
     match unmount(path) {
         Err(err) if lazy && is_busy(path) => {
             detach(path)?;
-            log::warn!("{} was busy (files open); detached it lazily: {err}", path.display());
+            tracing::warn!("{} was busy (files open); detached it lazily: {err}", path.display());
             Ok(())
         }
         other => other,

@@ -130,7 +130,10 @@ impl Inner {
 
     fn listing_was_denied(&self, reason: &str) {
         if !self.listing_denied.swap(true, Ordering::Relaxed) {
-            log::warn!("listing under {:?} is denied ({reason}); showing names read by exact path only", self.prefix);
+            tracing::warn!(
+                "listing under {:?} is denied ({reason}); showing names read by exact path only",
+                self.prefix
+            );
         }
     }
 
@@ -162,7 +165,7 @@ impl Inner {
             let failures = slot.record(&result, now, &self.policy, jitter);
             if let Err(err) = &result {
                 if !matches!(err, Error::AccessDenied(_)) {
-                    log::warn!(
+                    tracing::warn!(
                         "listing {prefix:?} failed (failure {failures} in a row; next attempt within {}s): {err}",
                         self.policy.backoff(failures, 1.0).as_secs_f64().ceil()
                     );
@@ -201,7 +204,7 @@ impl Inner {
             namespace.insert(&self.prefix, entry.clone());
         }
         if namespace.hidden().len() > hidden_before {
-            log::warn!(
+            tracing::warn!(
                 "names with an empty, `.` or `..` path part are not shown: {:?}",
                 namespace.hidden().iter().collect::<Vec<_>>()
             );

@@ -216,7 +216,7 @@ impl ServiceCache {
             }
         });
         if let Err(err) = spawned {
-            log::error!("cannot start the refresh thread ({err}); values refresh when read after their TTL");
+            tracing::error!("cannot start the refresh thread ({err}); values refresh when read after their TTL");
         }
     }
 
@@ -229,7 +229,7 @@ impl ServiceCache {
     /// Refresh every known value and listing now, in the background (SIGHUP). Like any refresh,
     /// a transient failure keeps the values known.
     pub fn refresh_all(&self) {
-        log::info!("refreshing every cached value and listing under {:?}", self.inner.prefix);
+        tracing::info!("refreshing every cached value and listing under {:?}", self.inner.prefix);
         self.inner.refresh_due(true);
     }
 }

@@ -255,7 +255,7 @@ impl Inner {
                             gone.push((name.clone(), err.clone()));
                         }
                         if !matches!(err, Error::NotFound) && result.is_ok() {
-                            log::warn!("{name}: {err} (failure {} in a row)", slot.failures + 1);
+                            tracing::warn!("{name}: {err} (failure {} in a row)", slot.failures + 1);
                         }
                         Err(err)
                     }
@@ -269,7 +269,7 @@ impl Inner {
         }
         if let Err(err) = &result {
             let wait = self.policy.backoff(failures, 1.0);
-            log::warn!(
+            tracing::warn!(
                 "fetching {} value(s) under {:?} failed (failure {failures} in a row; next attempt within {}s): {err}",
                 members.len(),
                 self.prefix,

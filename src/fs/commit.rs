@@ -77,7 +77,7 @@ impl SecretFs {
         let current = cache.current_value(name)?;
         let new = edit(current.fetched.bytes.as_slice()).map_err(|err| match err {
             Error::InvalidInput(reason) => {
-                log::warn!("{} {name}: write refused: {reason}", service.dir_name());
+                tracing::warn!("{} {name}: write refused: {reason}", service.dir_name());
                 Error::InvalidInput(format!("{name}: {reason}"))
             }
             other => other,
@@ -93,7 +93,7 @@ impl SecretFs {
         }
         let stored = cache.provider().update(name, &current.fetched, SecretBytes::new(new))?;
         cache.store(name, stored);
-        log::info!("updated {} {name}", service.dir_name());
+        tracing::info!("updated {} {name}", service.dir_name());
         Ok(self.invalidation_of(service, name))
     }
 
@@ -117,7 +117,7 @@ impl SecretFs {
         let _one_writer = cache.write_lock();
         let stored = cache.provider().create(name, kind, SecretBytes::new(data.to_vec()))?;
         cache.created(name, stored);
-        log::info!("created {} {name}", service.dir_name());
+        tracing::info!("created {} {name}", service.dir_name());
         Ok(self.invalidation_of(service, name))
     }
 
@@ -127,7 +127,7 @@ impl SecretFs {
         let _one_writer = cache.write_lock();
         cache.provider().delete(name)?;
         cache.deleted(name);
-        log::info!("deleted {} {name}", service.dir_name());
+        tracing::info!("deleted {} {name}", service.dir_name());
         Ok(self.invalidation_of(service, name))
     }
 

@@ -206,6 +206,15 @@ impl SecretFs {
         paths
     }
 
+    /// The mount path of `ino` (and of its child `name`), for log lines: names only.
+    pub fn describe(&self, ino: Ino, name: Option<&str>) -> String {
+        let Some(path) = self.inodes.path(ino) else { return format!("inode {}", ino.0) };
+        let mut parts: Vec<&str> = path.service.map(|s| s.dir_name()).into_iter().collect();
+        parts.extend(path.parts.iter().map(String::as_str));
+        parts.extend(name);
+        parts.join("/")
+    }
+
     /// Send what background refreshes find changed to `sink`.
     pub fn on_invalidate(&self, sink: InvalidationSink) {
         let _ = self.sink.set(sink);

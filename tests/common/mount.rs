@@ -43,11 +43,20 @@ pub fn mount_options(dir: &Path) -> String {
         .to_string()
 }
 
-/// `secretfs mount -f` running on a fresh temp dir.
+/// `secretfs mount -f` running on a fresh temp dir; its stderr is collected as it comes (a
+/// verbose daemon must never block on a full pipe).
 pub struct Mounted {
     _parent: tempfile::TempDir,
     pub dir: PathBuf,
     child: Option<Child>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+/// How long a mount may take to appear (`MOUNT_DEADLINE_SECS`, default 60; benchmarks mount big
+/// accounts with slow baselines).
+fn mount_deadline() -> Duration {
+    let secs = std::env::var("MOUNT_DEADLINE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    Duration::from_secs(secs)
 }
 
 impl Mounted {
@@ -70,17 +79,21 @@ impl Mounted {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(300);
+        let mut pipe = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = pipe.read_to_end(&mut text);
+            String::from_utf8_lossy(&text).into_owned()
+        });
+        let deadline = Instant::now() + mount_deadline();
         while !is_mounted(&dir) {
             if let Ok(Some(status)) = child.try_wait() {
-                let mut stderr = String::new();
-                child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-                panic!("secretfs exited with {status} before mounting: {stderr}");
+                panic!("secretfs exited with {status} before mounting: {}", stderr.join().unwrap());
             }
             assert!(Instant::now() < deadline, "mount did not appear");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Mounted { _parent: parent, dir, child: Some(child) }
+        Mounted { _parent: parent, dir, child: Some(child), stderr: Some(stderr) }
     }
 
     pub fn local(args: &[&str]) -> Mounted {
@@ -113,11 +126,7 @@ impl Mounted {
     pub fn wait_exit(&mut self) -> (Option<i32>, String) {
         let mut child = self.child.take().expect("daemon running");
         let status = child.wait().unwrap();
-        let mut stderr = String::new();
-        if let Some(mut pipe) = child.stderr.take() {
-            let _ = pipe.read_to_string(&mut stderr);
-        }
-        (status.code(), stderr)
+        (status.code(), self.collected_stderr())
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {
@@ -143,11 +152,12 @@ impl Mounted {
             // SAFETY: valid C string; a lazy unmount of our own temp mount.
             unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
         }
-        let mut stderr = String::new();
-        if let Some(mut pipe) = child.stderr.take() {
-            let _ = pipe.read_to_string(&mut stderr);
-        }
-        stderr
+        self.collected_stderr()
+    }
+
+    /// Everything the daemon wrote to stderr (once it has exited).
+    fn collected_stderr(&mut self) -> String {
+        self.stderr.take().map(|reader| reader.join().unwrap_or_default()).unwrap_or_default()
     }
 }
 

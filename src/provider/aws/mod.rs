@@ -177,7 +177,7 @@ async fn verify(config: &SdkConfig, deadline: Duration) -> Result<()> {
             error_chain(&e)
         ))),
         Ok(Ok(identity)) => {
-            log::info!("AWS identity {}", identity.arn().unwrap_or("(no ARN)"));
+            tracing::info!("AWS identity {}", identity.arn().unwrap_or("(no ARN)"));
             Ok(())
         }
     }
@@ -242,7 +242,7 @@ pub fn classify_code(code: &str, status: u16, message: String) -> Error {
         | "InvalidRequestException"
         | "ParameterLimitExceeded" => Error::InvalidInput(message),
         "LimitExceededException" | "ParameterMaxVersionLimitExceeded" => {
-            log::warn!("the service refused a write because of a limit (writes to one name too fast, or too many versions): {message}");
+            tracing::warn!("the service refused a write because of a limit (writes to one name too fast, or too many versions): {message}");
             Error::Transient(message)
         }
         _ if status >= 500 || status == 429 => Error::Transient(message),
