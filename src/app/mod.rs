@@ -127,9 +127,28 @@ pub fn mount(mut config: MountConfig) -> Result<()> {
         }
     };
     tracing::info!("mounted at {}", config.mountpoint.display());
+    notify_ready(&config);
     runtime.block_on(wait_for_end(&running));
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     stop(running, &config.mountpoint);
     Ok(())
+}
+
+/// Tell systemd (`Type=notify`) the mount is ready, once a stat of the mount point has been
+/// answered by this daemon: dependent units never start against an empty directory.
+fn notify_ready(config: &MountConfig) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    if let Err(err) = std::fs::metadata(&config.mountpoint) {
+        tracing::warn!("the new mount does not answer: {err}");
+    }
+    let shown: Vec<String> = config.services.iter().map(|s| format!("{}/", s.dir_name())).collect();
+    let status = format!("serving {} at {}", shown.join(" and "), config.mountpoint.display());
+    let sent = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
+    if let Err(err) = sent {
+        tracing::warn!("cannot notify systemd: {err}");
+    }
 }
 
 /// Stop serving: let requests in progress (commits) finish for up to [`STOP_GRACE`], name the
