@@ -183,6 +183,16 @@ pub struct MountArgs {
     pub json_keys: OnOff,
 }
 
+/// Whether `secretfs mount` has the long option `name`, and if so whether it takes a value (for
+/// the mount helper form's `-o name[=value]`).
+pub fn mount_option_kind(name: &str) -> Option<bool> {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let mount = command.find_subcommand("mount")?;
+    let argument = mount.get_arguments().find(|a| a.get_long() == Some(name))?;
+    Some(argument.get_action().takes_values())
+}
+
 fn parse_mode(text: &str) -> Result<u16, String> {
     let mode =
         u16::from_str_radix(text.trim_start_matches("0o"), 8).map_err(|_| format!("{text:?} is not an octal mode"))?;

@@ -1,12 +1,22 @@
 //! The `secretfs` binary: parse the command line and hand it to the library's composition root.
 
 mod cli;
+mod mount_helper;
 
 use clap::Parser;
 use secretfs::logging::LogTarget;
 
 fn main() {
-    let cli = cli::Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let argv = match mount_helper::translate(&argv, cli::mount_option_kind) {
+        None => argv,
+        Some(Ok(translated)) => translated,
+        Some(Err(err)) => {
+            eprintln!("secretfs: {err}");
+            std::process::exit(2);
+        }
+    };
+    let cli = cli::Cli::parse_from(argv);
     if matches!(&cli.command, cli::Command::Mount(args) if !args.foreground) {
         secretfs::app::daemon::close_inherited_fds();
     }
