@@ -38,9 +38,16 @@ pub enum Error {
     /// A rename this filesystem cannot do in place (a stored name, a directory); `mv` then
     /// copies and deletes instead.
     CrossDevice,
-    /// Startup configuration or environment problem; shown to the user as one line.
+    /// A bad configuration (options, local store, region); one line, exit code 3.
     Config(String),
+    /// AWS unreachable or refusing the credentials at mount; one line, exit code 4.
+    AwsAccess(String),
+    /// The mount itself failed (mount point, FUSE, unmount); one line, exit code 32.
+    Mount(String),
 }
+
+/// Exit code of a usage error (clap's, as mount(8)'s "incorrect invocation").
+pub const EXIT_USAGE: i32 = 2;
 
 impl Error {
     /// The errno the kernel should return for this error. A new variant must decide here.
@@ -60,6 +67,19 @@ impl Error {
             Error::NotEmpty => libc::ENOTEMPTY,
             Error::CrossDevice => libc::EXDEV,
             Error::Config(_) => libc::EINVAL,
+            Error::AwsAccess(_) | Error::Mount(_) => libc::EIO,
+        }
+    }
+
+    /// The process exit code for this error, in the spirit of mount(8): 3 for a bad
+    /// configuration, 4 when AWS is unreachable or refuses the credentials, 32 when mounting
+    /// fails, 1 otherwise (2 is a usage error).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) => 3,
+            Error::AwsAccess(_) => 4,
+            Error::Mount(_) => 32,
+            _ => 1,
         }
     }
 }
@@ -81,7 +101,7 @@ impl fmt::Display for Error {
             Error::AlreadyExists => write!(f, "already exists"),
             Error::NotEmpty => write!(f, "directory not empty"),
             Error::CrossDevice => write!(f, "cannot be renamed in place"),
-            Error::Config(m) => write!(f, "{m}"),
+            Error::Config(m) | Error::AwsAccess(m) | Error::Mount(m) => write!(f, "{m}"),
         }
     }
 }

@@ -13,7 +13,7 @@ fn main() {
         Some(Ok(translated)) => translated,
         Some(Err(err)) => {
             eprintln!("secretfs: {err}");
-            std::process::exit(2);
+            std::process::exit(secretfs::error::EXIT_USAGE);
         }
     };
     let cli = cli::Cli::parse_from(argv);
@@ -27,7 +27,7 @@ fn main() {
     let debug = matches!(&cli.command, cli::Command::Mount(args) if args.debug);
     if let Err(err) = secretfs::logging::init(&target, debug) {
         eprintln!("secretfs: {err}");
-        std::process::exit(1);
+        std::process::exit(secretfs::error::Error::Config(err).exit_code());
     }
     let result = match cli.command {
         cli::Command::Mount(args) => secretfs::app::mount(args.into_config()),
@@ -35,6 +35,6 @@ fn main() {
     };
     if let Err(err) = result {
         eprintln!("secretfs: {err}");
-        std::process::exit(1);
+        std::process::exit(err.exit_code());
     }
 }

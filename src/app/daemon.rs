@@ -25,7 +25,7 @@ impl Reporter {
         let Some(mut pipe) = self.pipe.take() else { return };
         let message = match outcome {
             Ok(()) => READY.to_string(),
-            Err(e) => e.to_string(),
+            Err(e) => format!("{} {e}", e.exit_code()),
         };
         let _ = pipe.write_all(message.as_bytes());
         drop(pipe);
@@ -42,13 +42,13 @@ pub fn fork_and_wait() -> Result<Reporter> {
     let mut fds = [0; 2];
     // SAFETY: fds has room for the two descriptors pipe(2) writes.
     if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-        return Err(Error::Config(format!("pipe: {}", std::io::Error::last_os_error())));
+        return Err(Error::Mount(format!("pipe: {}", std::io::Error::last_os_error())));
     }
     // SAFETY: the descriptors were just created and are owned here only.
     let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     // SAFETY: no other threads exist yet (the runtime is built after this), so fork is sound.
     match unsafe { libc::fork() } {
-        -1 => Err(Error::Config(format!("fork: {}", std::io::Error::last_os_error()))),
+        -1 => Err(Error::Mount(format!("fork: {}", std::io::Error::last_os_error()))),
         0 => {
             drop(read_end);
             // SAFETY: setsid has no memory-safety preconditions.
@@ -63,11 +63,12 @@ pub fn fork_and_wait() -> Result<Reporter> {
                 READY => std::process::exit(0),
                 "" => {
                     eprintln!("secretfs: the mount process died before the mount was ready");
-                    std::process::exit(1)
+                    std::process::exit(Error::Mount(String::new()).exit_code())
                 }
-                reason => {
+                report => {
+                    let (code, reason) = report.split_once(' ').unwrap_or(("1", report));
                     eprintln!("secretfs: {reason}");
-                    std::process::exit(1)
+                    std::process::exit(code.parse().unwrap_or(1))
                 }
             }
         }

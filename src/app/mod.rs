@@ -114,7 +114,7 @@ pub fn mount(mut config: MountConfig) -> Result<()> {
         .enable_all()
         .thread_name("secretfs-aws")
         .build()
-        .map_err(|e| Error::Config(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| Error::Mount(format!("cannot start the async runtime: {e}")))?;
     let started = start(&config, runtime.handle());
     let running = match started {
         Ok(running) => {
@@ -132,6 +132,17 @@ pub fn mount(mut config: MountConfig) -> Result<()> {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     stop(running, &config.mountpoint);
     Ok(())
+}
+
+/// The one-line reason a mount failed; a permission problem names what a user needs.
+fn mount_failure(mountpoint: &std::path::Path, err: &std::io::Error) -> Error {
+    let shown = mountpoint.display();
+    match err.kind() {
+        std::io::ErrorKind::PermissionDenied => Error::Mount(format!(
+            "cannot mount {shown}: permission denied ({err}); as a user you need read-write access to              /dev/fuse and `fusermount3` from the fuse3 package (or run as root)"
+        )),
+        _ => Error::Mount(format!("cannot mount {shown}: {err}")),
+    }
 }
 
 /// Tell systemd (`Type=notify`) the mount is ready, once a stat of the mount point has been
@@ -215,7 +226,7 @@ fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<Runnin
     let adapter = FuseAdapter::new(fs.clone(), notifier.clone(), Some(handle.clone()));
     let busy = adapter.busy();
     let session = fuser::spawn_mount(adapter, &config.mountpoint, &fuse_config)
-        .map_err(|e| Error::Config(format!("cannot mount {}: {e}", config.mountpoint.display())))?;
+        .map_err(|e| mount_failure(&config.mountpoint, &e))?;
     let _ = notifier.set(session.notifier());
     Ok(Running { session, fs, caches, busy })
 }

@@ -13,27 +13,32 @@ pub const FUSE_DEVICE: &str = "/dev/fuse";
 pub fn check(path: &Path) -> Result<PathBuf> {
     let shown = path.display();
     let metadata = std::fs::metadata(path).map_err(|e| match e.raw_os_error() {
-        Some(libc::ENOTCONN) => Error::Config(format!(
+        Some(libc::ENOTCONN) => Error::Mount(format!(
             "{shown} is a dead FUSE mount (its daemon was killed): run `secretfs unmount {shown}` first"
         )),
-        _ if e.kind() == ErrorKind::NotFound => Error::Config(format!("mount point {shown} does not exist")),
-        _ => Error::Config(format!("cannot use mount point {shown}: {e}")),
+        _ if e.kind() == ErrorKind::NotFound => Error::Mount(format!("mount point {shown} does not exist")),
+        _ => Error::Mount(format!("cannot use mount point {shown}: {e}")),
     })?;
     if !metadata.is_dir() {
-        return Err(Error::Config(format!("mount point {shown} is not a directory")));
+        return Err(Error::Mount(format!("mount point {shown} is not a directory")));
+    }
+    if is_mount_point(path) {
+        return Err(Error::Mount(format!(
+            "{shown} is already mounted (secretfs or another file system): unmount it first"
+        )));
     }
     check_ownership(&shown.to_string(), &metadata)?;
     let mut entries =
-        std::fs::read_dir(path).map_err(|e| Error::Config(format!("cannot read mount point {shown}: {e}")))?;
+        std::fs::read_dir(path).map_err(|e| Error::Mount(format!("cannot read mount point {shown}: {e}")))?;
     if entries.next().is_some() {
-        return Err(Error::Config(format!(
+        return Err(Error::Mount(format!(
             "mount point {shown} is not empty: secretfs refuses to hide files (or to expose them if it dies)"
         )));
     }
     if !Path::new(FUSE_DEVICE).exists() {
-        return Err(Error::Config(format!("{FUSE_DEVICE} is missing: load the fuse kernel module")));
+        return Err(Error::Mount(format!("{FUSE_DEVICE} is missing: load the fuse kernel module")));
     }
-    std::fs::canonicalize(path).map_err(|e| Error::Config(format!("cannot resolve {shown}: {e}")))
+    std::fs::canonicalize(path).map_err(|e| Error::Mount(format!("cannot resolve {shown}: {e}")))
 }
 
 /// Refuse a mount point that others could plant files in (to be served if the daemon dies):
@@ -43,13 +48,13 @@ fn check_ownership(shown: &str, metadata: &std::fs::Metadata) -> Result<()> {
     // SAFETY: getuid cannot fail and has no preconditions.
     let uid = unsafe { libc::getuid() };
     if metadata.mode() & 0o022 != 0 {
-        return Err(Error::Config(format!(
+        return Err(Error::Mount(format!(
             "mount point {shown} is writable by others (mode {:04o}): use a directory only its owner can write",
             metadata.mode() & 0o7777
         )));
     }
     if metadata.uid() != uid && metadata.uid() != 0 {
-        return Err(Error::Config(format!(
+        return Err(Error::Mount(format!(
             "mount point {shown} belongs to uid {}, not to you (uid {uid}) or root",
             metadata.uid()
         )));
@@ -62,7 +67,7 @@ fn check_ownership(shown: &str, metadata: &std::fs::Metadata) -> Result<()> {
 /// programs still holding files get an error on their next call.
 pub fn unmount_or_detach(path: &Path, lazy: bool) -> Result<()> {
     match unmount(path) {
-        Err(err) if lazy && is_busy(path) => {
+        Err(err) if lazy && is_mount_point(path) => {
             detach(path)?;
             tracing::warn!("{} was busy (files open); detached it lazily: {err}", path.display());
             Ok(())
@@ -71,8 +76,8 @@ pub fn unmount_or_detach(path: &Path, lazy: bool) -> Result<()> {
     }
 }
 
-/// Whether `path` is still mounted (so an unmount failure means it is busy).
-fn is_busy(path: &Path) -> bool {
+/// Whether something is mounted at `path`.
+fn is_mount_point(path: &Path) -> bool {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let path = path.to_string_lossy();
     mountinfo.lines().any(|line| line.split(' ').nth(4) == Some(path.as_ref()))
@@ -81,21 +86,21 @@ fn is_busy(path: &Path) -> bool {
 /// Lazy unmount: umount2(MNT_DETACH) as root, else `fusermount3 -uz`.
 pub fn detach(path: &Path) -> Result<()> {
     let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| Error::Config("mount point path contains a NUL byte".into()))?;
+        .map_err(|_| Error::Mount("mount point path contains a NUL byte".into()))?;
     // SAFETY: c_path is a valid NUL-terminated string for the duration of the call.
     if unsafe { libc::umount2(c_path.as_ptr(), libc::MNT_DETACH) } == 0 {
         return Ok(());
     }
     match Command::new("fusermount3").arg("-uz").arg(path).status() {
         Ok(s) if s.success() => Ok(()),
-        _ => Err(Error::Config(format!("cannot detach {}: {}", path.display(), std::io::Error::last_os_error()))),
+        _ => Err(Error::Mount(format!("cannot detach {}: {}", path.display(), std::io::Error::last_os_error()))),
     }
 }
 
 /// Unmount `path`: umount(2) as root, else `fusermount3 -u`.
 pub fn unmount(path: &Path) -> Result<()> {
     let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| Error::Config("mount point path contains a NUL byte".into()))?;
+        .map_err(|_| Error::Mount("mount point path contains a NUL byte".into()))?;
     // SAFETY: c_path is a valid NUL-terminated string for the duration of the call.
     if unsafe { libc::umount2(c_path.as_ptr(), 0) } == 0 {
         return Ok(());
@@ -106,16 +111,16 @@ pub fn unmount(path: &Path) -> Result<()> {
             let status = Command::new("fusermount3").arg("-u").arg(path).status();
             match status {
                 Ok(s) if s.success() => Ok(()),
-                Ok(_) => Err(Error::Config(format!("fusermount3 -u {} failed", path.display()))),
-                Err(e) => Err(Error::Config(format!("cannot unmount {} as a user: fusermount3: {e}", path.display()))),
+                Ok(_) => Err(Error::Mount(format!("fusermount3 -u {} failed", path.display()))),
+                Err(e) => Err(Error::Mount(format!("cannot unmount {} as a user: fusermount3: {e}", path.display()))),
             }
         }
-        Some(libc::EINVAL) => Err(Error::Config(format!("{} is not a mount point", path.display()))),
-        Some(libc::EBUSY) => Err(Error::Config(format!(
+        Some(libc::EINVAL) => Err(Error::Mount(format!("{} is not a mount point", path.display()))),
+        Some(libc::EBUSY) => Err(Error::Mount(format!(
             "{} is busy (files open): `secretfs unmount --lazy` detaches it now",
             path.display()
         ))),
-        _ => Err(Error::Config(format!("cannot unmount {}: {err}", path.display()))),
+        _ => Err(Error::Mount(format!("cannot unmount {}: {err}", path.display()))),
     }
 }
 

@@ -24,9 +24,9 @@ use crate::error::{Error, Result};
 #[serde(deny_unknown_fields)]
 struct StoreFile {
     #[serde(default)]
-    parameters: BTreeMap<String, ParameterEntry>,
+    parameters: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
-    secrets: BTreeMap<String, SecretEntry>,
+    secrets: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -200,6 +200,11 @@ pub fn parse(text: &str) -> std::result::Result<(MemoryProvider, MemoryProvider)
     let file: StoreFile = serde_json::from_str(text).map_err(|e| format!("not a valid store file: {e}"))?;
     let parameters = MemoryProvider::for_service(Service::ParameterStore);
     for (name, entry) in file.parameters {
+        let entry: ParameterEntry = serde_json::from_value(entry).map_err(|_| {
+            format!(
+                r#"parameter {name}: expected a string or {{"type": "String|SecureString|StringList", "value": "..."}}"#
+            )
+        })?;
         let (kind, value) = match entry {
             ParameterEntry::Plain(value) => (ValueKind::String, value),
             ParameterEntry::Typed { kind, value } => (
@@ -213,6 +218,11 @@ pub fn parse(text: &str) -> std::result::Result<(MemoryProvider, MemoryProvider)
     }
     let secrets = MemoryProvider::for_service(Service::SecretsManager);
     for (name, entry) in file.secrets {
+        let entry: SecretEntry = serde_json::from_value(entry).map_err(|_| {
+            format!(
+                r#"secret {name}: expected a string, {{"string": "..."}}, {{"json": ...}} or {{"binary": "<base64>"}}"#
+            )
+        })?;
         let (kind, bytes) = match entry {
             SecretEntry::Plain(value) | SecretEntry::Typed(TypedSecret::String(value)) => {
                 (ValueKind::SecretString, value.into_bytes())

@@ -121,6 +121,7 @@ pub fn load_config(bridge: &Bridge, settings: &AwsSettings) -> Result<SdkConfig>
             loader = loader.profile_name(profile);
         }
         if let Some(url) = &settings.endpoint_url {
+            check_endpoint_url(url)?;
             loader = loader.endpoint_url(url);
         }
         let mut config = loader.load().await;
@@ -133,17 +134,18 @@ pub fn load_config(bridge: &Bridge, settings: &AwsSettings) -> Result<SdkConfig>
             config = assume_role(config, role).await;
         }
         let Some(credentials) = config.credentials_provider() else {
-            return Err(Error::Config("no AWS credentials provider is configured".into()));
+            return Err(Error::AwsAccess("no AWS credentials provider is configured".into()));
         };
+        let profile = settings.profile.as_ref().map(|p| format!(" (profile {p:?})")).unwrap_or_default();
         let deadline = settings.timeout;
         if settings.verify_credentials {
             // Through the clients' shared credentials cache: an assumed role is assumed once.
-            verify(&config, deadline).await?;
+            verify(&config, deadline, &profile).await?;
             return Ok(config);
         }
         match tokio::time::timeout(deadline, credentials.provide_credentials()).await {
-            Err(_) => Err(Error::Config(format!("no AWS credentials within {}s", deadline.as_secs_f64()))),
-            Ok(Err(e)) => Err(Error::Config(format!("no AWS credentials: {}", error_chain(&e)))),
+            Err(_) => Err(Error::AwsAccess(format!("no AWS credentials{profile} within {}s", deadline.as_secs_f64()))),
+            Ok(Err(e)) => Err(Error::AwsAccess(format!("no AWS credentials{profile}: {}", error_chain(&e)))),
             Ok(Ok(_)) => Ok(config),
         }
     })
@@ -165,21 +167,32 @@ async fn assume_role(config: SdkConfig, role: &AssumeRole) -> SdkConfig {
 }
 
 /// One STS GetCallerIdentity call: proves the endpoint answers and accepts the credentials.
-async fn verify(config: &SdkConfig, deadline: Duration) -> Result<()> {
+async fn verify(config: &SdkConfig, deadline: Duration, profile: &str) -> Result<()> {
     let sts = aws_sdk_sts::Client::new(config);
     match tokio::time::timeout(deadline, sts.get_caller_identity().send()).await {
-        Err(_) => Err(Error::Config(format!(
-            "cannot verify the AWS credentials: STS did not answer within {}s (--no-verify-credentials skips this check)",
+        Err(_) => Err(Error::AwsAccess(format!(
+            "cannot verify the AWS credentials{profile}: STS did not answer within {}s (--no-verify-credentials skips this check)",
             deadline.as_secs_f64()
         ))),
-        Ok(Err(e)) => Err(Error::Config(format!(
-            "the AWS credentials were refused or STS is unreachable: {} (--no-verify-credentials skips this check)",
+        Ok(Err(e)) => Err(Error::AwsAccess(format!(
+            "the AWS credentials{profile} were refused or STS is unreachable: {} (--no-verify-credentials skips this check)",
             error_chain(&e)
         ))),
         Ok(Ok(identity)) => {
             tracing::info!("AWS identity {}", identity.arn().unwrap_or("(no ARN)"));
             Ok(())
         }
+    }
+}
+
+/// Refuse an `--endpoint-url` that is not an http(s) URL with a host, before any call.
+fn check_endpoint_url(url: &str) -> Result<()> {
+    let host = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    match host {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !rest.contains(char::is_whitespace) => Ok(()),
+        _ => Err(Error::Config(format!(
+            "--endpoint-url {url:?} is not a URL: use http://HOST[:PORT] or https://HOST[:PORT]"
+        ))),
     }
 }
 
