@@ -364,3 +364,12 @@ fn refresh_all_revalidates_everything_at_once_and_keeps_values_through_failures(
     h.jobs.run_all();
     assert_eq!(h.read("ps/app/token").unwrap(), "tok-2", "a failed refresh keeps the known value");
 }
+
+#[test]
+fn a_denied_batch_is_read_name_by_name_so_the_others_are_still_served() {
+    let h = Harness::new(1000);
+    h.ps.deny("/app/db/password");
+    assert_eq!(h.read("ps/app/db/user").unwrap(), "admin", "served although its batch-mate is denied");
+    assert!(matches!(h.read("ps/app/db/password"), Err(Error::AccessDenied(_))));
+    assert_eq!(h.calls(FETCH_ACTION), 3, "the batch, then each name alone");
+}

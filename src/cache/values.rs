@@ -209,9 +209,34 @@ impl Inner {
             return;
         }
         let names: Vec<String> = members.iter().map(|(name, _)| name.clone()).collect();
-        let result = catch_unwind(AssertUnwindSafe(|| self.provider.fetch(&names)))
-            .unwrap_or_else(|_| Err(Error::Transient("fetch aborted".into())));
+        let result = match self.fetch_guarded(&names) {
+            // A batch refused as a whole (BatchGetSecretValue not allowed, or an IAM deny on one
+            // of its names): ask for each name alone, so the others are still served.
+            Err(Error::AccessDenied(reason)) if names.len() > 1 => {
+                tracing::debug!(
+                    "a batch of {} under {:?} was denied ({reason}); reading them one by one",
+                    names.len(),
+                    self.prefix
+                );
+                Ok(names.iter().map(|name| self.fetch_one(name)).collect())
+            }
+            other => other,
+        };
         self.land_batch(&members, result);
+    }
+
+    /// One provider fetch; a panic in it becomes a transient failure.
+    fn fetch_guarded(&self, names: &[String]) -> Result<Vec<FetchResult>> {
+        catch_unwind(AssertUnwindSafe(|| self.provider.fetch(names)))
+            .unwrap_or_else(|_| Err(Error::Transient("fetch aborted".into())))
+    }
+
+    /// The answer for `name` fetched alone.
+    fn fetch_one(&self, name: &str) -> FetchResult {
+        let answer = self.fetch_guarded(&[name.to_string()]).and_then(|answers| {
+            answers.into_iter().find(|(n, _)| n == name).map(|(_, answer)| answer).unwrap_or(Err(Error::NotFound))
+        });
+        (name.to_string(), answer)
     }
 
     /// Record each member's outcome, finish its flight, and tell the hook what changed. A member

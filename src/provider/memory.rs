@@ -30,6 +30,7 @@ pub struct MemoryProvider {
     value_limit: usize,
     counters: ApiCounters,
     faults: Mutex<HashMap<&'static str, Error>>,
+    denied: Mutex<Vec<String>>,
 }
 
 impl MemoryProvider {
@@ -42,6 +43,7 @@ impl MemoryProvider {
             value_limit,
             counters: ApiCounters::default(),
             faults: Mutex::new(HashMap::new()),
+            denied: Mutex::new(Vec::new()),
         }
     }
 
@@ -87,6 +89,12 @@ impl MemoryProvider {
         };
     }
 
+    /// Refuse every fetch that includes `name`, as an IAM deny on one name refuses a whole
+    /// GetParameters or BatchGetSecretValue call.
+    pub fn deny(&self, name: &str) {
+        self.denied.lock().unwrap_or_else(|p| p.into_inner()).push(name.to_string());
+    }
+
     /// Count a call of `action`, failing it if a fault is set.
     fn call(&self, action: &'static str) -> Result<()> {
         self.counters.record(action);
@@ -115,6 +123,9 @@ impl Provider for MemoryProvider {
 
     fn fetch(&self, names: &[String]) -> Result<Vec<FetchResult>> {
         self.call(FETCH_ACTION)?;
+        if let Some(name) = names.iter().find(|n| self.denied.lock().unwrap_or_else(|p| p.into_inner()).contains(n)) {
+            return Err(Error::AccessDenied(format!("not allowed to read {name}")));
+        }
         let values = self.values.read().unwrap_or_else(|p| p.into_inner());
         Ok(names.iter().map(|name| (name.clone(), values.get(name).cloned().ok_or(Error::NotFound))).collect())
     }
