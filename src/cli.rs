@@ -14,7 +14,7 @@ use secretfs::provider::{Service, ValueKind};
 
 /// AWS Parameter Store parameters and Secrets Manager secrets as files.
 #[derive(Parser, Debug)]
-#[command(name = "secretfs", version)]
+#[command(name = "secretfs", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SECRETFS_COMMIT"), ")"))]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -24,6 +24,14 @@ pub struct Cli {
 pub enum Command {
     /// Mount the secrets at MOUNTPOINT; returns once the mount is ready (or use -f).
     Mount(Box<MountArgs>),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), as packaged in secretfs(8).
+    #[command(hide = true)]
+    Manpage,
     /// Unmount a secretfs mount (also a dead one left by a killed daemon).
     Unmount {
         /// The mount point to release.
@@ -181,6 +189,25 @@ pub struct MountArgs {
     /// Show values that are JSON objects as directories of keys.
     #[arg(long, value_enum, default_value = "on")]
     pub json_keys: OnOff,
+}
+
+/// The man page: the whole command line, the mount subcommand's options included.
+pub fn write_manpage(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let page = clap_mangen::Man::new(command.clone()).section("8");
+    page.render_title(out)?;
+    page.render_name_section(out)?;
+    page.render_synopsis_section(out)?;
+    page.render_description_section(out)?;
+    page.render_subcommands_section(out)?;
+    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let mut options = Vec::new();
+        clap_mangen::Man::new(sub.clone()).render_options_section(&mut options)?;
+        let heading = format!(".SH \"{} OPTIONS\"", sub.get_name().to_uppercase());
+        out.write_all(String::from_utf8_lossy(&options).replacen(".SH OPTIONS", &heading, 1).as_bytes())?;
+    }
+    page.render_version_section(out)
 }
 
 /// Whether `secretfs mount` has the long option `name`, and if so whether it takes a value (for

@@ -3,7 +3,7 @@
 mod cli;
 mod mount_helper;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use secretfs::logging::LogTarget;
 
 fn main() {
@@ -32,6 +32,12 @@ fn main() {
     let result = match cli.command {
         cli::Command::Mount(args) => secretfs::app::mount(args.into_config()),
         cli::Command::Unmount { mountpoint, lazy } => secretfs::app::unmount(&mountpoint, lazy),
+        cli::Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut cli::Cli::command(), "secretfs", &mut std::io::stdout());
+            Ok(())
+        }
+        cli::Command::Manpage => cli::write_manpage(&mut std::io::stdout())
+            .map_err(|e| secretfs::error::Error::Config(format!("cannot write the man page: {e}"))),
     };
     if let Err(err) = result {
         eprintln!("secretfs: {err}");

@@ -22,9 +22,13 @@ fn yaml_as_json(file: &Path) -> serde_json::Value {
 
 /// Every `--option` in `args` must be listed by `secretfs mount --help`.
 fn assert_real_options(args: &[String], context: &str) {
-    let help = String::from_utf8(Command::new(mount::BINARY).args(["mount", "--help"]).output().unwrap().stdout).unwrap();
+    let help =
+        String::from_utf8(Command::new(mount::BINARY).args(["mount", "--help"]).output().unwrap().stdout).unwrap();
     for arg in args.iter().filter(|a| a.starts_with("--")) {
-        assert!(help.contains(&format!("{arg} ")) || help.contains(&format!("{arg}\n")), "{context}: {arg} is not an option");
+        assert!(
+            help.contains(&format!("{arg} ")) || help.contains(&format!("{arg}\n")),
+            "{context}: {arg} is not an option"
+        );
     }
     assert!(args.first().is_some_and(|a| a == "mount" || a.ends_with("secretfs")), "{context}: {args:?}");
 }
