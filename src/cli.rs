@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secretfs::app::{normalize_ps_prefix, normalize_sm_prefix, MountConfig, Source};
 use secretfs::cache::{CacheSettings, DEFAULT_CAPACITY, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_STALE, DEFAULT_TTL};
+use secretfs::fs::ownership::OwnerRule;
 use secretfs::fs::FsConfig;
 use secretfs::provider::aws::{
     AssumeRole, AwsSettings, DEFAULT_ATTEMPTS, DEFAULT_PS_TPS, DEFAULT_SM_TPS, DEFAULT_TIMEOUT,
@@ -86,9 +87,14 @@ impl ServiceName {
 }
 
 #[derive(Args, Debug)]
+#[command(args_override_self = true)]
 pub struct MountArgs {
     /// Empty directory to mount on.
     pub mountpoint: PathBuf,
+    /// Read options and per-path owner rules from this TOML file; options given on the command
+    /// line override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Stay in the foreground (systemd, containers); logs go to stderr.
     #[arg(short, long)]
     pub foreground: bool,
@@ -231,7 +237,7 @@ fn parse_mode(text: &str) -> Result<u16, String> {
 
 impl MountArgs {
     /// The library's configuration for these arguments.
-    pub fn into_config(self) -> MountConfig {
+    pub fn into_config(self, rules: Vec<OwnerRule>) -> MountConfig {
         // SAFETY: getuid/getgid cannot fail and have no preconditions.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         let assume_role = self.role_arn.map(|role_arn| AssumeRole {
@@ -276,6 +282,7 @@ impl MountArgs {
                 read_only: self.read_only,
                 allow_delete: self.allow_delete,
                 new_parameter_kind: self.new_parameter_type.kind(),
+                rules,
             },
             allow_other: self.allow_other,
             ps_prefix: normalize_ps_prefix(&self.ps_prefix),
@@ -295,7 +302,7 @@ mod tests {
     fn defaults_match_the_design() {
         let cli = Cli::parse_from(["secretfs", "mount", "/mnt/s"]);
         let Command::Mount(args) = cli.command else { panic!("not a mount") };
-        let config = args.into_config();
+        let config = args.into_config(Vec::new());
         assert_eq!(config.cache, CacheSettings::default());
         assert_eq!(config.services, Service::ALL);
         let Source::Aws(aws) = &config.source else { panic!("not AWS") };
@@ -310,7 +317,7 @@ mod tests {
     fn write_options() {
         let cli = Cli::parse_from(["secretfs", "mount", "/m", "--allow-delete", "--new-parameter-type", "stringlist"]);
         let Command::Mount(args) = cli.command else { panic!("not a mount") };
-        let config = args.into_config();
+        let config = args.into_config(Vec::new());
         assert!(config.fs.allow_delete);
         assert_eq!(config.fs.new_parameter_kind, ValueKind::StringList);
         assert!(Cli::try_parse_from(["secretfs", "mount", "/m", "--allow-delete", "--read-only"]).is_err());
@@ -352,7 +359,7 @@ mod freshness_option_tests {
             "5",
         ]);
         let Command::Mount(args) = cli.command else { panic!("not a mount") };
-        let config = args.into_config();
+        let config = args.into_config(Vec::new());
         assert_eq!(config.services, [Service::ParameterStore]);
         assert_eq!(config.cache.max_stale, Duration::from_secs(60));
         let Source::Aws(aws) = config.source else { panic!("not AWS") };

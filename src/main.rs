@@ -1,6 +1,7 @@
 //! The `secretfs` binary: parse the command line and hand it to the library's composition root.
 
 mod cli;
+mod config_file;
 mod mount_helper;
 
 use clap::{CommandFactory, Parser};
@@ -14,6 +15,13 @@ fn main() {
         Some(Err(err)) => {
             eprintln!("secretfs: {err}");
             std::process::exit(secretfs::error::EXIT_USAGE);
+        }
+    };
+    let (argv, rules) = match with_config_file(argv) {
+        Ok(found) => found,
+        Err(err) => {
+            eprintln!("secretfs: {err}");
+            std::process::exit(secretfs::error::Error::Config(err).exit_code());
         }
     };
     let cli = cli::Cli::parse_from(argv);
@@ -30,7 +38,7 @@ fn main() {
         std::process::exit(secretfs::error::Error::Config(err).exit_code());
     }
     let result = match cli.command {
-        cli::Command::Mount(args) => secretfs::app::mount(args.into_config()),
+        cli::Command::Mount(args) => secretfs::app::mount(args.into_config(rules)),
         cli::Command::Unmount { mountpoint, lazy } => secretfs::app::unmount(&mountpoint, lazy),
         cli::Command::Completions { shell } => {
             clap_complete::generate(shell, &mut cli::Cli::command(), "secretfs", &mut std::io::stdout());
@@ -43,4 +51,27 @@ fn main() {
         eprintln!("secretfs: {err}");
         std::process::exit(err.exit_code());
     }
+}
+
+/// With `mount --config FILE`: the file's options inserted before the command line's own (which
+/// therefore override them), and its owner rules.
+fn with_config_file(
+    argv: Vec<std::ffi::OsString>,
+) -> Result<(Vec<std::ffi::OsString>, Vec<secretfs::fs::ownership::OwnerRule>), String> {
+    let words: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let mount_at = 1;
+    if words.get(mount_at).map(String::as_str) != Some("mount") {
+        return Ok((argv, Vec::new()));
+    }
+    let path = words.iter().enumerate().skip(mount_at).find_map(|(i, w)| match w.strip_prefix("--config") {
+        Some("") => words.get(i + 1).cloned(),
+        Some(rest) => rest.strip_prefix('=').map(str::to_string),
+        None => None,
+    });
+    let Some(path) = path else { return Ok((argv, Vec::new())) };
+    let file = config_file::load(std::path::Path::new(&path), cli::mount_option_kind)?;
+    let mut merged: Vec<std::ffi::OsString> = argv[..=mount_at].to_vec();
+    merged.extend(file.args.into_iter().map(Into::into));
+    merged.extend(argv[mount_at + 1..].iter().cloned());
+    Ok((merged, file.rules))
 }

@@ -204,7 +204,7 @@ fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<Runnin
         }
     }
     let caches: Vec<ServiceCache> = services.iter().map(|(_, cache)| cache.clone()).collect();
-    let fs = Arc::new(SecretFs::new(config.fs, services));
+    let fs = Arc::new(SecretFs::new(config.fs.clone(), services));
     let mut options = vec![
         fuser::MountOption::FSName("secretfs".into()),
         fuser::MountOption::Subtype("secretfs".into()),

@@ -5,6 +5,7 @@ mod changes;
 mod commit;
 pub mod handles;
 pub mod json_view;
+pub mod ownership;
 pub mod pending;
 pub mod resolve;
 pub mod write;
@@ -33,7 +34,7 @@ pub const DEFAULT_FILE_MODE: u16 = 0o400;
 pub const DEFAULT_DIR_MODE: u16 = 0o500;
 
 /// How nodes are presented; fixed for the life of a mount.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FsConfig {
     /// Owner of every node.
     pub uid: u32,
@@ -51,6 +52,8 @@ pub struct FsConfig {
     pub allow_delete: bool,
     /// The type of parameters created through the mount.
     pub new_parameter_kind: ValueKind,
+    /// Per-path owner, group and modes (first match wins); the fields above are the default.
+    pub rules: Vec<ownership::OwnerRule>,
 }
 
 impl FsConfig {
@@ -66,6 +69,7 @@ impl FsConfig {
             read_only: false,
             allow_delete: false,
             new_parameter_kind: ValueKind::SecureString,
+            rules: Vec::new(),
         }
     }
 }
@@ -527,27 +531,37 @@ impl SecretFs {
     }
 
     fn dir_attr(&self, ino: Ino, mtime: SystemTime) -> Attr {
+        let rule = self.rule(ino);
         Attr {
             ino,
             kind: NodeKind::Dir,
             size: 0,
             mtime,
-            perm: self.config.dir_mode,
-            uid: self.config.uid,
-            gid: self.config.gid,
+            perm: rule.and_then(|r| r.dir_mode).unwrap_or(self.config.dir_mode),
+            uid: rule.and_then(|r| r.uid).unwrap_or(self.config.uid),
+            gid: rule.and_then(|r| r.gid).unwrap_or(self.config.gid),
         }
     }
 
     fn file_attr(&self, ino: Ino, size: u64, mtime: SystemTime) -> Attr {
+        let rule = self.rule(ino);
         Attr {
             ino,
             kind: NodeKind::File,
             size,
             mtime,
-            perm: self.config.file_mode,
-            uid: self.config.uid,
-            gid: self.config.gid,
+            perm: rule.and_then(|r| r.file_mode).unwrap_or(self.config.file_mode),
+            uid: rule.and_then(|r| r.uid).unwrap_or(self.config.uid),
+            gid: rule.and_then(|r| r.gid).unwrap_or(self.config.gid),
         }
+    }
+
+    /// The owner rule for the node `ino`, if any matches its mount path.
+    fn rule(&self, ino: Ino) -> Option<&ownership::OwnerRule> {
+        if self.config.rules.is_empty() {
+            return None;
+        }
+        ownership::rule_for(&self.config.rules, &self.describe(ino, None))
     }
 }
 

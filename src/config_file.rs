@@ -1,0 +1,164 @@
+//! `--config FILE`: a TOML file holding mount options under their long names
+//! (`region = "eu-west-1"`, `cache-ttl = 60`, `read-only = true`, `services = ["ps"]`) and
+//! `[[rule]]` tables of per-path owner, group and modes (first match wins). The options become
+//! command-line arguments placed before the user's own, so the command line overrides the file.
+//! Every error names the file, the line and the key.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use secretfs::fs::ownership::OwnerRule;
+use toml::{Spanned, Value};
+
+/// What a config file contributes.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// `secretfs mount` arguments, in the order of the file.
+    pub args: Vec<String>,
+    /// Owner rules, in the order of the file.
+    pub rules: Vec<OwnerRule>,
+}
+
+/// Read `path`. `known` says whether a long option exists and whether it takes a value.
+pub fn load(path: &Path, known: impl Fn(&str) -> Option<bool>) -> Result<ConfigFile, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
+    parse(&text, known).map_err(|e| format!("{}:{e}", path.display()))
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Parse the text of a config file; errors start with the line number.
+pub fn parse(text: &str, known: impl Fn(&str) -> Option<bool>) -> Result<ConfigFile, String> {
+    let table: BTreeMap<Spanned<String>, Spanned<Value>> = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
+        format!("{line}: {}", e.message())
+    })?;
+    let mut entries: Vec<(&Spanned<String>, &Spanned<Value>)> = table.iter().collect();
+    entries.sort_by_key(|(key, _)| key.span().start);
+    let mut config = ConfigFile::default();
+    for (key, value) in entries {
+        let line = line_of(text, key.span().start);
+        let name = key.get_ref().as_str();
+        if name == "rule" {
+            config.rules = rules(value.get_ref(), text, line)?;
+            continue;
+        }
+        if name == "config" {
+            return Err(format!("{line}: `config` cannot point to another file"));
+        }
+        let takes_value = known(name).ok_or_else(|| format!("{line}: unknown key `{name}`"))?;
+        match (takes_value, value.get_ref()) {
+            (false, Value::Boolean(true)) => config.args.push(format!("--{name}")),
+            (false, Value::Boolean(false)) => {}
+            (false, _) => return Err(format!("{line}: `{name}` is true or false")),
+            (true, value) => {
+                let text = scalar(value).ok_or_else(|| format!("{line}: `{name}` needs a string or a number"))?;
+                config.args.extend([format!("--{name}"), text]);
+            }
+        }
+    }
+    Ok(config)
+}
+
+/// A value as command-line text: strings as they are, numbers in decimal, lists comma-joined.
+fn scalar(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Integer(n) => Some(n.to_string()),
+        Value::Array(items) => items.iter().map(scalar).collect::<Option<Vec<_>>>().map(|v| v.join(",")),
+        _ => None,
+    }
+}
+
+/// The `[[rule]]` tables: `path` (a glob), `uid`, `gid`, `mode` (files), `dir-mode`.
+fn rules(value: &Value, text: &str, line: usize) -> Result<Vec<OwnerRule>, String> {
+    let Value::Array(tables) = value else { return Err(format!("{line}: `rule` is a list of [[rule]] tables")) };
+    let headers: Vec<usize> = text.match_indices("[[rule]]").map(|(at, _)| line_of(text, at)).collect();
+    tables
+        .iter()
+        .enumerate()
+        .map(|(index, table)| {
+            let line = headers.get(index).copied().unwrap_or(line);
+            let Value::Table(table) = table else { return Err(format!("{line}: a rule is a table")) };
+            let mut rule = OwnerRule::default();
+            for (key, value) in table {
+                let bad = || format!("{line}: rule `{key}` has a bad value");
+                match key.as_str() {
+                    "path" => rule.pattern = value.as_str().ok_or_else(bad)?.to_string(),
+                    "uid" => rule.uid = Some(id(value).ok_or_else(bad)?),
+                    "gid" => rule.gid = Some(id(value).ok_or_else(bad)?),
+                    "mode" => rule.file_mode = Some(mode(value).ok_or_else(bad)?),
+                    "dir-mode" => rule.dir_mode = Some(mode(value).ok_or_else(bad)?),
+                    other => {
+                        return Err(format!("{line}: unknown rule key `{other}` (path, uid, gid, mode, dir-mode)"))
+                    }
+                }
+            }
+            if rule.pattern.is_empty() {
+                return Err(format!("{line}: a rule needs a `path` glob"));
+            }
+            Ok(rule)
+        })
+        .collect()
+}
+
+fn id(value: &Value) -> Option<u32> {
+    value.as_integer().and_then(|n| u32::try_from(n).ok())
+}
+
+/// A mode as an octal string (`"0400"`); integers are refused, since `400` would be decimal.
+fn mode(value: &Value) -> Option<u16> {
+    let text = value.as_str()?;
+    u16::from_str_radix(text.trim_start_matches("0o"), 8).ok().filter(|m| *m <= 0o7777)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known(key: &str) -> Option<bool> {
+        match key {
+            "region" | "cache-ttl" | "services" | "file-mode" => Some(true),
+            "read-only" | "allow-other" => Some(false),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn options_and_rules_are_read_in_order() {
+        let text = r#"
+region = "eu-west-1"
+cache-ttl = 60
+read-only = true
+allow-other = false
+services = ["ps", "sm"]
+
+[[rule]]
+path = "sm/prod/ssh/*"
+uid = 1001
+mode = "0400"
+
+[[rule]]
+path = "sm/prod/pg/**"
+gid = 70
+dir-mode = "0750"
+"#;
+        let config = parse(text, known).unwrap();
+        assert_eq!(config.args, ["--region", "eu-west-1", "--cache-ttl", "60", "--read-only", "--services", "ps,sm"]);
+        assert_eq!(config.rules.len(), 2);
+        assert_eq!((config.rules[0].uid, config.rules[0].file_mode), (Some(1001), Some(0o400)));
+        assert_eq!((config.rules[1].gid, config.rules[1].dir_mode), (Some(70), Some(0o750)));
+    }
+
+    #[test]
+    fn errors_name_the_line_and_key() {
+        assert_eq!(parse("region = \"x\"\ncolour = \"blue\"\n", known).unwrap_err(), "2: unknown key `colour`");
+        assert_eq!(parse("\nread-only = \"yes\"\n", known).unwrap_err(), "2: `read-only` is true or false");
+        let err = parse("region = \"x\"\n\n[[rule]]\npath = \"a\"\nmode = 400\n", known).unwrap_err();
+        assert_eq!(err, "3: rule `mode` has a bad value");
+        assert!(parse("[[rule]]\nowner = 1\n", known).unwrap_err().starts_with("1: unknown rule key `owner`"));
+        assert!(parse("region = \n", known).unwrap_err().starts_with("1: "));
+    }
+}
