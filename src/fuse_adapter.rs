@@ -83,12 +83,14 @@ impl FuseAdapter {
     }
 }
 
+/// Entries first: once an inode's attributes are dropped, the next `stat` of the path must
+/// already look the name up again (a retired inode answers for the files still open on it).
 fn send_invalidation(notifier: &Notifier, stale: Invalidation) {
-    for ino in stale.inodes {
-        let _ = notifier.inval_inode(INodeNo(ino.0), 0, 0);
-    }
     for (parent, name) in stale.entries {
         let _ = notifier.inval_entry(INodeNo(parent.0), OsStr::new(&name));
+    }
+    for ino in stale.inodes {
+        let _ = notifier.inval_inode(INodeNo(ino.0), 0, 0);
     }
 }
 

@@ -1,6 +1,6 @@
 //! Stable inode numbers for paths in the mount: one number per path for the daemon's lifetime.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use crate::provider::Service;
@@ -58,6 +58,7 @@ impl NodePath {
 struct Table {
     by_path: HashMap<Arc<NodePath>, Ino>,
     paths: Vec<Arc<NodePath>>,
+    retired: HashSet<Ino>,
 }
 
 /// The two-way map between inode numbers and paths.
@@ -90,7 +91,7 @@ impl InodeTable {
         ino
     }
 
-    /// Every inode handed out at or below `parts` in `service`.
+    /// Every inode handed out at or below `parts` in `service` (retired ones excluded).
     pub fn under(&self, service: Service, parts: &[String]) -> Vec<Ino> {
         let table = self.table.read().unwrap_or_else(|p| p.into_inner());
         table
@@ -99,6 +100,33 @@ impl InodeTable {
             .filter(|(path, _)| path.service == Some(service) && path.parts.starts_with(parts))
             .map(|(_, ino)| *ino)
             .collect()
+    }
+
+    /// Retire every inode at or below `parts` in `service` (their value changed): the next
+    /// lookup of those paths gets new inodes, while files opened before keep the old ones,
+    /// whose attributes then describe what those open files hold (like a file replaced by a
+    /// rename). Returns the retired inodes.
+    pub fn retire_under(&self, service: Service, parts: &[String]) -> Vec<Ino> {
+        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
+        let paths: Vec<Arc<NodePath>> = table
+            .by_path
+            .keys()
+            .filter(|path| path.service == Some(service) && path.parts.starts_with(parts))
+            .cloned()
+            .collect();
+        let mut retired = Vec::with_capacity(paths.len());
+        for path in paths {
+            if let Some(ino) = table.by_path.remove(&path) {
+                table.retired.insert(ino);
+                retired.push(ino);
+            }
+        }
+        retired
+    }
+
+    /// Whether `ino` was retired by [`InodeTable::retire_under`].
+    pub fn is_retired(&self, ino: Ino) -> bool {
+        self.table.read().unwrap_or_else(|p| p.into_inner()).retired.contains(&ino)
     }
 
     /// A rename: the inode of `from` now names `to` (the kernel keeps using it for the new name).
@@ -135,6 +163,20 @@ mod tests {
         assert_eq!(table.path(a).unwrap().parent(), ps);
         assert!(NodePath::root().child("nope").is_none());
         assert!(table.path(Ino(999)).is_none());
+    }
+
+    #[test]
+    fn retired_inodes_keep_their_path_and_the_path_gets_a_new_inode() {
+        let table = InodeTable::default();
+        let ps = NodePath::root().child("ps").unwrap();
+        let dir = table.intern(ps.child("db").unwrap());
+        let key = table.intern(ps.child("db").unwrap().child("password").unwrap());
+        let other = table.intern(ps.child("other").unwrap());
+        let retired = table.retire_under(Service::ParameterStore, &["db".to_string()]);
+        assert_eq!(retired.len(), 2);
+        assert!(table.is_retired(dir) && table.is_retired(key) && !table.is_retired(other));
+        assert_eq!(table.path(key).unwrap().parts, ["db", "password"]);
+        assert_ne!(table.intern(ps.child("db").unwrap().child("password").unwrap()), key);
     }
 
     #[test]

@@ -117,3 +117,31 @@ fn oversized_writes_fail_at_close_in_both_services() {
     assert_eq!(secret(&aws, "big"), "OLD");
     drop(m);
 }
+
+#[test]
+fn fstat_on_a_file_opened_before_a_rotation_tells_that_file_s_truth() {
+    use std::io::Read;
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    aws.put_parameter("/rot", "S3cr3Tp4Ssw0Rd!^", ParameterType::SecureString);
+    let m = Mounted::start(&["--cache-ttl", "1"], &moto.env());
+    let path = m.path("ps/rot");
+    let mut before = std::fs::File::open(&path).unwrap();
+    assert_eq!(before.metadata().unwrap().len(), 16);
+    for new in ["a-value-of-another-length-entirely", "short"] {
+        aws.put_parameter("/rot", new, ParameterType::SecureString);
+        let deadline = std::time::Instant::now() + Duration::from_secs(8);
+        while std::fs::read_to_string(&path).unwrap() != new {
+            assert!(std::time::Instant::now() < deadline, "the rotation to {new} never showed");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), new.len() as u64, "the path shows the new value");
+        assert_eq!(before.metadata().unwrap().len(), 16, "fstat of the old descriptor: its own value");
+    }
+    let mut old = String::new();
+    before.read_to_string(&mut old).unwrap();
+    assert_eq!(old, "S3cr3Tp4Ssw0Rd!^", "and it reads exactly that many bytes");
+    drop(before);
+    drop(m);
+}

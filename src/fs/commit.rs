@@ -133,7 +133,7 @@ impl SecretFs {
 
     fn invalidation_of(&self, service: Service, name: &str) -> Invalidation {
         match self.cache(service) {
-            Some(cache) => invalidation_of(&self.inodes, service, cache.prefix(), name),
+            Some(cache) => invalidation_of(&self.inodes, service, cache.prefix(), name, false),
             None => Invalidation::default(),
         }
     }
@@ -141,8 +141,17 @@ impl SecretFs {
 
 /// What the kernel must forget once `name` (shown below `prefix`) changed: every inode showing
 /// it or a part of it (its JSON members, its `.value`), and its own entry, which may have
-/// changed kind.
-pub(super) fn invalidation_of(inodes: &InodeTable, service: Service, prefix: &str, name: &str) -> Invalidation {
+/// changed kind. With `retire` (a change found by a refresh, outside any request) those inodes
+/// are retired: the path gets new ones, and files opened before keep answering `fstat` with
+/// what they hold. A write through the mount does not retire: its invalidation reaches the
+/// kernel after the reply, and a `stat` racing it must not be answered from an old handle.
+pub(super) fn invalidation_of(
+    inodes: &InodeTable,
+    service: Service,
+    prefix: &str,
+    name: &str,
+    retire: bool,
+) -> Invalidation {
     let parts: Vec<String> = crate::namespace::relative_name(prefix, name)
         .map(|rel| rel.split('/').map(str::to_string).collect())
         .unwrap_or_default();
@@ -151,5 +160,9 @@ pub(super) fn invalidation_of(inodes: &InodeTable, service: Service, prefix: &st
         Some(last) => vec![(inodes.intern(node.parent()), last.clone())],
         None => Vec::new(),
     };
-    Invalidation { inodes: inodes.under(service, &node.parts), entries }
+    let stale = match retire {
+        true => inodes.retire_under(service, &node.parts),
+        false => inodes.under(service, &node.parts),
+    };
+    Invalidation { inodes: stale, entries }
 }

@@ -30,6 +30,11 @@ impl<T: Clone> HandleTable<T> {
         self.lock().get(&fh).cloned()
     }
 
+    /// The handle number of the first open item that `wanted` accepts.
+    pub fn find(&self, wanted: impl Fn(&T) -> bool) -> Option<u64> {
+        self.lock().iter().find(|(_, item)| wanted(item)).map(|(fh, _)| *fh)
+    }
+
     /// A copy of every open item.
     pub fn all(&self) -> Vec<T> {
         self.lock().values().cloned().collect()

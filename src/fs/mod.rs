@@ -115,6 +115,7 @@ pub struct DirEntry {
 
 #[derive(Clone)]
 struct OpenFile {
+    ino: Ino,
     bytes: SecretBytes,
     writer: Option<Arc<Mutex<WriteBuffer>>>,
 }
@@ -174,7 +175,7 @@ impl SecretFs {
             let (inodes, sink, service, prefix) = (inodes.clone(), sink.clone(), *service, cache.prefix().to_string());
             cache.on_change(Box::new(move |name| {
                 if let Some(sink) = sink.get() {
-                    sink(commit::invalidation_of(&inodes, service, &prefix, name));
+                    sink(commit::invalidation_of(&inodes, service, &prefix, name, true));
                 }
             }));
         }
@@ -248,9 +249,12 @@ impl SecretFs {
         self.attr(ino, &resolved)
     }
 
-    /// Attributes of `ino`; with an open handle, the size is that of the handle's snapshot.
+    /// Attributes of `ino`; with an open handle, the size is that of the handle's snapshot. The
+    /// kernel sends no handle for `fstat`, so an inode retired by a change answers from a file
+    /// still open on it: what that file reads, not the new value.
     pub fn getattr(&self, ino: Ino, fh: Option<u64>) -> Result<Attr> {
         let path = self.path(ino)?;
+        let fh = fh.or_else(|| self.inodes.is_retired(ino).then(|| self.files.find(|f| f.ino == ino)).flatten());
         if let Some(node) = self.pending.get(&path) {
             return Ok(self.pending_attr(ino, &node));
         }
@@ -271,7 +275,7 @@ impl SecretFs {
             if mode.write && mode.truncate {
                 lock(&buffer).truncate(0)?;
             }
-            return Ok(self.files.insert(OpenFile { bytes: SecretBytes::new(Vec::new()), writer: Some(buffer) }));
+            return Ok(self.files.insert(OpenFile { ino, bytes: SecretBytes::new(Vec::new()), writer: Some(buffer) }));
         }
         let resolved = self.resolve(&path)?;
         let bytes = resolved.bytes()?;
@@ -279,7 +283,7 @@ impl SecretFs {
             false => None,
             true => Some(Arc::new(Mutex::new(self.write_buffer(&path, &resolved, &bytes, mode.truncate)?))),
         };
-        Ok(self.files.insert(OpenFile { bytes, writer }))
+        Ok(self.files.insert(OpenFile { ino, bytes, writer }))
     }
 
     fn write_buffer(
