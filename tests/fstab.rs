@@ -21,6 +21,11 @@ impl Installed {
     fn link() -> Option<Installed> {
         match std::fs::read_link(LINK) {
             Ok(target) if target == Path::new(BINARY) => Some(Installed),
+            // Left dangling by an earlier run whose build is gone.
+            Ok(target) if !target.exists() => {
+                std::fs::remove_file(LINK).ok()?;
+                std::os::unix::fs::symlink(BINARY, LINK).ok().map(|()| Installed)
+            }
             Ok(_) => None,
             Err(_) if Path::new(LINK).exists() => None,
             Err(_) => std::os::unix::fs::symlink(BINARY, LINK).ok().map(|()| Installed),
