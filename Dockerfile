@@ -2,7 +2,7 @@
 # and fuse3). Run it with /dev/fuse and CAP_SYS_ADMIN (README "Containers and Kubernetes").
 FROM rust:1-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 RUN cargo build --release --locked
 

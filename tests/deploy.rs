@@ -67,6 +67,11 @@ fn the_dockerfile_is_multi_stage_with_fuse3_and_real_options() {
     let dockerfile = std::fs::read_to_string(Path::new(ROOT).join("Dockerfile")).unwrap();
     assert_eq!(dockerfile.lines().filter(|l| l.starts_with("FROM ")).count(), 2, "multi-stage");
     assert!(dockerfile.contains("fuse3"));
+    // The build stage must hold everything `cargo build` reads.
+    for needed in ["Cargo.toml", "Cargo.lock", "build.rs", "src"] {
+        let copied = dockerfile.lines().any(|l| l.starts_with("COPY ") && l.split_whitespace().any(|w| w == needed));
+        assert!(copied, "the Dockerfile does not copy {needed}");
+    }
     let cmd = dockerfile.lines().find_map(|l| l.strip_prefix("CMD ")).unwrap();
     let args: Vec<String> = serde_json::from_str(cmd).unwrap();
     assert_real_options(&args, "Dockerfile CMD");
