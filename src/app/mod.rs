@@ -139,7 +139,7 @@ fn mount_failure(mountpoint: &std::path::Path, err: &std::io::Error) -> Error {
     let shown = mountpoint.display();
     match err.kind() {
         std::io::ErrorKind::PermissionDenied => Error::Mount(format!(
-            "cannot mount {shown}: permission denied ({err}); as a user you need read-write access to              /dev/fuse and `fusermount3` from the fuse3 package (or run as root)"
+            "cannot mount {shown}: permission denied ({err}); as a user you need read-write access to /dev/fuse and `fusermount3` from the fuse3 package (or run as root)"
         )),
         _ => Error::Mount(format!("cannot mount {shown}: {err}")),
     }
