@@ -45,6 +45,14 @@ impl NodePath {
         }
     }
 
+    /// The path inside the mount (`ps/prod/db/root`; empty for the root), for log lines and
+    /// owner rules.
+    pub fn mount_path(&self) -> String {
+        let mut parts: Vec<&str> = self.service.map(|s| s.dir_name()).into_iter().collect();
+        parts.extend(self.parts.iter().map(String::as_str));
+        parts.join("/")
+    }
+
     /// The parent path (the root is its own parent).
     pub fn parent(&self) -> NodePath {
         match (self.service, self.parts.split_last()) {

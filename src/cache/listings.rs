@@ -3,6 +3,7 @@
 //! background refresh replaces it. The tree of known names is swapped whole, so readers never
 //! wait for a listing in progress.
 
+use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -186,27 +187,25 @@ impl Inner {
 
     /// Replace the known names starting with `prefix` by `listed`; returns the names that left.
     fn merge(&self, prefix: &str, listed: &[Listed]) -> Vec<String> {
+        let now_listed: HashSet<&str> = listed.iter().map(|l| l.name.as_str()).collect();
         let mut tree = lock(&self.tree);
-        let Tree { names, namespace } = &mut *tree;
-        let before: Vec<String> = names.keys().filter(|name| under_prefix(prefix, name)).cloned().collect();
-        let namespace = Arc::make_mut(namespace);
-        let mut removed = Vec::new();
-        for name in before {
-            if !listed.iter().any(|l| l.name == name) {
-                names.remove(&name);
-                namespace.remove(&self.prefix, &name);
-                removed.push(name);
-            }
+        let removed: Vec<String> = tree
+            .names
+            .keys()
+            .filter(|name| under_prefix(prefix, name) && !now_listed.contains(name.as_str()))
+            .cloned()
+            .collect();
+        for name in &removed {
+            tree.remove(&self.prefix, name);
         }
-        let hidden_before = namespace.hidden().len();
+        let hidden_before = tree.namespace.hidden().len();
         for entry in listed {
-            names.insert(entry.name.clone(), entry.clone());
-            namespace.insert(&self.prefix, entry.clone());
+            tree.insert(&self.prefix, entry.clone());
         }
-        if namespace.hidden().len() > hidden_before {
+        if tree.namespace.hidden().len() > hidden_before {
             tracing::warn!(
                 "names with an empty, `.` or `..` path part are not shown: {:?}",
-                namespace.hidden().iter().collect::<Vec<_>>()
+                tree.namespace.hidden().iter().collect::<Vec<_>>()
             );
         }
         removed
@@ -215,11 +214,8 @@ impl Inner {
     /// Add names learned outside a listing (created, or read by exact name).
     pub(super) fn add_names(&self, listed: Vec<Listed>) {
         let mut tree = lock(&self.tree);
-        let Tree { names, namespace } = &mut *tree;
-        let namespace = Arc::make_mut(namespace);
         for entry in listed {
-            names.insert(entry.name.clone(), entry.clone());
-            namespace.insert(&self.prefix, entry);
+            tree.insert(&self.prefix, entry);
         }
     }
 
@@ -229,11 +225,8 @@ impl Inner {
             return;
         }
         let mut tree = lock(&self.tree);
-        let Tree { names, namespace } = &mut *tree;
-        let namespace = Arc::make_mut(namespace);
         for name in gone {
-            names.remove(name);
-            namespace.remove(&self.prefix, name);
+            tree.remove(&self.prefix, name);
         }
     }
 
@@ -241,6 +234,20 @@ impl Inner {
     fn add_directory(&self, name: &str) {
         let mut tree = lock(&self.tree);
         Arc::make_mut(&mut tree.namespace).insert_directory(&self.prefix, name);
+    }
+}
+
+impl Tree {
+    /// Know `entry`, shown below the mount `prefix`.
+    fn insert(&mut self, prefix: &str, entry: Listed) {
+        self.names.insert(entry.name.clone(), entry.clone());
+        Arc::make_mut(&mut self.namespace).insert(prefix, entry);
+    }
+
+    /// Forget `name`.
+    fn remove(&mut self, prefix: &str, name: &str) {
+        self.names.remove(name);
+        Arc::make_mut(&mut self.namespace).remove(prefix, name);
     }
 }
 

@@ -202,8 +202,7 @@ impl SecretFs {
                 let writer = open.writer?;
                 let buffer = lock(&writer);
                 let unsaved = buffer.dirty && buffer.target != write::Target::Memory;
-                let service = buffer.path.service?;
-                unsaved.then(|| format!("{}/{}", service.dir_name(), buffer.path.parts.join("/")))
+                unsaved.then(|| buffer.path.mount_path())
             })
             .collect();
         paths.sort();
@@ -214,10 +213,10 @@ impl SecretFs {
     /// The mount path of `ino` (and of its child `name`), for log lines: names only.
     pub fn describe(&self, ino: Ino, name: Option<&str>) -> String {
         let Some(path) = self.inodes.path(ino) else { return format!("inode {}", ino.0) };
-        let mut parts: Vec<&str> = path.service.map(|s| s.dir_name()).into_iter().collect();
-        parts.extend(path.parts.iter().map(String::as_str));
-        parts.extend(name);
-        parts.join("/")
+        match name {
+            Some(name) => path.child(name).map_or_else(|| name.to_string(), |child| child.mount_path()),
+            None => path.mount_path(),
+        }
     }
 
     /// Send what background refreshes find changed to `sink`.
