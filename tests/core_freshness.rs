@@ -5,10 +5,12 @@
 #[path = "common/core.rs"]
 mod core;
 
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 use std::time::Duration;
 
 use core::{config, names, read, stat};
+use secretfs::cache::changes::{Change, ChangeKind, ChangeStream, Origin};
 use secretfs::cache::clock::FakeClock;
 use secretfs::cache::spawn::QueuedJobs;
 use secretfs::cache::{CacheSettings, Runtime, ServiceCache};
@@ -25,7 +27,7 @@ struct Harness {
     jobs: Arc<QueuedJobs>,
     cache: ServiceCache,
     fs: SecretFs,
-    changed: Arc<Mutex<Vec<String>>>,
+    changes: Receiver<Change>,
 }
 
 impl Harness {
@@ -37,11 +39,12 @@ impl Harness {
         let clock = Arc::new(FakeClock::default());
         let jobs = Arc::new(QueuedJobs::default());
         let settings = CacheSettings { ttl: TTL, capacity, ..CacheSettings::default() };
-        let runtime = Runtime { clock: clock.clone(), spawner: jobs.clone() };
-        let cache = ServiceCache::with_runtime(ps.clone(), "/".into(), settings, runtime);
+        let runtime = Runtime { clock: clock.clone(), spawner: jobs.clone(), changes: ChangeStream::default() };
+        let (sender, changes) = std::sync::mpsc::channel();
+        runtime.changes.subscribe(sender, |change| change);
+        let cache = ServiceCache::with_runtime(Service::ParameterStore, ps.clone(), "/".into(), settings, runtime);
         let fs = SecretFs::new(config(true), vec![(Service::ParameterStore, cache.clone())]);
-        let changed = Arc::new(Mutex::new(Vec::new()));
-        Harness { ps, clock, jobs, cache, fs, changed }
+        Harness { ps, clock, jobs, cache, fs, changes }
     }
 
     fn calls(&self, action: &str) -> u64 {
@@ -56,9 +59,9 @@ impl Harness {
         self.clock.advance(by);
     }
 
-    fn record_changes(&self) {
-        let changed = self.changed.clone();
-        self.fs.on_invalidate(Box::new(move |stale| changed.lock().unwrap().push(format!("{stale:?}"))));
+    /// The changes announced since the last call.
+    fn changes(&self) -> Vec<Change> {
+        self.changes.try_iter().collect()
     }
 }
 
@@ -160,7 +163,6 @@ fn many_threads_reading_a_failing_cold_key_make_one_call() {
 #[test]
 fn refresh_ahead_asks_versions_and_fetches_only_what_moved() {
     let h = Harness::new(1000);
-    h.record_changes();
     assert_eq!(h.read("ps/app/db/password").unwrap(), "hunter2");
     assert_eq!(h.read("ps/app/token").unwrap(), "tok-1");
     let fetches = h.calls(FETCH_ACTION);
@@ -169,7 +171,7 @@ fn refresh_ahead_asks_versions_and_fetches_only_what_moved() {
     assert!(h.jobs.run_all() > 0);
     assert_eq!(h.calls(VERSIONS_ACTION), 1, "one metadata call for every due value");
     assert_eq!(h.calls(FETCH_ACTION), fetches, "nothing changed: no value call");
-    assert!(h.changed.lock().unwrap().is_empty());
+    assert_eq!(h.changes(), [], "nothing changed: nothing announced");
     h.ps.insert("/app/token", ValueKind::SecureString, "tok-2");
     h.advance(TTL / 2);
     assert_eq!(h.read("ps/app/token").unwrap(), "tok-1", "still fresh: served from memory");
@@ -178,7 +180,13 @@ fn refresh_ahead_asks_versions_and_fetches_only_what_moved() {
     h.jobs.run_all();
     assert_eq!(h.calls(FETCH_ACTION), fetches + 1, "only the value whose version moved is fetched");
     assert_eq!(h.read("ps/app/token").unwrap(), "tok-2");
-    assert_eq!(h.changed.lock().unwrap().len(), 1, "the kernel is told once");
+    let token = Change {
+        service: Service::ParameterStore,
+        name: "/app/token".into(),
+        kind: ChangeKind::Updated,
+        origin: Origin::Service,
+    };
+    assert_eq!(h.changes(), [token], "the change is announced once");
     // Values nobody reads stop being refreshed.
     h.advance(TTL * 2);
     h.cache.refresh_due();
@@ -333,8 +341,8 @@ fn a_refresh_that_started_before_a_write_never_lands_over_it() {
     let clock = Arc::new(FakeClock::default());
     let jobs = Arc::new(QueuedJobs::default());
     let settings = CacheSettings { ttl: TTL, ..CacheSettings::default() };
-    let runtime = Runtime { clock: clock.clone(), spawner: jobs.clone() };
-    let cache = ServiceCache::with_runtime(gated.clone(), "/".into(), settings, runtime);
+    let runtime = Runtime { clock: clock.clone(), spawner: jobs.clone(), changes: ChangeStream::default() };
+    let cache = ServiceCache::with_runtime(Service::ParameterStore, gated.clone(), "/".into(), settings, runtime);
     let fs = Arc::new(SecretFs::new(config(true), vec![(Service::ParameterStore, cache)]));
     assert_eq!(read(&fs, "ps/app/token").unwrap(), b"tok-1");
     clock.advance(TTL + TTL / 2);

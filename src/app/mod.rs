@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use crate::cache::clock::SystemClock;
 use crate::cache::spawn::BlockingPool;
+use crate::cache::changes::ChangeStream;
 use crate::cache::{CacheSettings, Runtime, ServiceCache};
 use crate::error::{Error, Result};
 use crate::fs::{FsConfig, SecretFs};
-use crate::fuse_adapter::FuseAdapter;
+use crate::fuse_adapter::{notifier, FuseAdapter};
 use crate::provider::aws::call::Caller;
 use crate::provider::aws::parameter_store::ParameterStore;
 use crate::provider::aws::secrets_manager::SecretsManager;
@@ -191,14 +192,19 @@ fn stop(running: Running, mountpoint: &std::path::Path) {
 fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<Running> {
     let bridge = Bridge::new(handle.clone());
     let (parameters, secrets) = providers(&config.source, &bridge)?;
-    let runtime = Runtime { clock: Arc::new(SystemClock), spawner: Arc::new(BlockingPool(handle.clone())) };
+    let changes = ChangeStream::default();
+    let runtime = Runtime {
+        clock: Arc::new(SystemClock),
+        spawner: Arc::new(BlockingPool(handle.clone())),
+        changes: changes.clone(),
+    };
     let mut services = Vec::new();
     for (service, provider, prefix) in [
         (Service::ParameterStore, parameters, &config.ps_prefix),
         (Service::SecretsManager, secrets, &config.sm_prefix),
     ] {
         if config.services.contains(&service) {
-            let cache = ServiceCache::with_runtime(provider, prefix.clone(), config.cache, runtime.clone());
+            let cache = ServiceCache::with_runtime(service, provider, prefix.clone(), config.cache, runtime.clone());
             cache.start_refresher();
             services.push((service, cache));
         }
@@ -222,12 +228,14 @@ fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<Runnin
     if config.allow_other {
         fuse_config.acl = fuser::SessionACL::All;
     }
-    let notifier = Arc::new(std::sync::OnceLock::new());
-    let adapter = FuseAdapter::new(fs.clone(), notifier.clone(), Some(handle.clone()));
+    let (notices, queue) = notifier::queue(&changes);
+    let adapter = FuseAdapter::new(fs.clone(), notices, Some(handle.clone()));
     let busy = adapter.busy();
     let session = fuser::spawn_mount(adapter, &config.mountpoint, &fuse_config)
         .map_err(|e| mount_failure(&config.mountpoint, &e))?;
-    let _ = notifier.set(session.notifier());
+    queue
+        .start(fs.clone(), session.notifier())
+        .map_err(|e| Error::Mount(format!("cannot start the kernel notifier thread: {e}")))?;
     Ok(Running { session, fs, caches, busy })
 }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::changes::{ChangeKind, Origin};
 use super::slot::{Decision, Flight, Slot};
 use super::{lock, Inner, Listing, ServiceCache, Tree};
 use crate::error::{Error, Result};
@@ -155,13 +156,17 @@ impl Inner {
             .unwrap_or_else(|_| Err(Error::Transient("listing aborted".into())))
             .map(|names| Arc::new(Listing { names }));
         let now = self.runtime.clock.now();
-        let mut removed = Vec::new();
+        let (mut added, mut removed) = (Vec::new(), Vec::new());
         if let Ok(listing) = &result {
-            removed = self.merge(prefix, &listing.names);
+            (added, removed) = self.merge(prefix, &listing.names);
         }
         {
             let mut listings = lock(&self.listings);
             let slot = listings.entry(prefix.to_string()).or_insert_with(|| Slot::new(now));
+            if slot.value.is_none() {
+                // A first listing discovers nothing: it only learns what was already there.
+                added.clear();
+            }
             let jitter = self.jitter(prefix, slot.failures);
             let failures = slot.record(&result, now, &self.policy, jitter);
             if let Err(err) = &result {
@@ -182,11 +187,13 @@ impl Inner {
                 values.remove(name);
             }
         }
-        self.notify_changed(&removed);
+        self.announce(ChangeKind::Deleted, Origin::Service, removed);
+        self.announce(ChangeKind::Discovered, Origin::Service, added);
     }
 
-    /// Replace the known names starting with `prefix` by `listed`; returns the names that left.
-    fn merge(&self, prefix: &str, listed: &[Listed]) -> Vec<String> {
+    /// Replace the known names starting with `prefix` by `listed`; returns the names that came
+    /// and the names that left.
+    fn merge(&self, prefix: &str, listed: &[Listed]) -> (Vec<String>, Vec<String>) {
         let now_listed: HashSet<&str> = listed.iter().map(|l| l.name.as_str()).collect();
         let mut tree = lock(&self.tree);
         let removed: Vec<String> = tree
@@ -199,7 +206,11 @@ impl Inner {
             tree.remove(&self.prefix, name);
         }
         let hidden_before = tree.namespace.hidden().len();
+        let mut added = Vec::new();
         for entry in listed {
+            if !tree.names.contains_key(&entry.name) {
+                added.push(entry.name.clone());
+            }
             tree.insert(&self.prefix, entry.clone());
         }
         if tree.namespace.hidden().len() > hidden_before {
@@ -208,7 +219,7 @@ impl Inner {
                 tree.namespace.hidden().iter().collect::<Vec<_>>()
             );
         }
-        removed
+        (added, removed)
     }
 
     /// Add names learned outside a listing (created, or read by exact name).

@@ -4,23 +4,28 @@
 //! attempt per key among all readers, remember failures with a jittered backoff, and never hold
 //! a lock across a provider call.
 
+pub mod changes;
 pub mod clock;
 mod listings;
+pub mod name_locks;
 mod refresh;
 pub mod slot;
 pub mod spawn;
 mod values;
+mod writes;
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use crate::namespace::Namespace;
-use crate::provider::{Fetched, Listed, Provider};
+use crate::provider::{Listed, Provider, Service};
+use changes::{Change, ChangeKind, ChangeStream, Origin};
 use clock::{Clock, SystemClock};
+use name_locks::NameLocks;
 use slot::{Policy, Slot};
 use spawn::{Spawner, ThreadPerJob};
 
@@ -76,18 +81,20 @@ impl CacheSettings {
     }
 }
 
-/// The clock and the background executor a cache uses.
+/// The clock, the background executor and the change stream a cache uses.
 #[derive(Clone)]
 pub struct Runtime {
     /// What "now" is.
     pub clock: Arc<dyn Clock>,
     /// Where background refreshes and prefetches run.
     pub spawner: Arc<dyn Spawner>,
+    /// Where every change to a stored value is announced.
+    pub changes: ChangeStream,
 }
 
 impl Default for Runtime {
     fn default() -> Self {
-        Runtime { clock: Arc::new(SystemClock), spawner: Arc::new(ThreadPerJob) }
+        Runtime { clock: Arc::new(SystemClock), spawner: Arc::new(ThreadPerJob), changes: ChangeStream::default() }
     }
 }
 
@@ -97,9 +104,6 @@ pub struct Listing {
     pub names: Vec<Listed>,
 }
 
-/// Called with a service name whose value or existence changed in a refresh.
-pub type ChangeHook = Box<dyn Fn(&str) + Send + Sync>;
-
 /// The names known so far, and the tree they form.
 #[derive(Default)]
 struct Tree {
@@ -108,6 +112,7 @@ struct Tree {
 }
 
 struct Inner {
+    service: Service,
     provider: Arc<dyn Provider>,
     prefix: String,
     policy: Policy,
@@ -117,9 +122,8 @@ struct Inner {
     listings: Mutex<HashMap<String, Slot<Listing>>>,
     tree: Mutex<Tree>,
     listing_denied: AtomicBool,
-    writes: Mutex<()>,
+    writers: NameLocks,
     jitter_seed: RandomState,
-    on_change: OnceLock<ChangeHook>,
 }
 
 /// The cache in front of one provider. Cheap to clone; clones share everything.
@@ -133,14 +137,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ServiceCache {
-    /// A cache over `provider`, showing names below `prefix`, on the real clock with a thread
-    /// per background job.
-    pub fn new(provider: Arc<dyn Provider>, prefix: String, settings: CacheSettings) -> Self {
-        ServiceCache::with_runtime(provider, prefix, settings, Runtime::default())
+    /// A cache over `provider` (a store of `service`), showing names below `prefix`, on the real
+    /// clock with a thread per background job and a change stream of its own.
+    pub fn new(service: Service, provider: Arc<dyn Provider>, prefix: String, settings: CacheSettings) -> Self {
+        ServiceCache::with_runtime(service, provider, prefix, settings, Runtime::default())
     }
 
-    /// A cache with the given clock and executor.
+    /// A cache with the given clock, executor and change stream.
     pub fn with_runtime(
+        service: Service,
         provider: Arc<dyn Provider>,
         prefix: String,
         settings: CacheSettings,
@@ -148,6 +153,7 @@ impl ServiceCache {
     ) -> Self {
         ServiceCache {
             inner: Arc::new(Inner {
+                service,
                 provider,
                 prefix,
                 policy: settings.policy(),
@@ -157,9 +163,8 @@ impl ServiceCache {
                 listings: Mutex::new(HashMap::new()),
                 tree: Mutex::new(Tree::default()),
                 listing_denied: AtomicBool::new(false),
-                writes: Mutex::new(()),
+                writers: NameLocks::default(),
                 jitter_seed: RandomState::new(),
-                on_change: OnceLock::new(),
             }),
         }
     }
@@ -174,33 +179,14 @@ impl ServiceCache {
         &self.inner.prefix
     }
 
-    /// Call `hook` with every name whose value changes or disappears in a refresh.
-    pub fn on_change(&self, hook: ChangeHook) {
-        let _ = self.inner.on_change.set(hook);
+    /// The service this cache stores.
+    pub fn service(&self) -> Service {
+        self.inner.service
     }
 
-    /// Serialises writes to this service, so a read-modify-write of a JSON value never loses
-    /// a concurrent writer's key.
-    pub fn write_lock(&self) -> MutexGuard<'_, ()> {
-        lock(&self.inner.writes)
-    }
-
-    /// Replace the cached value of `name` after a successful write.
-    pub fn store(&self, name: &str, fetched: Fetched) {
-        self.inner.store(name, fetched);
-    }
-
-    /// Record a name just created: the tree shows it at once, and its value is cached.
-    pub fn created(&self, name: &str, fetched: Fetched) {
-        let listed = Listed { name: name.to_string(), last_modified: fetched.last_modified };
-        self.inner.add_names(vec![listed]);
-        self.store(name, fetched);
-    }
-
-    /// Forget a name just deleted, in the tree and the value cache.
-    pub fn deleted(&self, name: &str) {
-        self.inner.remove_names(&[name.to_string()]);
-        lock(&self.inner.values).remove(name);
+    /// The stream this cache announces its changes on.
+    pub fn changes(&self) -> &ChangeStream {
+        &self.inner.runtime.changes
     }
 
     /// Start the refresh-ahead loop on its own thread; it ends when the cache is dropped.
@@ -241,11 +227,9 @@ impl Inner {
         (self.jitter_seed.hash_one((key, round)) >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    fn notify_changed(&self, names: &[String]) {
-        if let Some(hook) = self.on_change.get() {
-            for name in names {
-                hook(name);
-            }
-        }
+    /// Announce that `names` changed in the way `kind` says. Call with no lock held.
+    fn announce(&self, kind: ChangeKind, origin: Origin, names: impl IntoIterator<Item = String>) {
+        let service = self.service;
+        self.runtime.changes.emit(names.into_iter().map(|name| Change { service, name, kind, origin }));
     }
 }

@@ -7,6 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use super::changes::{ChangeKind, Origin};
 use super::slot::{Decision, Flight, Slot};
 use super::{lock, Inner, ServiceCache};
 use crate::error::{Error, Result};
@@ -59,7 +60,7 @@ impl CachedValue {
     }
 
     /// Whether `other` is the same stored value (same version and bytes).
-    fn same_as(&self, other: &Fetched) -> bool {
+    pub(super) fn same_as(&self, other: &Fetched) -> bool {
         self.fetched.version == other.version
             && self.fetched.kind == other.kind
             && self.fetched.bytes.as_slice() == other.bytes.as_slice()
@@ -112,30 +113,6 @@ impl ServiceCache {
                 inner.answer(name, outcome)
             }
         }
-    }
-
-    /// The value of `name` as stored now, for a write to build on: the cached value if its
-    /// version is still the current one (one metadata call), else fetched again. If the
-    /// metadata call is refused, the value is fetched again.
-    pub fn current_value(&self, name: &str) -> Result<Arc<CachedValue>> {
-        let cached = self.value(name, [])?;
-        let names = [name.to_string()];
-        let unchanged = match self.inner.provider.versions(&names) {
-            Ok(versions) => versions.get(name).is_some_and(|v| cached.fetched.version.as_ref() == Some(v)),
-            Err(Error::AccessDenied(_)) => false,
-            Err(err) => return Err(err),
-        };
-        if unchanged {
-            return Ok(cached);
-        }
-        let mut answers = self.inner.provider.fetch(&names)?;
-        let fetched = match answers.iter().position(|(n, _)| n == name) {
-            Some(index) => answers.swap_remove(index).1?,
-            None => return Err(Error::NotFound),
-        };
-        self.inner.store(name, fetched);
-        self.inner.notify_changed(&names);
-        self.value(name, [])
     }
 
     pub(super) fn fetch_in_background(&self, batch: Vec<String>) {
@@ -239,7 +216,7 @@ impl Inner {
         (name.to_string(), answer)
     }
 
-    /// Record each member's outcome, finish its flight, and tell the hook what changed. A member
+    /// Record each member's outcome, finish its flight, and announce what changed. A member
     /// whose entry was replaced meanwhile (written, deleted) keeps the newer state; its waiters
     /// still get this fetch's outcome.
     pub(super) fn land_batch(&self, members: &Members, result: Result<Vec<FetchResult>>) {
@@ -301,11 +278,12 @@ impl Inner {
                 wait.as_secs_f64().ceil()
             );
         }
-        let removed: Vec<String> =
-            gone.iter().filter(|(_, e)| *e == Error::NotFound).map(|(name, _)| name.clone()).collect();
+        let (removed, revoked): (Vec<_>, Vec<_>) = gone.into_iter().partition(|(_, e)| *e == Error::NotFound);
+        let removed: Vec<String> = removed.into_iter().map(|(name, _)| name).collect();
         self.remove_names(&removed);
-        changed.extend(gone.into_iter().map(|(name, _)| name));
-        self.notify_changed(&changed);
+        changed.extend(revoked.into_iter().map(|(name, _)| name));
+        self.announce(ChangeKind::Updated, Origin::Service, changed);
+        self.announce(ChangeKind::Deleted, Origin::Service, removed);
     }
 
     /// The answer for `name` from a finished fetch: the value, or the stale value on a

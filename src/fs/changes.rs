@@ -7,7 +7,7 @@ use super::json_view::RAW_VALUE_FILE;
 use super::pending::{is_temp_name, PendingNode};
 use super::resolve::Part;
 use super::write::{self, Target, WriteBuffer};
-use super::{lock, Attr, Invalidation, OpenFile, SecretFs};
+use super::{lock, Attr, OpenFile, SecretFs};
 use crate::error::{Error, Result};
 use crate::inodes::{Ino, NodePath};
 use crate::namespace::is_valid_file_name;
@@ -49,13 +49,13 @@ impl SecretFs {
     /// Remove file `name` from `parent`. A memory-only file just goes. With `allow_delete`, a
     /// value file deletes the parameter or secret (`.value` deletes the value it shows) and a
     /// JSON key file removes the key; otherwise `NotPermitted`.
-    pub fn unlink(&self, parent: Ino, name: &str) -> Result<Invalidation> {
+    pub fn unlink(&self, parent: Ino, name: &str) -> Result<()> {
         self.writable()?;
         let path = self.child_path(parent, name)?;
         match self.pending.get(&path) {
             Some(PendingNode::File(..)) => {
                 self.pending.remove(&path);
-                return Ok(Invalidation::default());
+                return Ok(());
             }
             Some(PendingNode::Dir(_)) => return Err(Error::IsADirectory),
             None => {}
@@ -68,14 +68,14 @@ impl SecretFs {
             return Err(Error::NotPermitted);
         }
         let service = path.service.ok_or(Error::NotPermitted)?;
-        let invalidation = match resolved.write_target()? {
+        match resolved.write_target()? {
             (name, Part::Whole) => self.delete_value(service, &name)?,
             (name, Part::Member(keys) | Part::NewMember(keys) | Part::NestedObject(keys)) => {
                 self.edit_value(service, &name, |current| write::without_member(current, &keys))?
             }
-        };
+        }
         self.keep_emptied_directories(&path);
-        Ok(invalidation)
+        Ok(())
     }
 
     /// Remove directory `name` from `parent`: only a memory-only directory with nothing inside.
@@ -99,7 +99,8 @@ impl SecretFs {
     /// Rename a memory-only file onto `new_name` in `new_parent`: onto an existing file it is an
     /// atomic update of that file's value, onto a new name a create, onto another memory-only
     /// name a move in memory. Stored names and directories are not renamed in place
-    /// (`CrossDevice`: `mv` then copies and deletes).
+    /// (`CrossDevice`: `mv` then copies and deletes). Returns the inode that now names
+    /// `new_name`, whose attributes the kernel must ask again.
     pub fn rename(
         &self,
         parent: Ino,
@@ -107,7 +108,7 @@ impl SecretFs {
         new_parent: Ino,
         new_name: &str,
         no_replace: bool,
-    ) -> Result<Invalidation> {
+    ) -> Result<Option<Ino>> {
         self.writable()?;
         let from = self.child_path(parent, name)?;
         let source = match self.pending.get(&from) {
@@ -123,7 +124,7 @@ impl SecretFs {
             return Err(Error::CrossDevice);
         }
         if from == to {
-            return Ok(Invalidation::default());
+            return Ok(None);
         }
         let target = self.rename_target(&to, no_replace)?;
         let mut source = lock(&source);
@@ -131,7 +132,7 @@ impl SecretFs {
             return Err(err.clone());
         }
         let mut moved = WriteBuffer::new(source.service, target, to.clone(), source.data.clone(), true);
-        let mut invalidation = self.commit(&mut moved)?;
+        self.commit(&mut moved)?;
         let stored = matches!(moved.target, Target::Stored { .. });
         *source = moved;
         drop(source);
@@ -140,8 +141,7 @@ impl SecretFs {
             false => self.pending.rename(&from, to.clone())?,
         }
         self.inodes.rename(&from, to.clone());
-        invalidation.inodes.push(self.inodes.intern(to));
-        Ok(invalidation)
+        Ok(Some(self.inodes.intern(to)))
     }
 
     /// Where content renamed onto `to` goes.

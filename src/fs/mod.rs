@@ -10,7 +10,7 @@ pub mod pending;
 pub mod resolve;
 pub mod write;
 
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use crate::cache::ServiceCache;
@@ -130,9 +130,9 @@ impl OpenFile {
     }
 }
 
-/// What the kernel must forget after a change: the cached attributes and pages of `inodes`,
-/// and the directory entries `entries` (parent, name), whose node may now be of another kind
-/// (a value that became or stopped being a JSON object).
+/// What the kernel must forget after a change (see [`SecretFs::invalidation_for`]): the
+/// cached attributes and pages of `inodes`, and the directory entries `entries` (parent, name),
+/// whose node may now be of another kind (a value that became or stopped being a JSON object).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Invalidation {
     /// Inodes whose attributes and pages are stale.
@@ -150,15 +150,11 @@ pub struct OpenMode {
     pub truncate: bool,
 }
 
-/// Where invalidations found by background refreshes go (the FUSE adapter's notifier).
-pub type InvalidationSink = Box<dyn Fn(Invalidation) + Send + Sync>;
-
 /// The filesystem: paths over the per-service caches.
 pub struct SecretFs {
     config: FsConfig,
     services: Vec<(Service, ServiceCache)>,
     inodes: Arc<InodeTable>,
-    sink: Arc<OnceLock<InvalidationSink>>,
     files: HandleTable<OpenFile>,
     dirs: HandleTable<Arc<Vec<DirEntry>>>,
     pending: PendingTable,
@@ -166,24 +162,13 @@ pub struct SecretFs {
 }
 
 impl SecretFs {
-    /// A filesystem over one cache per service. A value or name that a refresh finds changed
-    /// is passed, as what the kernel must forget, to the sink set by [`SecretFs::on_invalidate`].
+    /// A filesystem over one cache per service. What the kernel must forget after a change the
+    /// caches announce is [`SecretFs::invalidation_for`] that change.
     pub fn new(config: FsConfig, services: Vec<(Service, ServiceCache)>) -> Self {
-        let inodes = Arc::new(InodeTable::default());
-        let sink: Arc<OnceLock<InvalidationSink>> = Arc::new(OnceLock::new());
-        for (service, cache) in &services {
-            let (inodes, sink, service, prefix) = (inodes.clone(), sink.clone(), *service, cache.prefix().to_string());
-            cache.on_change(Box::new(move |name| {
-                if let Some(sink) = sink.get() {
-                    sink(commit::invalidation_of(&inodes, service, &prefix, name, true));
-                }
-            }));
-        }
         SecretFs {
             config,
             services,
-            inodes,
-            sink,
+            inodes: Arc::new(InodeTable::default()),
             files: HandleTable::default(),
             dirs: HandleTable::default(),
             pending: PendingTable::default(),
@@ -217,11 +202,6 @@ impl SecretFs {
             Some(name) => path.child(name).map_or_else(|| name.to_string(), |child| child.mount_path()),
             None => path.mount_path(),
         }
-    }
-
-    /// Send what background refreshes find changed to `sink`.
-    pub fn on_invalidate(&self, sink: InvalidationSink) {
-        let _ = self.sink.set(sink);
     }
 
     /// The presentation settings.
@@ -327,7 +307,7 @@ impl SecretFs {
 
     /// Change a file's size. With a handle open for writing, the buffer changes and is committed
     /// on flush; without one, the new value is committed at once.
-    pub fn truncate(&self, ino: Ino, fh: Option<u64>, size: u64) -> Result<Invalidation> {
+    pub fn truncate(&self, ino: Ino, fh: Option<u64>, size: u64) -> Result<()> {
         let path = self.path(ino)?;
         let writer = fh.and_then(|fh| self.files.get(fh)).and_then(|open| open.writer).or_else(|| {
             match self.pending.get(&path) {
@@ -336,7 +316,7 @@ impl SecretFs {
             }
         });
         if let Some(writer) = writer {
-            return lock(&writer).truncate(size).map(|()| Invalidation::default());
+            return lock(&writer).truncate(size);
         }
         let resolved = self.resolve(&path)?;
         let mut buffer = self.write_buffer(&path, &resolved, &resolved.bytes()?, false)?;
@@ -345,27 +325,26 @@ impl SecretFs {
     }
 
     /// Commit a handle's buffered content if it was written to and changed (`close()` and
-    /// `fsync`). Returns what the kernel must forget. An error leaves the
-    /// stored value untouched and is what `close()` reports. A handle only truncated by O_TRUNC
+    /// `fsync`). An error leaves the stored value untouched and is what `close()` reports. A handle only truncated by O_TRUNC
     /// is not committed here: a shell's `>` flushes its first descriptor before writing.
-    pub fn flush(&self, fh: u64) -> Result<Invalidation> {
+    pub fn flush(&self, fh: u64) -> Result<()> {
         self.commit_handle(fh, true)
     }
 
     /// Close a file handle, committing anything still uncommitted (an O_TRUNC open with no
     /// writes stores the empty value here).
-    pub fn release(&self, fh: u64) -> Result<Invalidation> {
+    pub fn release(&self, fh: u64) -> Result<()> {
         let result = self.commit_handle(fh, false);
         self.files.remove(fh);
         result
     }
 
-    fn commit_handle(&self, fh: u64, only_if_touched: bool) -> Result<Invalidation> {
+    fn commit_handle(&self, fh: u64, only_if_touched: bool) -> Result<()> {
         let open = self.files.get(fh).ok_or(Error::BadHandle)?;
-        let Some(writer) = open.writer else { return Ok(Invalidation::default()) };
+        let Some(writer) = open.writer else { return Ok(()) };
         let mut buffer = lock(&writer);
         if only_if_touched && !buffer.touched {
-            return Ok(Invalidation::default());
+            return Ok(());
         }
         self.commit(&mut buffer)
     }

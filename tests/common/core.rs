@@ -38,8 +38,8 @@ pub fn filesystem_with(
     SecretFs::new(
         config,
         vec![
-            (Service::ParameterStore, ServiceCache::new(ps, ps_prefix.into(), settings)),
-            (Service::SecretsManager, ServiceCache::new(sm, sm_prefix.into(), settings)),
+            (Service::ParameterStore, ServiceCache::new(Service::ParameterStore, ps, ps_prefix.into(), settings)),
+            (Service::SecretsManager, ServiceCache::new(Service::SecretsManager, sm, sm_prefix.into(), settings)),
         ],
     )
 }

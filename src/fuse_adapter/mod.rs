@@ -1,9 +1,25 @@
 //! The only module that touches fuser: each callback calls the core and turns its result
 //! into a reply or an errno.
+//!
+//! The threading contract:
+//! - fuser's threads read kernel requests. `read`, `write`, `readdir` and `releasedir` are
+//!   answered on them at once, from memory (an open handle's snapshot or buffer). Every other
+//!   request (lookup, getattr, setattr, open, opendir, flush, fsync, release, and every change)
+//!   may wait on AWS, so it is handed to the runtime's blocking pool and replied from there:
+//!   the reading threads are never all stuck behind slow calls.
+//! - No cache table lock (values, listings, tree, inodes) is held across a provider call. A
+//!   write holds its name's write lock (and its handle's buffer lock) across the update call;
+//!   readers never take either, and writers of other names never wait on it.
+//! - Only the notifier thread ([`notifier`]) calls the kernel's notifier. Request handlers and
+//!   the caches put what the kernel must forget on its queue (the caches through their change
+//!   stream) and never wait for it, so no request ever waits for an invalidation that waits for
+//!   a directory lock the request holds.
+
+pub mod notifier;
 
 use std::ffi::OsStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use std::time::Duration;
 use tokio::runtime::Handle;
@@ -11,22 +27,20 @@ use tracing::Span;
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
-    Notifier, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
-    ReplyOpen, ReplyWrite, Request, TimeOrNow,
+    OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyWrite, Request, TimeOrNow,
 };
 
 use crate::error::Error;
 use crate::fs::{Attr, Invalidation, NodeKind, OpenMode, SecretFs};
 use crate::inodes::Ino;
+use notifier::Notices;
 
 /// How long the kernel may keep entries and attributes: short, but never zero (zero TTLs
 /// cause cascades of lookups).
 pub const KERNEL_TTL: Duration = Duration::from_secs(1);
 
-/// The `fuser::Filesystem` over the core. Requests that may wait on AWS (lookup, getattr,
-/// open, opendir, and every change) run on the runtime's blocking pool and reply from there, so
-/// the kernel-reading threads are never all stuck behind slow calls; reads, writes and readdir
-/// of open handles answer at once from memory.
+/// The `fuser::Filesystem` over the core, under the threading contract above.
 pub struct FuseAdapter {
     shared: Arc<Shared>,
     pool: Option<Handle>,
@@ -34,22 +48,16 @@ pub struct FuseAdapter {
 
 struct Shared {
     fs: Arc<SecretFs>,
-    notifier: Arc<OnceLock<Notifier>>,
+    notices: Notices,
     busy: Arc<AtomicUsize>,
 }
 
 impl FuseAdapter {
-    /// An adapter serving `fs`; `notifier` is filled in once the session exists. Requests that
-    /// may wait run on `pool` (inline without one).
-    pub fn new(fs: Arc<SecretFs>, notifier: Arc<OnceLock<Notifier>>, pool: Option<Handle>) -> Self {
-        let background = notifier.clone();
-        fs.on_invalidate(Box::new(move |stale| {
-            if let Some(notifier) = background.get() {
-                send_invalidation(notifier, stale);
-            }
-        }));
+    /// An adapter serving `fs`, queueing its corrections on `notices`. Requests that may wait
+    /// run on `pool` (inline without one).
+    pub fn new(fs: Arc<SecretFs>, notices: Notices, pool: Option<Handle>) -> Self {
         let busy = Arc::new(AtomicUsize::new(0));
-        FuseAdapter { shared: Arc::new(Shared { fs, notifier, busy }), pool }
+        FuseAdapter { shared: Arc::new(Shared { fs, notices, busy }), pool }
     }
 
     /// How many requests are being answered on the blocking pool right now (commits among
@@ -83,39 +91,20 @@ impl FuseAdapter {
     }
 }
 
-/// Entries first: once an inode's attributes are dropped, the next `stat` of the path must
-/// already look the name up again (a retired inode answers for the files still open on it).
-fn send_invalidation(notifier: &Notifier, stale: Invalidation) {
-    for (parent, name) in stale.entries {
-        let _ = notifier.inval_entry(INodeNo(parent.0), OsStr::new(&name));
-    }
-    for ino in stale.inodes {
-        let _ = notifier.inval_inode(INodeNo(ino.0), 0, 0);
-    }
-}
-
 impl Shared {
-    /// Make the kernel forget what `stale` names, off the request thread (a notification sent
-    /// from inside a request on the same inode can deadlock).
-    fn invalidate(&self, stale: Invalidation) {
-        let Some(notifier) = self.notifier.get().cloned() else { return };
-        if stale == Invalidation::default() {
-            return;
-        }
-        std::thread::spawn(move || send_invalidation(&notifier, stale));
+    /// Have the notifier thread make the kernel forget the attributes of `ino`.
+    fn forget_attributes(&self, ino: Ino) {
+        self.notices.forget(Invalidation { inodes: vec![ino], entries: Vec::new() });
     }
 
     /// Answer a flush, fsync or release. On failure the file's own cached attributes are
     /// dropped too: the kernel set its size to 0 on O_TRUNC, but the stored value is unchanged.
-    fn reply_commit(&self, ino: INodeNo, result: crate::error::Result<Invalidation>, reply: ReplyEmpty) {
+    fn reply_commit(&self, ino: INodeNo, result: crate::error::Result<()>, reply: ReplyEmpty) {
         match result {
-            Ok(inos) => {
-                self.invalidate(inos);
-                reply.ok();
-            }
+            Ok(()) => reply.ok(),
             Err(e) => {
                 tracing::warn!("write not stored: {e}");
-                self.invalidate(Invalidation { inodes: vec![Ino(ino.0)], entries: Vec::new() });
+                self.forget_attributes(Ino(ino.0));
                 reply.error(errno(&e));
             }
         }
@@ -159,8 +148,9 @@ fn utf8(name: &OsStr) -> Result<String, Errno> {
 
 impl Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        // Receive O_TRUNC with open instead of a separate truncate.
-        let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC);
+        // Receive O_TRUNC with open instead of a separate truncate; let the kernel send lookups
+        // in one directory in parallel (otherwise one slow lookup queues every other).
+        let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC | InitFlags::FUSE_PARALLEL_DIROPS);
         Ok(())
     }
 
@@ -212,9 +202,8 @@ impl Filesystem for FuseAdapter {
                 }
             }
             if let Some(size) = size {
-                match s.fs.truncate(ino, fh, size) {
-                    Ok(inos) => s.invalidate(inos),
-                    Err(e) => return reply.error(errno(&e)),
+                if let Err(e) = s.fs.truncate(ino, fh, size) {
+                    return reply.error(errno(&e));
                 }
             }
             // Timestamps come from the service; touch succeeds and changes nothing.
@@ -383,10 +372,7 @@ impl Filesystem for FuseAdapter {
         let name = utf8(name);
         self.offload(span, move |s| {
             match name.and_then(|name| s.fs.unlink(Ino(parent.0), &name).map_err(|e| errno(&e))) {
-                Ok(inos) => {
-                    s.invalidate(inos);
-                    reply.ok();
-                }
+                Ok(()) => reply.ok(),
                 Err(e) => reply.error(e),
             }
         });
@@ -420,8 +406,8 @@ impl Filesystem for FuseAdapter {
         let (Ok(name), Ok(newname)) = (utf8(name), utf8(newname)) else { return reply.error(Errno::ENOENT) };
         self.offload(self.span(req, "rename", parent, Some(OsStr::new(&name))), move |s| {
             match s.fs.rename(Ino(parent.0), &name, Ino(newparent.0), &newname, no_replace) {
-                Ok(inos) => {
-                    s.invalidate(inos);
+                Ok(renamed) => {
+                    renamed.into_iter().for_each(|ino| s.forget_attributes(ino));
                     reply.ok();
                 }
                 Err(e) => {
