@@ -125,6 +125,16 @@ impl Aws {
             .unwrap_or_else(|e| panic!("create_secret {name}: {e:?}"));
     }
 
+    pub fn put_secret_value(&self, name: &str, value: &str) {
+        self.runtime
+            .block_on(self.sm.put_secret_value().secret_id(name).secret_string(value).send())
+            .unwrap_or_else(|e| panic!("put_secret_value {name}: {e:?}"));
+    }
+
+    pub fn delete_parameter(&self, name: &str) {
+        let _ = self.runtime.block_on(self.ssm.delete_parameter().name(name).send());
+    }
+
     pub fn create_binary_secret(&self, name: &str, value: &[u8]) {
         self.runtime
             .block_on(self.sm.create_secret().name(name).secret_binary(Blob::new(value)).send())
