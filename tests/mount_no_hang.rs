@@ -94,9 +94,10 @@ fn random_rotations_deletions_and_denials_never_hang_a_request() {
     let proxy = FaultProxy::start(moto.port);
     let m = Mounted::start(&FAST, &moto.env_via(proxy.endpoint()));
     let abort = abort_file(&m.dir);
-    let seed = std::env::var("NO_HANG_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
-    });
+    let seed = std::env::var("NO_HANG_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
     eprintln!("NO_HANG_SEED={seed}");
     let mut rng = Rng(seed);
     let denials = ["DescribeParameters", "GetParameters", "DescribeSecret", "BatchGetSecretValue", "GetSecretValue"];

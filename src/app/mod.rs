@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cache::changes::ChangeStream;
 use crate::cache::clock::SystemClock;
 use crate::cache::spawn::BlockingPool;
-use crate::cache::changes::ChangeStream;
 use crate::cache::{CacheSettings, Runtime, ServiceCache};
 use crate::error::{Error, Result};
 use crate::fs::{FsConfig, SecretFs};
@@ -28,7 +28,7 @@ pub const FUSE_THREADS: usize = 8;
 /// Most threads the blocking pool runs at once (requests waiting on AWS, background refreshes).
 pub const BLOCKING_THREADS: usize = 256;
 /// How often the main thread checks whether the session ended (external unmount).
-const SESSION_POLL: Duration = Duration::from_millis(200);
+const SESSION_POLL: Duration = Duration::from_millis(20);
 /// How long a stopping daemon lets requests in progress (commits) finish before detaching.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -69,6 +69,8 @@ pub struct MountConfig {
 /// A mounted filesystem and what stopping it needs.
 struct Running {
     session: fuser::BackgroundSession,
+    /// The device number of this daemon's mount, so it only ever unmounts its own.
+    device: u64,
     fs: Arc<SecretFs>,
     caches: Vec<ServiceCache>,
     busy: Arc<std::sync::atomic::AtomicUsize>,
@@ -167,7 +169,14 @@ fn notify_ready(config: &MountConfig) {
 /// files whose writes were never stored, and unmount; if the mount is busy (files still open),
 /// detach it lazily so the path is free at once and holders get an error on their next call.
 fn stop(running: Running, mountpoint: &std::path::Path) {
-    if running.session.guard.is_finished() {
+    use std::os::unix::fs::MetadataExt;
+    let ours = std::fs::metadata(mountpoint).is_ok_and(|m| m.dev() == running.device);
+    if running.session.guard.is_finished() || !ours {
+        // Unmounted from outside (and perhaps mounted again by someone else): fuser would
+        // unmount the path when the session is dropped, whatever is mounted there now, so the
+        // session is left as it is; the process is about to exit, which closes its device.
+        tracing::info!("{} was unmounted; stopping", mountpoint.display());
+        std::mem::forget(running.session);
         return;
     }
     tracing::info!("unmounting {}", mountpoint.display());
@@ -236,7 +245,10 @@ fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<Runnin
     queue
         .start(fs.clone(), session.notifier())
         .map_err(|e| Error::Mount(format!("cannot start the kernel notifier thread: {e}")))?;
-    Ok(Running { session, fs, caches, busy })
+    let device = std::os::unix::fs::MetadataExt::dev(
+        &std::fs::metadata(&config.mountpoint).map_err(|e| mount_failure(&config.mountpoint, &e))?,
+    );
+    Ok(Running { session, device, fs, caches, busy })
 }
 
 fn providers(source: &Source, bridge: &Bridge) -> Result<(Arc<dyn Provider>, Arc<dyn Provider>)> {
@@ -293,9 +305,10 @@ async fn wait_for_end(running: &Running) {
 }
 
 /// `secretfs unmount [--lazy] MOUNTPOINT`: a busy mount (files open) is detached lazily with
-/// `lazy`, and otherwise named busy. A dead mount (its daemon killed) is cleared.
+/// `lazy`, and otherwise named busy. A dead mount (its daemon killed) is cleared. Returns once
+/// the mount's daemon has exited (or says why not within a bound).
 pub fn unmount(path: &std::path::Path, lazy: bool) -> Result<()> {
-    mountpoint::unmount_or_detach(path, lazy)
+    mountpoint::unmount_and_wait(path, lazy)
 }
 
 #[cfg(test)]

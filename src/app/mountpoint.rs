@@ -22,12 +22,11 @@ pub fn check(path: &Path) -> Result<PathBuf> {
     if !metadata.is_dir() {
         return Err(Error::Mount(format!("mount point {shown} is not a directory")));
     }
-    if is_mount_point(path) {
-        return Err(Error::Mount(format!(
-            "{shown} is already mounted (secretfs or another file system): unmount it first"
-        )));
+    let mounted = mount_type(path);
+    if let Some(fstype) = mounted.as_deref().filter(|t| *t == "fuse" || t.starts_with("fuse.")) {
+        return Err(Error::Mount(format!("{shown} is already mounted ({fstype}): unmount it first")));
     }
-    check_ownership(&shown.to_string(), &metadata)?;
+    check_ownership(&shown.to_string(), &metadata, mounted.is_some())?;
     let mut entries =
         std::fs::read_dir(path).map_err(|e| Error::Mount(format!("cannot read mount point {shown}: {e}")))?;
     if entries.next().is_some() {
@@ -42,12 +41,19 @@ pub fn check(path: &Path) -> Result<PathBuf> {
 }
 
 /// Refuse a mount point that others could plant files in (to be served if the daemon dies):
-/// group- or world-writable, or owned by someone other than the mounting user or root.
-fn check_ownership(shown: &str, metadata: &std::fs::Metadata) -> Result<()> {
+/// group- or world-writable, or owned by someone other than the mounting user or root. A
+/// writable directory that is itself a mount root (an emptyDir, a bind mount, a tmpfs) was
+/// handed over by whoever mounted it, so it is accepted, with a warning, once found empty.
+fn check_ownership(shown: &str, metadata: &std::fs::Metadata, mount_root: bool) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     // SAFETY: getuid cannot fail and has no preconditions.
     let uid = unsafe { libc::getuid() };
-    if metadata.mode() & 0o022 != 0 {
+    if metadata.mode() & 0o022 != 0 && mount_root {
+        tracing::warn!(
+            "mount point {shown} is writable by others (mode {:04o}); accepted because it is a mount of its own",
+            metadata.mode() & 0o7777
+        );
+    } else if metadata.mode() & 0o022 != 0 {
         return Err(Error::Mount(format!(
             "mount point {shown} is writable by others (mode {:04o}): use a directory only its owner can write",
             metadata.mode() & 0o7777
@@ -62,25 +68,67 @@ fn check_ownership(shown: &str, metadata: &std::fs::Metadata) -> Result<()> {
     Ok(())
 }
 
+/// How long `secretfs unmount` waits for the daemon of the mount to exit.
+pub const DAEMON_EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Where the kernel lists live FUSE connections (the fusectl file system), by device number.
+const FUSE_CONNECTIONS: &str = "/sys/fs/fuse/connections";
+
+/// Unmount `path` (as [`unmount_or_detach`]) and return once the FUSE connection behind it is
+/// gone, that is once its daemon has closed the device (exited), so a new mount on the same
+/// path is never touched by the old daemon. Without fusectl the wait is skipped.
+pub fn unmount_and_wait(path: &Path, lazy: bool) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let connection = std::fs::metadata(path)
+        .ok()
+        .map(|m| Path::new(FUSE_CONNECTIONS).join(libc::minor(m.dev()).to_string()))
+        .filter(|dir| dir.exists());
+    let detached = unmount_or_detach(path, lazy)?;
+    // A detached mount lives on until its open files close: its daemon stays until then.
+    let Some(connection) = connection.filter(|_| !detached) else { return Ok(()) };
+    let deadline = std::time::Instant::now() + DAEMON_EXIT_WAIT;
+    while connection.exists() {
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Mount(format!(
+                "{} is unmounted, but its daemon has not exited after {}s (files still open through a lazy detach, or commits in progress)",
+                path.display(),
+                DAEMON_EXIT_WAIT.as_secs()
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Ok(())
+}
+
 /// Unmount `path`: umount(2) as root, else `fusermount3 -u`. If it is busy (files open, a
 /// daemon stopping) and `lazy` is allowed, detach it at once instead: the path is free, and
-/// programs still holding files get an error on their next call.
-pub fn unmount_or_detach(path: &Path, lazy: bool) -> Result<()> {
+/// programs still holding files get an error on their next call. Returns whether it detached.
+pub fn unmount_or_detach(path: &Path, lazy: bool) -> Result<bool> {
     match unmount(path) {
         Err(err) if lazy && is_mount_point(path) => {
             detach(path)?;
             tracing::warn!("{} was busy (files open); detached it lazily: {err}", path.display());
-            Ok(())
+            Ok(true)
         }
-        other => other,
+        other => other.map(|()| false),
     }
 }
 
 /// Whether something is mounted at `path`.
 fn is_mount_point(path: &Path) -> bool {
+    mount_type(path).is_some()
+}
+
+/// The file system type of the topmost mount at `path` (`tmpfs`, `fuse.secretfs`), if any.
+fn mount_type(path: &Path) -> Option<String> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let path = path.to_string_lossy();
-    mountinfo.lines().any(|line| line.split(' ').nth(4) == Some(path.as_ref()))
+    mountinfo
+        .lines()
+        .filter(|line| line.split(' ').nth(4) == Some(path.as_ref()))
+        .filter_map(|line| line.split_once(" - ")?.1.split(' ').next().map(str::to_string))
+        .last()
 }
 
 /// Lazy unmount: umount2(MNT_DETACH) as root, else `fusermount3 -uz`.

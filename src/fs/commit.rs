@@ -116,13 +116,7 @@ impl SecretFs {
 /// path gets new ones, and files opened before keep answering `fstat` with what they hold. A
 /// write through the mount does not retire: its invalidation may reach the kernel after the
 /// reply, and a `stat` racing it must not be answered from an old handle.
-fn invalidation_of(
-    inodes: &InodeTable,
-    service: Service,
-    prefix: &str,
-    name: &str,
-    retire: bool,
-) -> Invalidation {
+fn invalidation_of(inodes: &InodeTable, service: Service, prefix: &str, name: &str, retire: bool) -> Invalidation {
     let parts: Vec<String> = crate::namespace::relative_name(prefix, name)
         .map(|rel| rel.split('/').map(str::to_string).collect())
         .unwrap_or_default();

@@ -46,7 +46,11 @@ impl<T: std::fmt::Debug> Bounded<T> {
 
 /// Run `step` on its own thread; if it has not returned within `limit`, abort the connection
 /// behind `abort` and report it hung (the step then fails with ENOTCONN and its thread ends).
-pub fn bounded<T: Send + 'static>(abort: &Path, limit: Duration, step: impl FnOnce() -> T + Send + 'static) -> Bounded<T> {
+pub fn bounded<T: Send + 'static>(
+    abort: &Path,
+    limit: Duration,
+    step: impl FnOnce() -> T + Send + 'static,
+) -> Bounded<T> {
     let started = Instant::now();
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
@@ -65,7 +69,5 @@ pub fn bounded<T: Send + 'static>(abort: &Path, limit: Duration, step: impl FnOn
 /// Run `script` with `sh -c` under [`bounded`].
 pub fn sh_bounded(abort: &Path, limit: Duration, script: &str) -> Bounded<Output> {
     let script = script.to_string();
-    bounded(abort, limit, move || {
-        Command::new("sh").arg("-c").arg(&script).stdin(Stdio::null()).output().unwrap()
-    })
+    bounded(abort, limit, move || Command::new("sh").arg("-c").arg(&script).stdin(Stdio::null()).output().unwrap())
 }
