@@ -126,9 +126,9 @@ fn mount_type(path: &Path) -> Option<String> {
     let path = path.to_string_lossy();
     mountinfo
         .lines()
+        .rev()
         .filter(|line| line.split(' ').nth(4) == Some(path.as_ref()))
-        .filter_map(|line| line.split_once(" - ")?.1.split(' ').next().map(str::to_string))
-        .last()
+        .find_map(|line| line.split_once(" - ")?.1.split(' ').next().map(str::to_string))
 }
 
 /// Lazy unmount: umount2(MNT_DETACH) as root, else `fusermount3 -uz`.
