@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use secretfs::app::on_change::OnChangeRule;
 use secretfs::app::{normalize_ps_prefix, normalize_sm_prefix, MountConfig, Source};
 use secretfs::cache::{CacheSettings, DEFAULT_CAPACITY, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_STALE, DEFAULT_TTL};
 use secretfs::fs::ownership::OwnerRule;
@@ -237,7 +238,7 @@ fn parse_mode(text: &str) -> Result<u16, String> {
 
 impl MountArgs {
     /// The library's configuration for these arguments.
-    pub fn into_config(self, rules: Vec<OwnerRule>) -> MountConfig {
+    pub fn into_config(self, rules: Vec<OwnerRule>, on_change: Vec<OnChangeRule>) -> MountConfig {
         // SAFETY: getuid/getgid cannot fail and have no preconditions.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         let assume_role = self.role_arn.map(|role_arn| AssumeRole {
@@ -288,6 +289,7 @@ impl MountArgs {
             ps_prefix: normalize_ps_prefix(&self.ps_prefix),
             sm_prefix: normalize_sm_prefix(&self.sm_prefix),
             services,
+            on_change,
             lock_memory: self.lock_memory,
         }
     }
@@ -302,7 +304,7 @@ mod tests {
     fn defaults_match_the_design() {
         let cli = Cli::parse_from(["secretfs", "mount", "/mnt/s"]);
         let Command::Mount(args) = cli.command else { panic!("not a mount") };
-        let config = args.into_config(Vec::new());
+        let config = args.into_config(Vec::new(), Vec::new());
         assert_eq!(config.cache, CacheSettings::default());
         assert_eq!(config.services, Service::ALL);
         let Source::Aws(aws) = &config.source else { panic!("not AWS") };
@@ -317,7 +319,7 @@ mod tests {
     fn write_options() {
         let cli = Cli::parse_from(["secretfs", "mount", "/m", "--allow-delete", "--new-parameter-type", "stringlist"]);
         let Command::Mount(args) = cli.command else { panic!("not a mount") };
-        let config = args.into_config(Vec::new());
+        let config = args.into_config(Vec::new(), Vec::new());
         assert!(config.fs.allow_delete);
         assert_eq!(config.fs.new_parameter_kind, ValueKind::StringList);
         assert!(Cli::try_parse_from(["secretfs", "mount", "/m", "--allow-delete", "--read-only"]).is_err());
@@ -359,7 +361,7 @@ mod freshness_option_tests {
             "5",
         ]);
         let Command::Mount(args) = cli.command else { panic!("not a mount") };
-        let config = args.into_config(Vec::new());
+        let config = args.into_config(Vec::new(), Vec::new());
         assert_eq!(config.services, [Service::ParameterStore]);
         assert_eq!(config.cache.max_stale, Duration::from_secs(60));
         let Source::Aws(aws) = config.source else { panic!("not AWS") };

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use secretfs::app::on_change::{OnChangeRule, DEFAULT_DEBOUNCE};
 use secretfs::fs::ownership::OwnerRule;
 use toml::{Spanned, Value};
 
@@ -17,6 +18,8 @@ pub struct ConfigFile {
     pub args: Vec<String>,
     /// Owner rules, in the order of the file.
     pub rules: Vec<OwnerRule>,
+    /// On-change commands, in the order of the file.
+    pub on_change: Vec<OnChangeRule>,
 }
 
 /// Read `path`. `known` says whether a long option exists and whether it takes a value.
@@ -43,6 +46,10 @@ pub fn parse(text: &str, known: impl Fn(&str) -> Option<bool>) -> Result<ConfigF
         let name = key.get_ref().as_str();
         if name == "rule" {
             config.rules = rules(value.get_ref(), text, line)?;
+            continue;
+        }
+        if name == "on-change" {
+            config.on_change = on_change(value.get_ref(), text, line)?;
             continue;
         }
         if name == "config" {
@@ -98,6 +105,45 @@ fn rules(value: &Value, text: &str, line: usize) -> Result<Vec<OwnerRule>, Strin
             }
             if rule.pattern.is_empty() {
                 return Err(format!("{line}: a rule needs a `path` glob"));
+            }
+            Ok(rule)
+        })
+        .collect()
+}
+
+/// The `[[on-change]]` tables: `path` (a glob), `command` (a list: program and arguments) and
+/// `debounce-ms`.
+fn on_change(value: &Value, text: &str, line: usize) -> Result<Vec<OnChangeRule>, String> {
+    let Value::Array(tables) = value else {
+        return Err(format!("{line}: `on-change` is a list of [[on-change]] tables"));
+    };
+    let headers: Vec<usize> = text.match_indices("[[on-change]]").map(|(at, _)| line_of(text, at)).collect();
+    tables
+        .iter()
+        .enumerate()
+        .map(|(index, table)| {
+            let line = headers.get(index).copied().unwrap_or(line);
+            let Value::Table(table) = table else { return Err(format!("{line}: an on-change rule is a table")) };
+            let mut rule = OnChangeRule { pattern: String::new(), command: Vec::new(), debounce: DEFAULT_DEBOUNCE };
+            for (key, value) in table {
+                let bad = || format!("{line}: on-change `{key}` has a bad value");
+                match key.as_str() {
+                    "path" => rule.pattern = value.as_str().ok_or_else(bad)?.to_string(),
+                    "command" => {
+                        let words = value.as_array().ok_or_else(bad)?.iter().map(|w| w.as_str().map(str::to_string));
+                        rule.command = words.collect::<Option<Vec<_>>>().ok_or_else(bad)?;
+                    }
+                    "debounce-ms" => {
+                        let ms = value.as_integer().and_then(|n| u64::try_from(n).ok()).ok_or_else(bad)?;
+                        rule.debounce = std::time::Duration::from_millis(ms);
+                    }
+                    other => {
+                        return Err(format!("{line}: unknown on-change key `{other}` (path, command, debounce-ms)"))
+                    }
+                }
+            }
+            if rule.pattern.is_empty() || rule.command.is_empty() {
+                return Err(format!("{line}: an on-change rule needs a `path` glob and a `command` list"));
             }
             Ok(rule)
         })

@@ -17,7 +17,7 @@ fn main() {
             std::process::exit(secretfs::error::EXIT_USAGE);
         }
     };
-    let (argv, rules) = match with_config_file(argv) {
+    let (argv, file) = match with_config_file(argv) {
         Ok(found) => found,
         Err(err) => {
             eprintln!("secretfs: {err}");
@@ -38,7 +38,7 @@ fn main() {
         std::process::exit(secretfs::error::Error::Config(err).exit_code());
     }
     let result = match cli.command {
-        cli::Command::Mount(args) => secretfs::app::mount(args.into_config(rules)),
+        cli::Command::Mount(args) => secretfs::app::mount(args.into_config(file.rules, file.on_change)),
         cli::Command::Unmount { mountpoint, lazy } => secretfs::app::unmount(&mountpoint, lazy),
         cli::Command::Completions { shell } => {
             clap_complete::generate(shell, &mut cli::Cli::command(), "secretfs", &mut std::io::stdout());
@@ -54,24 +54,24 @@ fn main() {
 }
 
 /// With `mount --config FILE`: the file's options inserted before the command line's own (which
-/// therefore override them), and its owner rules.
+/// therefore override them), and its rules.
 fn with_config_file(
     argv: Vec<std::ffi::OsString>,
-) -> Result<(Vec<std::ffi::OsString>, Vec<secretfs::fs::ownership::OwnerRule>), String> {
+) -> Result<(Vec<std::ffi::OsString>, config_file::ConfigFile), String> {
     let words: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
     let mount_at = 1;
     if words.get(mount_at).map(String::as_str) != Some("mount") {
-        return Ok((argv, Vec::new()));
+        return Ok((argv, config_file::ConfigFile::default()));
     }
     let path = words.iter().enumerate().skip(mount_at).find_map(|(i, w)| match w.strip_prefix("--config") {
         Some("") => words.get(i + 1).cloned(),
         Some(rest) => rest.strip_prefix('=').map(str::to_string),
         None => None,
     });
-    let Some(path) = path else { return Ok((argv, Vec::new())) };
-    let file = config_file::load(std::path::Path::new(&path), cli::mount_option_kind)?;
+    let Some(path) = path else { return Ok((argv, config_file::ConfigFile::default())) };
+    let mut file = config_file::load(std::path::Path::new(&path), cli::mount_option_kind)?;
     let mut merged: Vec<std::ffi::OsString> = argv[..=mount_at].to_vec();
-    merged.extend(file.args.into_iter().map(Into::into));
+    merged.extend(std::mem::take(&mut file.args).into_iter().map(Into::into));
     merged.extend(argv[mount_at + 1..].iter().cloned());
-    Ok((merged, file.rules))
+    Ok((merged, file))
 }

@@ -4,6 +4,7 @@
 pub mod daemon;
 pub mod hardening;
 pub mod mountpoint;
+pub mod on_change;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -64,6 +65,8 @@ pub struct MountConfig {
     pub services: Vec<Service>,
     /// Lock the daemon's memory so values never reach swap.
     pub lock_memory: bool,
+    /// Commands run when values they watch change.
+    pub on_change: Vec<on_change::OnChangeRule>,
 }
 
 /// A mounted filesystem and what stopping it needs.
@@ -214,11 +217,18 @@ fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<Runnin
     ] {
         if config.services.contains(&service) {
             let cache = ServiceCache::with_runtime(service, provider, prefix.clone(), config.cache, runtime.clone());
+            if !config.on_change.is_empty() {
+                let (rules, prefix) = (config.on_change.clone(), prefix.clone());
+                cache.keep_refreshed(Box::new(move |name| on_change::watched(&rules, service, &prefix, name)));
+            }
             cache.start_refresher();
             services.push((service, cache));
         }
     }
     let caches: Vec<ServiceCache> = services.iter().map(|(_, cache)| cache.clone()).collect();
+    let prefixes = services.iter().map(|(service, cache)| (*service, cache.prefix().to_string())).collect();
+    on_change::start(config.on_change.clone(), &changes, config.mountpoint.clone(), prefixes)
+        .map_err(|e| Error::Mount(format!("cannot start the on-change thread: {e}")))?;
     let fs = Arc::new(SecretFs::new(config.fs.clone(), services));
     let mut options = vec![
         fuser::MountOption::FSName("secretfs".into()),

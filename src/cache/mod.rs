@@ -18,7 +18,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use crate::namespace::Namespace;
@@ -124,7 +124,11 @@ struct Inner {
     listing_denied: AtomicBool,
     writers: NameLocks,
     jitter_seed: RandomState,
+    watched: OnceLock<Watched>,
 }
+
+/// Names kept refreshed whether or not they were read lately (on-change commands watch them).
+pub type Watched = Box<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// The cache in front of one provider. Cheap to clone; clones share everything.
 #[derive(Clone)]
@@ -165,6 +169,7 @@ impl ServiceCache {
                 listing_denied: AtomicBool::new(false),
                 writers: NameLocks::default(),
                 jitter_seed: RandomState::new(),
+                watched: OnceLock::new(),
             }),
         }
     }
@@ -182,6 +187,13 @@ impl ServiceCache {
     /// The service this cache stores.
     pub fn service(&self) -> Service {
         self.inner.service
+    }
+
+    /// Keep the known values whose names `watched` accepts refreshed even when nobody reads
+    /// them (set once, before the refresher starts): their changes must reach on-change
+    /// commands.
+    pub fn keep_refreshed(&self, watched: Watched) {
+        let _ = self.inner.watched.set(watched);
     }
 
     /// The stream this cache announces its changes on.
@@ -225,6 +237,11 @@ impl Inner {
     /// between keys, so 10,000 values do not expire or retry in the same second.
     fn jitter(&self, key: &str, round: u32) -> f64 {
         (self.jitter_seed.hash_one((key, round)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Whether `name` is kept refreshed without being read.
+    fn is_watched(&self, name: &str) -> bool {
+        self.watched.get().is_some_and(|watched| watched(name))
     }
 
     /// Announce that `names` changed in the way `kind` says. Call with no lock held.

@@ -1,5 +1,5 @@
-//! Refresh-ahead: values and listings read within the last TTL are refreshed shortly before
-//! they expire (with per-key jitter), in the background. Values are revalidated by metadata
+//! Refresh-ahead: values and listings read within the last TTL (and values watched by
+//! on-change commands) are refreshed shortly before they expire (with per-key jitter), in the background. Values are revalidated by metadata
 //! first (versions), and only those whose version moved are fetched again, in parallel
 //! batches; an unchanged world costs metadata calls only. Entries nobody read for longer than
 //! they could be served are dropped.
@@ -27,16 +27,17 @@ impl Inner {
         self.policy.ttl.mul_f64(0.1 + 0.1 * self.jitter(key, u32::MAX))
     }
 
-    /// Whether a slot read within the last TTL is near its expiry and free to refresh.
+    /// Whether a slot read within the last TTL (or watched) is near its expiry and free to refresh.
     fn due<T>(&self, key: &str, slot: &Slot<T>, ttl: Duration, now: Instant) -> bool {
-        let read_recently = now.saturating_duration_since(slot.last_read) < self.policy.ttl;
+        let read_recently = now.saturating_duration_since(slot.last_read) < self.policy.ttl || self.is_watched(key);
         let near_expiry = slot.age(now).is_some_and(|age| age + self.lead(key) >= ttl);
         read_recently && near_expiry && slot.flight.is_none() && !slot.in_backoff(now)
     }
 
     /// Whether a slot is idle beyond what could still be served, and may go.
-    fn idle<T>(&self, slot: &Slot<T>, now: Instant) -> bool {
+    fn idle<T>(&self, key: &str, slot: &Slot<T>, now: Instant) -> bool {
         slot.flight.is_none()
+            && !self.is_watched(key)
             && now.saturating_duration_since(slot.last_read) >= self.policy.ttl + self.policy.max_stale
     }
 
@@ -67,7 +68,7 @@ impl Inner {
         everything: bool,
         ttl_of: impl Fn(&Slot<T>) -> Duration,
     ) -> Vec<String> {
-        table.retain(|_, slot| !self.idle(slot, now));
+        table.retain(|key, slot| !self.idle(key, slot, now));
         let mut due = Vec::new();
         for (key, slot) in table.iter_mut() {
             let free = slot.flight.is_none();

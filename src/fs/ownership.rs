@@ -20,13 +20,18 @@ pub struct OwnerRule {
 impl OwnerRule {
     /// Whether the rule applies to the node at `path` (`sm/prod/ssh/id_ed25519`).
     pub fn matches(&self, path: &str) -> bool {
-        glob_match(self.pattern.as_bytes(), path.as_bytes())
+        matches_glob(&self.pattern, path)
     }
 }
 
 /// The first rule of `rules` matching `path`.
 pub fn rule_for<'a>(rules: &'a [OwnerRule], path: &str) -> Option<&'a OwnerRule> {
     rules.iter().find(|rule| rule.matches(path))
+}
+
+/// Whether the mount path `path` matches the glob `pattern` (see [`OwnerRule::pattern`]).
+pub fn matches_glob(pattern: &str, path: &str) -> bool {
+    glob_match(pattern.as_bytes(), path.as_bytes())
 }
 
 /// Glob matching: `**` any run of characters, `*` any run without `/`, `?` one character

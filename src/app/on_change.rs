@@ -1,0 +1,172 @@
+//! On-change commands (`[[on-change]]` in the config file): a command run once per batch of
+//! changes to the paths its glob matches, after a debounce (a certificate and its key rotating
+//! together run it once), with the changed mount paths in its environment and never a value.
+//! Commands run on their own threads: a slow or failing one never blocks serving; a failure is
+//! logged once and not retried.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use crate::cache::changes::{Change, ChangeStream};
+use crate::fs::ownership::matches_glob;
+use crate::namespace::relative_name;
+use crate::provider::Service;
+
+/// Default wait after the last change of a batch before its command runs.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(1);
+
+/// Environment variable holding the changed mount paths, one per line.
+pub const CHANGED_PATHS_VAR: &str = "SECRETFS_CHANGED_PATHS";
+/// Environment variable holding the mount point.
+pub const MOUNTPOINT_VAR: &str = "SECRETFS_MOUNTPOINT";
+
+/// One `[[on-change]]` rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OnChangeRule {
+    /// A glob on mount paths (`sm/prod/tls/**`), as in owner rules. A value shown as a
+    /// directory (a JSON secret) matches as its path and as that path followed by `/`.
+    pub pattern: String,
+    /// The program and its arguments (no shell, unless the program is one).
+    pub command: Vec<String>,
+    /// How long to wait after the last matching change before running.
+    pub debounce: Duration,
+}
+
+impl OnChangeRule {
+    /// Whether a change of the value at mount path `path` concerns this rule.
+    pub fn matches(&self, path: &str) -> bool {
+        matches_glob(&self.pattern, path) || matches_glob(&self.pattern, &format!("{path}/"))
+    }
+}
+
+/// A batch collecting for one rule.
+struct Batch {
+    paths: BTreeSet<String>,
+    due: Instant,
+}
+
+/// Start the thread that runs `rules` for the changes on `changes` (mount paths are relative to
+/// `mountpoint`; `prefixes` are the names each service directory shows).
+pub fn start(
+    rules: Vec<OnChangeRule>,
+    changes: &ChangeStream,
+    mountpoint: PathBuf,
+    prefixes: HashMap<Service, String>,
+) -> std::io::Result<()> {
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let (sender, receiver) = mpsc::channel();
+    changes.subscribe(sender, |change| change);
+    std::thread::Builder::new()
+        .name("secretfs-on-change".into())
+        .spawn(move || run(&rules, &receiver, &mountpoint, &prefixes))
+        .map(drop)
+}
+
+fn run(
+    rules: &[OnChangeRule],
+    changes: &Receiver<Change>,
+    mountpoint: &std::path::Path,
+    prefixes: &HashMap<Service, String>,
+) {
+    let mut batches: Vec<Option<Batch>> = rules.iter().map(|_| None).collect();
+    loop {
+        let next_due = batches.iter().flatten().map(|b| b.due).min();
+        let received = match next_due {
+            Some(due) => changes.recv_timeout(due.saturating_duration_since(Instant::now())),
+            None => changes.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match received {
+            Ok(change) => {
+                let Some(path) = mount_path(&change, prefixes) else { continue };
+                for (rule, batch) in rules.iter().zip(batches.iter_mut()) {
+                    if rule.matches(&path) {
+                        let batch = batch.get_or_insert_with(|| Batch { paths: BTreeSet::new(), due: Instant::now() });
+                        batch.paths.insert(path.clone());
+                        batch.due = Instant::now() + rule.debounce;
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let now = Instant::now();
+        for (rule, batch) in rules.iter().zip(batches.iter_mut()) {
+            if batch.as_ref().is_some_and(|b| b.due <= now) {
+                if let Some(batch) = batch.take() {
+                    launch(rule, batch.paths, mountpoint);
+                }
+            }
+        }
+    }
+}
+
+/// The mount path (`sm/prod/tls`) of the changed name.
+fn mount_path(change: &Change, prefixes: &HashMap<Service, String>) -> Option<String> {
+    mount_path_of(change.service, prefixes.get(&change.service)?, &change.name)
+}
+
+/// The mount path of `name` of `service` shown below `prefix`.
+fn mount_path_of(service: Service, prefix: &str, name: &str) -> Option<String> {
+    let relative = relative_name(prefix, name)?;
+    Some(format!("{}/{}", service.dir_name(), relative.trim_start_matches('/')))
+}
+
+/// Whether one of `rules` watches `name` of `service` shown below `prefix`.
+pub fn watched(rules: &[OnChangeRule], service: Service, prefix: &str, name: &str) -> bool {
+    mount_path_of(service, prefix, name).is_some_and(|path| rules.iter().any(|rule| rule.matches(&path)))
+}
+
+/// Run `rule`'s command for `paths` on a thread of its own, and log how it ended.
+fn launch(rule: &OnChangeRule, paths: BTreeSet<String>, mountpoint: &std::path::Path) {
+    let Some((program, args)) = rule.command.split_first() else { return };
+    let shown = rule.command.join(" ");
+    let listed: Vec<String> = paths.into_iter().collect();
+    tracing::info!("running on-change command `{shown}` for {}", listed.join(", "));
+    let spawned = Command::new(program)
+        .args(args)
+        .env(CHANGED_PATHS_VAR, listed.join("\n"))
+        .env(MOUNTPOINT_VAR, mountpoint)
+        .stdin(Stdio::null())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(err) => return tracing::warn!("on-change command `{shown}` could not start: {err}"),
+    };
+    let waiter = std::thread::Builder::new().name("secretfs-on-change-wait".into()).spawn(move || match child.wait() {
+        Ok(status) if status.success() => {}
+        Ok(status) => tracing::warn!("on-change command `{shown}` failed ({status}); not retried"),
+        Err(err) => tracing::warn!("on-change command `{shown}`: {err}"),
+    });
+    if let Err(err) = waiter {
+        tracing::warn!("cannot wait for an on-change command: {err}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rule_matches_a_value_and_what_its_directory_holds() {
+        let rule =
+            OnChangeRule { pattern: "sm/prod/tls/**".into(), command: vec!["true".into()], debounce: DEFAULT_DEBOUNCE };
+        assert!(rule.matches("sm/prod/tls"), "the JSON secret shown as the directory");
+        assert!(rule.matches("sm/prod/tls/cert"));
+        assert!(!rule.matches("sm/prod/tlsx"));
+        let change = Change {
+            service: Service::ParameterStore,
+            name: "/prod/db/root".into(),
+            kind: crate::cache::changes::ChangeKind::Updated,
+            origin: crate::cache::changes::Origin::Service,
+        };
+        let prefixes = HashMap::from([(Service::ParameterStore, "/".to_string())]);
+        assert_eq!(mount_path(&change, &prefixes).as_deref(), Some("ps/prod/db/root"));
+        let prefixes = HashMap::from([(Service::ParameterStore, "/prod/".to_string())]);
+        assert_eq!(mount_path(&change, &prefixes).as_deref(), Some("ps/db/root"));
+    }
+}
