@@ -9,6 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tracing::{Level, Metadata};
@@ -42,16 +43,41 @@ pub enum LogTarget {
     Dir(PathBuf),
 }
 
+/// The journald socket `JOURNAL_STREAM` promises.
+pub const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
+/// The syslog socket.
+pub const SYSLOG_SOCKET: &str = "/dev/log";
+
+static KEEPS_STDERR: AtomicBool = AtomicBool::new(false);
+
 impl LogTarget {
-    /// The target for a process in the foreground or not, with `--log-dir` if given.
-    pub fn choose(foreground: bool, log_dir: Option<PathBuf>) -> LogTarget {
+    /// The target for a process in the foreground or not, with `--log-dir` if given, and why
+    /// the usual one was not taken: `JOURNAL_STREAM` without a journald socket falls back to
+    /// stderr; the background without `/dev/log` (a minimal container) logs to the stderr it
+    /// was started with (a supervisor's), which then stays open.
+    pub fn choose(foreground: bool, log_dir: Option<PathBuf>) -> (LogTarget, Option<&'static str>) {
+        let exists = |path: &str| Path::new(path).exists();
         match (log_dir, foreground) {
-            (Some(dir), _) => LogTarget::Dir(dir),
-            (None, true) if std::env::var_os("JOURNAL_STREAM").is_some() => LogTarget::Journald,
-            (None, true) => LogTarget::Stderr,
-            (None, false) => LogTarget::Syslog,
+            (Some(dir), _) => (LogTarget::Dir(dir), None),
+            (None, true) if std::env::var_os("JOURNAL_STREAM").is_some() && exists(JOURNALD_SOCKET) => {
+                (LogTarget::Journald, None)
+            }
+            (None, true) if std::env::var_os("JOURNAL_STREAM").is_some() => {
+                (LogTarget::Stderr, Some("JOURNAL_STREAM is set but journald does not answer; logging to stderr"))
+            }
+            (None, true) => (LogTarget::Stderr, None),
+            (None, false) if exists(SYSLOG_SOCKET) => (LogTarget::Syslog, None),
+            (None, false) => {
+                KEEPS_STDERR.store(true, Ordering::SeqCst);
+                (LogTarget::Stderr, Some("no syslog socket (/dev/log); logging to the stderr secretfs was started with"))
+            }
         }
     }
+}
+
+/// Whether a background daemon logs to the stderr it was started with, so it must keep it.
+pub fn keeps_stderr() -> bool {
+    KEEPS_STDERR.load(Ordering::SeqCst)
 }
 
 /// Install the subscriber once. `debug` stands for [`DEBUG_FILTER`] unless `SECRETFS_LOG` is set.
@@ -239,7 +265,9 @@ mod tests {
 
     #[test]
     fn targets_follow_the_foreground_flag_and_log_dir() {
-        assert_eq!(LogTarget::choose(false, None), LogTarget::Syslog);
-        assert_eq!(LogTarget::choose(false, Some("/d".into())), LogTarget::Dir("/d".into()));
+        if Path::new(SYSLOG_SOCKET).exists() {
+            assert_eq!(LogTarget::choose(false, None), (LogTarget::Syslog, None));
+        }
+        assert_eq!(LogTarget::choose(false, Some("/d".into())), (LogTarget::Dir("/d".into()), None));
     }
 }

@@ -30,12 +30,16 @@ fn main() {
     }
     let target = match &cli.command {
         cli::Command::Mount(args) => LogTarget::choose(args.foreground, args.log_dir.clone()),
-        _ => LogTarget::Stderr,
+        _ => (LogTarget::Stderr, None),
     };
+    let (target, fallback) = target;
     let debug = matches!(&cli.command, cli::Command::Mount(args) if args.debug);
     if let Err(err) = secretfs::logging::init(&target, debug) {
         eprintln!("secretfs: {err}");
         std::process::exit(secretfs::error::Error::Config(err).exit_code());
+    }
+    if let Some(fallback) = fallback {
+        tracing::warn!("{fallback}");
     }
     let result = match cli.command {
         cli::Command::Mount(args) => secretfs::app::mount(args.into_config(file.rules, file.on_change)),

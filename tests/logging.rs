@@ -98,3 +98,36 @@ fn a_background_daemon_logs_to_private_rotated_files() {
     assert!(log.contains("mounted at"), "{log}");
     assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
 }
+
+#[test]
+fn without_syslog_or_journald_logs_reach_the_starters_stderr() {
+    if std::path::Path::new("/dev/log").exists() {
+        eprintln!("SKIPPED: this machine has /dev/log; the fallback is for machines without it");
+        return;
+    }
+    let (_store_dir, store) = mount::local_copy();
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("mnt");
+    std::fs::create_dir(&dir).unwrap();
+    let log = parent.path().join("stderr.log");
+    let status = Command::new(BINARY)
+        .args(["mount", "--local", store.to_str().unwrap()])
+        .arg(&dir)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read_to_string(dir.join("ps/prod/db/root")).unwrap();
+    assert!(Command::new(BINARY).arg("unmount").arg(&dir).status().unwrap().success());
+    let stopped_by = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while !std::fs::read_to_string(&log).unwrap().contains("stopping") && std::time::Instant::now() < stopped_by {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(logged.matches("no syslog socket").count(), 1, "{logged}");
+    assert!(logged.contains("mounted at") && logged.contains("stopping"), "the daemon's lines: {logged}");
+
+    let m = Mounted::start(&["--local", store.to_str().unwrap()], &[("JOURNAL_STREAM", "8:9".to_string())]);
+    let stderr = m.stop();
+    assert_eq!(stderr.matches("journald does not answer").count(), 1, "{stderr}");
+}

@@ -65,6 +65,9 @@ fn sed_i_with_describe_secret_denied_returns() {
     let out = sh_bounded(&abort, BOUND, &script).expect("sed -i");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "new-token", "sed's whole new value is stored");
+    let agents = proxy.user_agents();
+    let version = concat!("app/secretfs-", env!("CARGO_PKG_VERSION"));
+    assert!(!agents.is_empty() && agents.iter().all(|agent| agent.contains(version)), "{agents:?}");
 }
 
 /// A small deterministic generator (xorshift), seeded from the clock and printed, so a failing

@@ -89,12 +89,14 @@ pub fn close_inherited_fds() {
     }
 }
 
-/// Leave the starting directory (so it can be unmounted or removed) and the terminal.
+/// Leave the starting directory (so it can be unmounted or removed) and the terminal (stderr
+/// stays when it is where the logs go: no syslog socket).
 fn detach_stdio() {
     // SAFETY: a valid NUL-terminated path.
     unsafe { libc::chdir(c"/".as_ptr()) };
     if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
-        for fd in [libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+        let kept = if crate::logging::keeps_stderr() { 2 } else { 3 };
+        for fd in [libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO].into_iter().take(kept) {
             // SAFETY: both descriptors are open; dup2 replaces fd atomically.
             unsafe { libc::dup2(null.as_raw_fd(), fd) };
         }

@@ -56,6 +56,7 @@ struct Rules {
     refused: AtomicU64,
     latency_ms: AtomicU64,
     seen: Mutex<HashMap<String, u64>>,
+    user_agents: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Rules {
@@ -142,6 +143,11 @@ impl FaultProxy {
     pub fn seen_all(&self) -> HashMap<String, u64> {
         self.rules.seen.lock().unwrap().clone()
     }
+
+    /// Every User-Agent header seen so far.
+    pub fn user_agents(&self) -> Vec<String> {
+        self.rules.user_agents.lock().unwrap().iter().cloned().collect()
+    }
 }
 
 /// One request per connection: read it, answer it with a fault or forward it, then close.
@@ -156,6 +162,9 @@ fn serve(client: TcpStream, upstream_port: u16, rules: &Rules) -> std::io::Resul
             return Ok(());
         }
         let lower = line.to_ascii_lowercase();
+        if lower.starts_with("user-agent:") {
+            rules.user_agents.lock().unwrap().insert(line["user-agent:".len()..].trim().to_string());
+        }
         if lower.starts_with("x-amz-target:") {
             target = line["x-amz-target:".len()..].trim().to_string();
         }

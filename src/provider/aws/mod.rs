@@ -102,11 +102,18 @@ impl Bridge {
     }
 }
 
+/// The SDK app name every request's User-Agent carries (`app/secretfs-0.1.0`), so CloudTrail
+/// tells secretfs's calls apart. An app name may not hold `/`, hence the `-`.
+pub fn app_name() -> aws_config::AppName {
+    aws_config::AppName::new(concat!("secretfs-", env!("CARGO_PKG_VERSION"))).expect("a valid app name")
+}
+
 /// Load the SDK configuration, assume the role if one is given, and check that a region and
 /// working credentials are there (one STS GetCallerIdentity call unless switched off).
 pub fn load_config(bridge: &Bridge, settings: &AwsSettings) -> Result<SdkConfig> {
     bridge.run(async {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .app_name(app_name())
             .retry_config(RetryConfig::standard().with_max_attempts(settings.attempts.max(1)))
             .timeout_config(
                 TimeoutConfig::builder()
