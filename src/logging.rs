@@ -54,7 +54,7 @@ impl LogTarget {
     /// The target for a process in the foreground or not, with `--log-dir` if given, and why
     /// the usual one was not taken: `JOURNAL_STREAM` without a journald socket falls back to
     /// stderr; the background without `/dev/log` (a minimal container) logs to the stderr it
-    /// was started with (a supervisor's), which then stays open.
+    /// was started with (a supervisor's), which then stays open ([`keeps_stderr`]).
     pub fn choose(foreground: bool, log_dir: Option<PathBuf>) -> (LogTarget, Option<&'static str>) {
         let exists = |path: &str| Path::new(path).exists();
         match (log_dir, foreground) {
@@ -69,7 +69,7 @@ impl LogTarget {
             (None, false) if exists(SYSLOG_SOCKET) => (LogTarget::Syslog, None),
             (None, false) => {
                 KEEPS_STDERR.store(true, Ordering::SeqCst);
-                (LogTarget::Stderr, Some("no syslog socket (/dev/log); logging to the stderr secretfs was started with"))
+                (LogTarget::Stderr, None)
             }
         }
     }

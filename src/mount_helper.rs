@@ -1,7 +1,8 @@
 //! The `mount.fuse` form of the command line, used by `mount -t fuse.secretfs` and `/etc/fstab`:
 //! `secretfs SOURCE MOUNTPOINT [-o OPTIONS]`, turned into `secretfs mount MOUNTPOINT --options`.
 //! SOURCE is `aws` or `local:PATH`; OPTIONS are the long options without dashes
-//! (`region=eu-west-1,cache-ttl=60,read-only`), plus mount(8)'s generic flags.
+//! (`region=eu-west-1,cache-ttl=60,read-only`), plus mount(8)'s generic flags. A list value
+//! separates its items with `:` (`services=ps:sm`), since `,` separates the options.
 
 use std::ffi::OsString;
 
@@ -32,6 +33,9 @@ const IGNORED: [&str; 22] = [
     "strictatime",
     "async",
 ];
+
+/// Options whose value is a list: written `a:b` in `-o`, passed on as `a,b`.
+const LIST_OPTIONS: [&str; 1] = ["services"];
 
 /// If `args` (program name first) use the mount helper form, the equivalent `secretfs mount`
 /// arguments, or an error naming the problem; `None` for the ordinary command line.
@@ -77,6 +81,9 @@ fn translate_words(words: &[String], known: impl Fn(&str) -> Option<bool>) -> Re
             }
             match (known(key), value) {
                 (None, _) => return Err(format!("unknown mount option `{key}`")),
+                (Some(true), Some(value)) if LIST_OPTIONS.contains(&key) => {
+                    out.extend([format!("--{key}"), value.replace(':', ",")])
+                }
                 (Some(true), Some(value)) => out.extend([format!("--{key}"), value.to_string()]),
                 (Some(true), None) => return Err(format!("mount option `{key}` needs a value: {key}=...")),
                 (Some(false), None) => out.push(format!("--{key}")),
@@ -93,7 +100,7 @@ mod tests {
 
     fn known(key: &str) -> Option<bool> {
         match key {
-            "region" | "cache-ttl" | "uid" | "file-mode" | "local" => Some(true),
+            "region" | "cache-ttl" | "uid" | "file-mode" | "local" | "services" => Some(true),
             "read-only" | "allow-other" => Some(false),
             _ => None,
         }
@@ -123,10 +130,21 @@ mod tests {
             strings(got.unwrap().unwrap()),
             ["secretfs", "mount", "/mnt/s", "--region", "eu-west-1", "--cache-ttl", "60", "--allow-other"]
         );
-        let got = translate(&args(&["secretfs", "local:/etc/s.json", "/m", "-oro,uid=1000"]), known);
+        let got = translate(&args(&["secretfs", "local:/etc/s.json", "/m", "-oro,uid=1000,services=ps:sm"]), known);
         assert_eq!(
             strings(got.unwrap().unwrap()),
-            ["secretfs", "mount", "/m", "--local", "/etc/s.json", "--read-only", "--uid", "1000"]
+            [
+                "secretfs",
+                "mount",
+                "/m",
+                "--local",
+                "/etc/s.json",
+                "--read-only",
+                "--uid",
+                "1000",
+                "--services",
+                "ps,sm"
+            ]
         );
     }
 

@@ -46,8 +46,19 @@ fn mountpoint() -> (tempfile::TempDir, std::path::PathBuf) {
     (parent, dir)
 }
 
+/// Run `command` with its output in files, not pipes: a background daemon on a machine without
+/// /dev/log keeps the stderr it was started with (its log), so a pipe would never end.
 fn run(command: &mut Command) -> std::process::Output {
-    command.output().unwrap()
+    let (out, err) = (tempfile::tempfile().unwrap(), tempfile::tempfile().unwrap());
+    let status = command.stdout(out.try_clone().unwrap()).stderr(err.try_clone().unwrap()).status().unwrap();
+    let read = |mut file: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut text = Vec::new();
+        file.rewind().unwrap();
+        file.read_to_end(&mut text).unwrap();
+        text
+    };
+    std::process::Output { status, stdout: read(out), stderr: read(err) }
 }
 
 fn unmount(dir: &Path) {
@@ -87,6 +98,21 @@ fn mount_t_fuse_secretfs_and_an_fstab_line_work_through_mount_fuse() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(std::fs::metadata(dir.join("ps/prod/db/root")).unwrap().uid(), 1234);
     unmount(&dir);
+
+    // `mount -a` twice: the second finds the line mounted (type fuse.secretfs, source as written).
+    let line = format!("{source} {} fuse.secretfs ro,services=ps:sm 0 0\n", dir.display());
+    std::fs::write(&fstab, line).unwrap();
+    for round in 0..2 {
+        let out = run(Command::new("mount").args(["-a", "-T"]).arg(&fstab));
+        assert!(out.status.success(), "mount -a round {round}: {out:?}");
+    }
+    let found = run(Command::new("findmnt").args(["-n", "-t", "fuse.secretfs", "-o", "SOURCE,FSTYPE"]).arg(&dir));
+    assert_eq!(String::from_utf8_lossy(&found.stdout).trim(), format!("{source} fuse.secretfs"), "{found:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert_eq!(mounts.lines().filter(|l| l.split(' ').nth(4) == dir.to_str()).count(), 1, "mounted once");
+    let out = run(Command::new("umount").args(["-t", "fuse.secretfs"]).arg(&dir));
+    assert!(out.status.success(), "umount -t fuse.secretfs: {out:?}");
+    assert!(!is_mounted(&dir));
 
     let out = run(Command::new("mount").args(["-t", "fuse.secretfs", "aws"]).arg(&dir).args(["-o", "colour=blue"]));
     assert!(!out.status.success());

@@ -133,6 +133,12 @@ pub fn mount(mut config: MountConfig) -> Result<()> {
         }
     };
     tracing::info!("mounted at {}", config.mountpoint.display());
+    if crate::logging::keeps_stderr() {
+        tracing::info!(
+            "no syslog socket ({}): logging to the stderr secretfs was started with",
+            crate::logging::SYSLOG_SOCKET
+        );
+    }
     notify_ready(&config);
     runtime.block_on(wait_for_end(&running));
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
@@ -230,9 +236,11 @@ fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<Runnin
     on_change::start(config.on_change.clone(), &changes, config.mountpoint.clone(), prefixes)
         .map_err(|e| Error::Mount(format!("cannot start the on-change thread: {e}")))?;
     let fs = Arc::new(SecretFs::new(config.fs.clone(), services));
+    // Type `fuse.secretfs` (the kernel's own subtype option) and the source as an fstab line
+    // names it, so mount(8), findmnt and umount -t see what the user wrote.
     let mut options = vec![
-        fuser::MountOption::FSName("secretfs".into()),
-        fuser::MountOption::Subtype("secretfs".into()),
+        fuser::MountOption::FSName(source_name(&config.source)),
+        fuser::MountOption::CUSTOM("subtype=secretfs".into()),
         fuser::MountOption::DefaultPermissions,
         fuser::MountOption::NoSuid,
         fuser::MountOption::NoDev,
@@ -259,6 +267,14 @@ fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<Runnin
         &std::fs::metadata(&config.mountpoint).map_err(|e| mount_failure(&config.mountpoint, &e))?,
     );
     Ok(Running { session, device, fs, caches, busy })
+}
+
+/// The mount's source as fstab writes it: `aws`, or `local:PATH`.
+pub fn source_name(source: &Source) -> String {
+    match source {
+        Source::Aws(_) => "aws".to_string(),
+        Source::Local(path) => format!("local:{}", path.display()),
+    }
 }
 
 fn providers(source: &Source, bridge: &Bridge) -> Result<(Arc<dyn Provider>, Arc<dyn Provider>)> {
