@@ -54,7 +54,9 @@ impl LogTarget {
     /// The target for a process in the foreground or not, with `--log-dir` if given, and why
     /// the usual one was not taken: `JOURNAL_STREAM` without a journald socket falls back to
     /// stderr; the background without `/dev/log` (a minimal container) logs to the stderr it
-    /// was started with (a supervisor's), which then stays open ([`keeps_stderr`]).
+    /// was started with (a supervisor's file, a terminal), which then stays open
+    /// ([`keeps_stderr`]); a pipe is never kept (whoever reads it would wait for the daemon to
+    /// exit), so then the logs go to [`fallback_log_dir`].
     pub fn choose(foreground: bool, log_dir: Option<PathBuf>) -> (LogTarget, Option<&'static str>) {
         let exists = |path: &str| Path::new(path).exists();
         match (log_dir, foreground) {
@@ -67,11 +69,30 @@ impl LogTarget {
             }
             (None, true) => (LogTarget::Stderr, None),
             (None, false) if exists(SYSLOG_SOCKET) => (LogTarget::Syslog, None),
-            (None, false) => {
+            (None, false) if stderr_is_file_or_terminal() => {
                 KEEPS_STDERR.store(true, Ordering::SeqCst);
                 (LogTarget::Stderr, None)
             }
+            (None, false) => (LogTarget::Dir(fallback_log_dir()), None),
         }
+    }
+}
+
+/// Whether stderr is a regular file or a terminal (not a pipe, socket or /dev/null).
+fn stderr_is_file_or_terminal() -> bool {
+    use std::os::fd::AsFd;
+    let Ok(owned) = std::io::stderr().as_fd().try_clone_to_owned() else { return false };
+    let Ok(meta) = File::from(owned).metadata() else { return false };
+    meta.file_type().is_file() || std::io::stderr().is_terminal()
+}
+
+/// Where a background daemon with neither syslog nor a usable stderr logs: `/var/log/secretfs`
+/// as root, `$HOME/.local/state/secretfs` otherwise.
+pub fn fallback_log_dir() -> PathBuf {
+    // SAFETY: getuid cannot fail and has no preconditions.
+    match (unsafe { libc::getuid() }, std::env::var_os("HOME")) {
+        (0, _) | (_, None) => PathBuf::from("/var/log/secretfs"),
+        (_, Some(home)) => PathBuf::from(home).join(".local/state/secretfs"),
     }
 }
 
