@@ -81,71 +81,71 @@ fn scalar(value: &Value) -> Option<String> {
 
 /// The `[[rule]]` tables: `path` (a glob), `uid`, `gid`, `mode` (files), `dir-mode`.
 fn rules(value: &Value, text: &str, line: usize) -> Result<Vec<OwnerRule>, String> {
-    let Value::Array(tables) = value else { return Err(format!("{line}: `rule` is a list of [[rule]] tables")) };
-    let headers: Vec<usize> = text.match_indices("[[rule]]").map(|(at, _)| line_of(text, at)).collect();
-    tables
-        .iter()
-        .enumerate()
-        .map(|(index, table)| {
-            let line = headers.get(index).copied().unwrap_or(line);
-            let Value::Table(table) = table else { return Err(format!("{line}: a rule is a table")) };
-            let mut rule = OwnerRule::default();
-            for (key, value) in table {
-                let bad = || format!("{line}: rule `{key}` has a bad value");
-                match key.as_str() {
-                    "path" => rule.pattern = value.as_str().ok_or_else(bad)?.to_string(),
-                    "uid" => rule.uid = Some(id(value).ok_or_else(bad)?),
-                    "gid" => rule.gid = Some(id(value).ok_or_else(bad)?),
-                    "mode" => rule.file_mode = Some(mode(value).ok_or_else(bad)?),
-                    "dir-mode" => rule.dir_mode = Some(mode(value).ok_or_else(bad)?),
-                    other => {
-                        return Err(format!("{line}: unknown rule key `{other}` (path, uid, gid, mode, dir-mode)"))
-                    }
-                }
+    each_table(value, text, line, "rule", |line, table| {
+        let mut rule = OwnerRule::default();
+        for (key, value) in table {
+            let bad = || format!("{line}: rule `{key}` has a bad value");
+            match key.as_str() {
+                "path" => rule.pattern = value.as_str().ok_or_else(bad)?.to_string(),
+                "uid" => rule.uid = Some(id(value).ok_or_else(bad)?),
+                "gid" => rule.gid = Some(id(value).ok_or_else(bad)?),
+                "mode" => rule.file_mode = Some(mode(value).ok_or_else(bad)?),
+                "dir-mode" => rule.dir_mode = Some(mode(value).ok_or_else(bad)?),
+                other => return Err(format!("{line}: unknown rule key `{other}` (path, uid, gid, mode, dir-mode)")),
             }
-            if rule.pattern.is_empty() {
-                return Err(format!("{line}: a rule needs a `path` glob"));
-            }
-            Ok(rule)
-        })
-        .collect()
+        }
+        if rule.pattern.is_empty() {
+            return Err(format!("{line}: a rule needs a `path` glob"));
+        }
+        Ok(rule)
+    })
 }
 
 /// The `[[on-change]]` tables: `path` (a glob), `command` (a list: program and arguments) and
 /// `debounce-ms`.
 fn on_change(value: &Value, text: &str, line: usize) -> Result<Vec<OnChangeRule>, String> {
-    let Value::Array(tables) = value else {
-        return Err(format!("{line}: `on-change` is a list of [[on-change]] tables"));
-    };
-    let headers: Vec<usize> = text.match_indices("[[on-change]]").map(|(at, _)| line_of(text, at)).collect();
+    each_table(value, text, line, "on-change", |line, table| {
+        let mut rule = OnChangeRule { pattern: String::new(), command: Vec::new(), debounce: DEFAULT_DEBOUNCE };
+        for (key, value) in table {
+            let bad = || format!("{line}: on-change `{key}` has a bad value");
+            match key.as_str() {
+                "path" => rule.pattern = value.as_str().ok_or_else(bad)?.to_string(),
+                "command" => {
+                    let words = value.as_array().ok_or_else(bad)?.iter().map(|w| w.as_str().map(str::to_string));
+                    rule.command = words.collect::<Option<Vec<_>>>().ok_or_else(bad)?;
+                }
+                "debounce-ms" => {
+                    let ms = value.as_integer().and_then(|n| u64::try_from(n).ok()).ok_or_else(bad)?;
+                    rule.debounce = std::time::Duration::from_millis(ms);
+                }
+                other => return Err(format!("{line}: unknown on-change key `{other}` (path, command, debounce-ms)")),
+            }
+        }
+        if rule.pattern.is_empty() || rule.command.is_empty() {
+            return Err(format!("{line}: an on-change rule needs a `path` glob and a `command` list"));
+        }
+        Ok(rule)
+    })
+}
+
+/// Parse each `[[name]]` table of `value` with `parse(line of its header, table)`.
+fn each_table<T>(
+    value: &Value,
+    text: &str,
+    line: usize,
+    name: &str,
+    parse: impl Fn(usize, &toml::Table) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    let Value::Array(tables) = value else { return Err(format!("{line}: `{name}` is a list of [[{name}]] tables")) };
+    let header = format!("[[{name}]]");
+    let headers: Vec<usize> = text.match_indices(&header).map(|(at, _)| line_of(text, at)).collect();
     tables
         .iter()
         .enumerate()
         .map(|(index, table)| {
             let line = headers.get(index).copied().unwrap_or(line);
-            let Value::Table(table) = table else { return Err(format!("{line}: an on-change rule is a table")) };
-            let mut rule = OnChangeRule { pattern: String::new(), command: Vec::new(), debounce: DEFAULT_DEBOUNCE };
-            for (key, value) in table {
-                let bad = || format!("{line}: on-change `{key}` has a bad value");
-                match key.as_str() {
-                    "path" => rule.pattern = value.as_str().ok_or_else(bad)?.to_string(),
-                    "command" => {
-                        let words = value.as_array().ok_or_else(bad)?.iter().map(|w| w.as_str().map(str::to_string));
-                        rule.command = words.collect::<Option<Vec<_>>>().ok_or_else(bad)?;
-                    }
-                    "debounce-ms" => {
-                        let ms = value.as_integer().and_then(|n| u64::try_from(n).ok()).ok_or_else(bad)?;
-                        rule.debounce = std::time::Duration::from_millis(ms);
-                    }
-                    other => {
-                        return Err(format!("{line}: unknown on-change key `{other}` (path, command, debounce-ms)"))
-                    }
-                }
-            }
-            if rule.pattern.is_empty() || rule.command.is_empty() {
-                return Err(format!("{line}: an on-change rule needs a `path` glob and a `command` list"));
-            }
-            Ok(rule)
+            let Value::Table(table) = table else { return Err(format!("{line}: each {header} is a table")) };
+            parse(line, table)
         })
         .collect()
 }
@@ -206,5 +206,19 @@ dir-mode = "0750"
         assert_eq!(err, "3: rule `mode` has a bad value");
         assert!(parse("[[rule]]\nowner = 1\n", known).unwrap_err().starts_with("1: unknown rule key `owner`"));
         assert!(parse("region = \n", known).unwrap_err().starts_with("1: "));
+    }
+
+    #[test]
+    fn on_change_rules_are_read_with_their_command_and_debounce() {
+        let text =
+            "[[on-change]]\npath = \"sm/tls/**\"\ncommand = [\"nginx\", \"-s\", \"reload\"]\ndebounce-ms = 250\n";
+        let config = parse(text, known).unwrap();
+        let rule = &config.on_change[0];
+        assert_eq!((rule.pattern.as_str(), rule.debounce), ("sm/tls/**", std::time::Duration::from_millis(250)));
+        assert_eq!(rule.command, ["nginx", "-s", "reload"]);
+        let err = parse("\n[[on-change]]\npath = \"ps/**\"\n", known).unwrap_err();
+        assert_eq!(err, "2: an on-change rule needs a `path` glob and a `command` list");
+        let err = parse("[[on-change]]\npath = \"ps/**\"\ncommand = \"nginx -s reload\"\n", known).unwrap_err();
+        assert_eq!(err, "1: on-change `command` has a bad value");
     }
 }

@@ -93,3 +93,78 @@ fn send(kernel: &impl KernelCaches, stale: &Invalidation) {
         kernel.inval_inode(ino.0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::{CacheSettings, Runtime, ServiceCache};
+    use crate::fs::{FsConfig, OpenMode};
+    use crate::inodes::Ino;
+    use crate::provider::memory::MemoryProvider;
+    use crate::provider::{Service, ValueKind};
+    use std::sync::Mutex;
+
+    /// Records each kernel call with the name of the thread that made it.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<(String, String)>>>);
+
+    impl Recorder {
+        fn record(&self, call: String) {
+            let thread = std::thread::current().name().unwrap_or_default().to_string();
+            self.0.lock().unwrap().push((thread, call));
+        }
+    }
+
+    impl KernelCaches for Recorder {
+        fn inval_entry(&self, parent: u64, name: &str) {
+            self.record(format!("entry {parent} {name}"));
+        }
+        fn inval_inode(&self, ino: u64) {
+            self.record(format!("inode {ino}"));
+        }
+    }
+
+    #[test]
+    fn invalidations_are_sent_by_the_notifier_thread_in_order_after_the_request() {
+        let ps = Arc::new(MemoryProvider::for_service(Service::ParameterStore));
+        ps.insert("/a", ValueKind::String, "1");
+        ps.insert("/b", ValueKind::String, "1");
+        let runtime = Runtime::default();
+        let (notices, queue) = super::queue(&runtime.changes);
+        let cache =
+            ServiceCache::with_runtime(Service::ParameterStore, ps, "/".into(), CacheSettings::default(), runtime);
+        let mut config = FsConfig::for_owner(0, 0);
+        config.file_mode = 0o600;
+        let fs = Arc::new(SecretFs::new(config, vec![(Service::ParameterStore, cache)]));
+        let ps_dir = fs.lookup(Ino::ROOT, "ps").unwrap().ino;
+        let mut inodes = Vec::new();
+        // Two writes, as a request thread makes them; the kernel hears nothing from this thread.
+        for name in ["a", "b"] {
+            let ino = fs.lookup(ps_dir, name).unwrap().ino;
+            let fh = fs.open(ino, OpenMode { write: true, truncate: true }).unwrap();
+            fs.write(fh, 0, b"2").unwrap();
+            fs.release(fh).unwrap();
+            inodes.push(ino);
+        }
+        notices.forget(Invalidation { inodes: vec![Ino(99)], entries: Vec::new() });
+        let recorder = Recorder::default();
+        let thread = queue.start(fs, recorder.clone()).unwrap();
+        drop(notices);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while recorder.0.lock().unwrap().len() < 5 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let calls = recorder.0.lock().unwrap().clone();
+        assert!(calls.iter().all(|(thread, _)| thread == "secretfs-notify"), "{calls:?}");
+        let calls: Vec<String> = calls.into_iter().map(|(_, call)| call).collect();
+        let expected = [
+            format!("entry {} a", ps_dir.0),
+            format!("inode {}", inodes[0].0),
+            format!("entry {} b", ps_dir.0),
+            format!("inode {}", inodes[1].0),
+            "inode 99".to_string(),
+        ];
+        assert_eq!(calls, expected, "entries before inodes, changes in the order they happened");
+        drop(thread);
+    }
+}
