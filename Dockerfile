@@ -1,12 +1,17 @@
 # secretfs in a container: a multi-stage build (Rust toolchain, then a slim Debian with glibc
 # and fuse3). Run it with /dev/fuse and CAP_SYS_ADMIN (README "Containers and Kubernetes").
-FROM rust:1-bookworm AS build
+# Base images pinned to a release (the toolchain this tree is tested with; Debian 12); pin
+# digests (@sha256:...) in your own registry.
+FROM rust:1.95-bookworm AS build
 WORKDIR /src
+# Dependencies first, in a layer of their own: source changes do not rebuild the SDK crates.
 COPY Cargo.toml Cargo.lock build.rs ./
+RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && cargo build --release --locked && rm -rf src target/release/deps/secretfs* target/release/secretfs*
 COPY src ./src
 RUN cargo build --release --locked
 
-FROM debian:bookworm-slim
+FROM debian:12-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends fuse3 ca-certificates \
     && rm -rf /var/lib/apt/lists/*

@@ -21,8 +21,11 @@ use tracing_subscriber::EnvFilter;
 
 /// The environment variable holding the filter (`info`, `debug,aws_smithy_runtime=debug`, ...).
 pub const LOG_ENV: &str = "SECRETFS_LOG";
-/// The filter without `SECRETFS_LOG`: secretfs at info, the SDK and HTTP stack at warn.
-pub const DEFAULT_FILTER: &str = "info,aws_config=warn,aws_runtime=warn,aws_smithy_runtime=warn,hyper=warn,rustls=warn";
+/// The filter without `SECRETFS_LOG`: secretfs at info, the SDK and HTTP stack at warn, and
+/// fuser's failed replies off (the kernel has dropped a request it no longer waits for, as at
+/// an unmount: nothing to act on).
+pub const DEFAULT_FILTER: &str =
+    "info,aws_config=warn,aws_runtime=warn,aws_smithy_runtime=warn,hyper=warn,rustls=warn,fuser::reply=off";
 /// The filter of `--debug`.
 pub const DEBUG_FILTER: &str = "debug,aws_smithy_runtime=info,hyper=info,h2=info,rustls=info";
 /// A log file is rotated when it reaches this size.

@@ -72,3 +72,31 @@ fn the_daemonset_recipe_runs_in_mount_namespaces() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("consumer sees the mount come back after a restart"), "{stdout}");
 }
+
+#[test]
+fn the_in_app_container_recipe_mounts_in_its_own_namespace_only() {
+    if Command::new("unshare").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: unshare (util-linux) is missing");
+        return;
+    }
+    let (_store_dir, store) = local_copy();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("run/secrets");
+    std::fs::create_dir_all(&dir).unwrap();
+    // README: `secretfs mount /run/secrets --read-only && exec app ...` inside the container.
+    let script = format!(
+        "{bin} mount --local {store} {dir} --read-only && cat {dir}/ps/prod/db/root && {bin} unmount {dir}",
+        bin = BINARY,
+        store = store.display(),
+        dir = dir.display()
+    );
+    let out = Command::new("timeout")
+        .args(["60", "unshare", "--mount", "--propagation", "private", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "S3cr3Tp4Ssw0Rd!^");
+    assert!(!is_mounted(&dir), "the container's mount leaked into the host's namespace");
+}
