@@ -99,6 +99,11 @@ impl InodeTable {
         ino
     }
 
+    /// The current inode of `path`, if one was handed out (never assigns one).
+    pub fn find(&self, path: &NodePath) -> Option<Ino> {
+        self.table.read().unwrap_or_else(|p| p.into_inner()).by_path.get(path).copied()
+    }
+
     /// Every inode handed out at or below `parts` in `service` (retired ones excluded).
     pub fn under(&self, service: Service, parts: &[String]) -> Vec<Ino> {
         let table = self.table.read().unwrap_or_else(|p| p.into_inner());

@@ -121,13 +121,15 @@ fn invalidation_of(inodes: &InodeTable, service: Service, prefix: &str, name: &s
         .map(|rel| rel.split('/').map(str::to_string).collect())
         .unwrap_or_default();
     let node = NodePath { service: Some(service), parts };
-    let entries = match node.parts.last() {
-        Some(last) => vec![(inodes.intern(node.parent()), last.clone())],
-        None => Vec::new(),
-    };
+    let Some(last) = node.parts.last().cloned() else { return Invalidation::default() };
+    let parent = inodes.intern(node.parent());
+    let replaced_child = inodes.find(&node).filter(|_| retire);
     let stale = match retire {
         true => inodes.retire_under(service, &node.parts),
         false => inodes.under(service, &node.parts),
     };
-    Invalidation { inodes: stale, entries }
+    match replaced_child {
+        Some(child) => Invalidation { inodes: stale, entries: Vec::new(), replaced: vec![(parent, child, last)] },
+        None => Invalidation { inodes: stale, entries: vec![(parent, last)], replaced: Vec::new() },
+    }
 }

@@ -131,14 +131,18 @@ impl OpenFile {
 }
 
 /// What the kernel must forget after a change (see [`SecretFs::invalidation_for`]): the
-/// cached attributes and pages of `inodes`, and the directory entries `entries` (parent, name),
-/// whose node may now be of another kind (a value that became or stopped being a JSON object).
+/// cached attributes and pages of `inodes`, the directory entries `entries` (parent, name),
+/// whose node may now be of another kind (a value that became or stopped being a JSON object),
+/// and the entries `replaced` (parent, old child, name) whose node was replaced by a new inode:
+/// those are told as deleted, so inotify watchers of the file or its directory see an event.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Invalidation {
     /// Inodes whose attributes and pages are stale.
     pub inodes: Vec<Ino>,
     /// Entries to look up again.
     pub entries: Vec<(Ino, String)>,
+    /// Entries whose node got a new inode: (parent, old child, name).
+    pub replaced: Vec<(Ino, Ino, String)>,
 }
 
 /// How a file is opened.

@@ -94,7 +94,7 @@ impl FuseAdapter {
 impl Shared {
     /// Have the notifier thread make the kernel forget the attributes of `ino`.
     fn forget_attributes(&self, ino: Ino) {
-        self.notices.forget(Invalidation { inodes: vec![ino], entries: Vec::new() });
+        self.notices.forget(Invalidation { inodes: vec![ino], ..Invalidation::default() });
     }
 
     /// Answer a flush, fsync or release. On failure the file's own cached attributes are

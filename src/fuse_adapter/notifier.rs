@@ -28,6 +28,9 @@ pub trait KernelCaches: Send + 'static {
     fn inval_entry(&self, parent: u64, name: &str);
     /// Drop the cached attributes and pages of `ino`.
     fn inval_inode(&self, ino: u64);
+    /// Tell that entry `name` (inode `child`) of `parent` was deleted (inotify watchers see it);
+    /// false if the kernel refused (a directory with cached children, a changed entry).
+    fn delete(&self, parent: u64, child: u64, name: &str) -> bool;
 }
 
 impl KernelCaches for Notifier {
@@ -37,6 +40,10 @@ impl KernelCaches for Notifier {
 
     fn inval_inode(&self, ino: u64) {
         let _ = Notifier::inval_inode(self, INodeNo(ino), 0, 0);
+    }
+
+    fn delete(&self, parent: u64, child: u64, name: &str) -> bool {
+        Notifier::delete(self, INodeNo(parent), INodeNo(child), OsStr::new(name)).is_ok()
     }
 }
 
@@ -86,6 +93,11 @@ impl Queue {
 /// Entries first: once an inode's attributes are dropped, the next `stat` of the path must
 /// already look the name up again (a retired inode answers for the files still open on it).
 fn send(kernel: &impl KernelCaches, stale: &Invalidation) {
+    for (parent, child, name) in &stale.replaced {
+        if !kernel.delete(parent.0, child.0, name) {
+            kernel.inval_entry(parent.0, name);
+        }
+    }
     for (parent, name) in &stale.entries {
         kernel.inval_entry(parent.0, name);
     }
@@ -122,6 +134,10 @@ mod tests {
         fn inval_inode(&self, ino: u64) {
             self.record(format!("inode {ino}"));
         }
+        fn delete(&self, parent: u64, child: u64, name: &str) -> bool {
+            self.record(format!("delete {parent} {child} {name}"));
+            true
+        }
     }
 
     #[test]
@@ -146,7 +162,7 @@ mod tests {
             fs.release(fh).unwrap();
             inodes.push(ino);
         }
-        notices.forget(Invalidation { inodes: vec![Ino(99)], entries: Vec::new() });
+        notices.forget(Invalidation { inodes: vec![Ino(99)], ..Invalidation::default() });
         let recorder = Recorder::default();
         let thread = queue.start(fs, recorder.clone()).unwrap();
         drop(notices);
