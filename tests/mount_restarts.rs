@@ -1,6 +1,7 @@
 //! Restarts and containers: `mount; unmount; mount` in a loop always leaves a live mount (a
 //! daemon only unmounts its own mount, and `unmount` returns once the daemon has exited), and
-//! the DaemonSet recipe runs as written in mount namespaces (tests/recipes/daemonset.sh).
+//! the DaemonSet, sidecar and in-app recipes run as written in mount namespaces
+//! (tests/recipes/daemonset.sh).
 
 #[path = "common/mount.rs"]
 mod mount;
@@ -54,23 +55,28 @@ fn mount_unmount_mount_a_hundred_times_leaves_a_live_mount_each_time() {
 }
 
 #[test]
-fn the_daemonset_recipe_runs_in_mount_namespaces() {
+fn the_daemonset_and_sidecar_recipes_run_in_mount_namespaces() {
     if Command::new("unshare").arg("--version").output().is_err() {
         eprintln!("SKIPPED: unshare (util-linux) is missing");
         return;
     }
-    let (_store_dir, store) = local_copy();
     let work = tempfile::tempdir().unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/recipes/daemonset.sh");
-    let out = Command::new("timeout")
-        .args(["120", "unshare", "--mount", "--propagation", "private", script, BINARY])
-        .arg(&store)
-        .arg(work.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("consumer sees the mount come back after a restart"), "{stdout}");
+    for recipe in ["daemonset", "sidecar"] {
+        let (_store_dir, store) = local_copy();
+        let work = work.path().join(recipe);
+        let out = Command::new("timeout")
+            .args(["120", "unshare", "--mount", "--propagation", "private", script, BINARY])
+            .arg(&store)
+            .arg(&work)
+            .arg(recipe)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{recipe}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("consumer sees the mount come back after a restart"), "{recipe}: {stdout}");
+    }
 }
 
 #[test]
@@ -83,9 +89,10 @@ fn the_in_app_container_recipe_mounts_in_its_own_namespace_only() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("run/secrets");
     std::fs::create_dir_all(&dir).unwrap();
-    // README: `secretfs mount /run/secrets --read-only && exec app ...` inside the container.
+    // README: `secretfs mount /run/secrets --read-only && exec app ...` inside the container,
+    // here on a 0777 tmpfs volume (an emptyDir with medium Memory): a mount root, accepted.
     let script = format!(
-        "{bin} mount --local {store} {dir} --read-only && cat {dir}/ps/prod/db/root && {bin} unmount {dir}",
+        "mount -t tmpfs -o mode=0777 emptydir {dir} && {bin} mount --local {store} {dir} --read-only && cat {dir}/ps/prod/db/root && {bin} unmount {dir}",
         bin = BINARY,
         store = store.display(),
         dir = dir.display()
