@@ -2,7 +2,8 @@
 //! (fresh, stale-but-servable, failed, unknown) over an injectable clock. Known values are
 //! served from memory; refreshes run in the background, ask what changed first, share one
 //! attempt per key among all readers, remember failures with a jittered backoff, and never hold
-//! a lock across a provider call.
+//! a table lock across a provider call (a write holds only its name's lock: `writes`). Every
+//! change is announced on the change stream (`changes`).
 
 pub mod changes;
 pub mod clock;
