@@ -64,8 +64,11 @@ fn cache() -> (Arc<SlowUpdates>, ServiceCache) {
     (provider, cache)
 }
 
+/// A new value made from the current one.
+type Edit = fn(&[u8]) -> Vec<u8>;
+
 /// Run one edit per `(name, edit)` on its own thread at once; returns how long they all took.
-fn edit_at_once(cache: &ServiceCache, edits: Vec<(&'static str, fn(&[u8]) -> Vec<u8>)>) -> Duration {
+fn edit_at_once(cache: &ServiceCache, edits: Vec<(&'static str, Edit)>) -> Duration {
     let started = Instant::now();
     let writers: Vec<_> = edits
         .into_iter()
