@@ -89,10 +89,14 @@ fn the_in_app_container_recipe_mounts_in_its_own_namespace_only() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("run/secrets");
     std::fs::create_dir_all(&dir).unwrap();
-    // README: `secretfs mount /run/secrets --read-only && exec app ...` inside the container,
-    // here on a 0777 tmpfs volume (an emptyDir with medium Memory): a mount root, accepted.
+    // README: `secretfs mount /run/secrets && exec app ...` inside the container, here on a
+    // 0777 tmpfs volume (an emptyDir with medium Memory): a mount root, accepted.
+    // A rotation (a write through the mount) is read back, and a restart serves it again.
     let script = format!(
-        "mount -t tmpfs -o mode=0777 emptydir {dir} && {bin} mount --local {store} {dir} --read-only && cat {dir}/ps/prod/db/root && {bin} unmount {dir}",
+        "mount -t tmpfs -o mode=0777 emptydir {dir} && {bin} mount --local {store} {dir} --file-mode 0600 --dir-mode 0700 \
+         && cat {dir}/ps/prod/db/root && printf rotated-1 | cat > {dir}/ps/prod/db/root && printf ' ' && cat {dir}/ps/prod/db/root \
+         && {bin} unmount {dir} && {bin} mount --local {store} {dir} --read-only && printf ' ' && cat {dir}/ps/prod/db/root \
+         && {bin} unmount {dir}",
         bin = BINARY,
         store = store.display(),
         dir = dir.display()
@@ -104,6 +108,6 @@ fn the_in_app_container_recipe_mounts_in_its_own_namespace_only() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "S3cr3Tp4Ssw0Rd!^");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "S3cr3Tp4Ssw0Rd!^ rotated-1 rotated-1");
     assert!(!is_mounted(&dir), "the container's mount leaked into the host's namespace");
 }
