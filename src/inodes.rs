@@ -30,6 +30,13 @@ impl NodePath {
         NodePath { service: None, parts: Vec::new() }
     }
 
+    /// The path showing the name `name` of `service`, whose directory shows the names below
+    /// `prefix`; `None` if `name` is not shown there.
+    pub fn of_name(service: Service, prefix: &str, name: &str) -> Option<NodePath> {
+        let relative = crate::namespace::relative_name(prefix, name)?;
+        Some(NodePath { service: Some(service), parts: relative.split('/').map(str::to_string).collect() })
+    }
+
     /// The path of child `name` of this node.
     pub fn child(&self, name: &str) -> Option<NodePath> {
         match self.service {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::cache::changes::{Change, ChangeStream};
 use crate::fs::ownership::matches_glob;
-use crate::namespace::relative_name;
+use crate::inodes::NodePath;
 use crate::provider::Service;
 
 /// Default wait after the last change of a batch before its command runs.
@@ -112,8 +112,7 @@ fn mount_path(change: &Change, prefixes: &HashMap<Service, String>) -> Option<St
 
 /// The mount path of `name` of `service` shown below `prefix`.
 fn mount_path_of(service: Service, prefix: &str, name: &str) -> Option<String> {
-    let relative = relative_name(prefix, name)?;
-    Some(format!("{}/{}", service.dir_name(), relative.trim_start_matches('/')))
+    NodePath::of_name(service, prefix, name).map(|path| path.mount_path())
 }
 
 /// Whether one of `rules` watches `name` of `service` shown below `prefix`.

@@ -117,10 +117,7 @@ impl SecretFs {
 /// write through the mount does not retire: its invalidation may reach the kernel after the
 /// reply, and a `stat` racing it must not be answered from an old handle.
 fn invalidation_of(inodes: &InodeTable, service: Service, prefix: &str, name: &str, retire: bool) -> Invalidation {
-    let parts: Vec<String> = crate::namespace::relative_name(prefix, name)
-        .map(|rel| rel.split('/').map(str::to_string).collect())
-        .unwrap_or_default();
-    let node = NodePath { service: Some(service), parts };
+    let Some(node) = NodePath::of_name(service, prefix, name) else { return Invalidation::default() };
     let Some(last) = node.parts.last().cloned() else { return Invalidation::default() };
     let parent = inodes.intern(node.parent());
     let replaced_child = inodes.find(&node).filter(|_| retire);
