@@ -117,8 +117,9 @@ pub struct MountArgs {
     /// Session name of the assumed role.
     #[arg(long, value_name = "NAME", requires = "role_arn")]
     pub role_session_name: Option<String>,
-    /// External ID the role's trust policy asks for.
-    #[arg(long, value_name = "ID", requires = "role_arn")]
+    /// External ID the role's trust policy asks for. Anyone on the host can read a command
+    /// line (/proc/PID/cmdline): give it in the config file or SECRETFS_EXTERNAL_ID instead.
+    #[arg(long, value_name = "ID", requires = "role_arn", env = "SECRETFS_EXTERNAL_ID", hide_env_values = true)]
     pub external_id: Option<String>,
     /// Lifetime of the assumed role's credentials, in seconds.
     #[arg(long, value_name = "SECONDS", requires = "role_arn", value_parser = clap::value_parser!(u64).range(900..=43200))]

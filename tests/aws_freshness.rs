@@ -196,6 +196,32 @@ fn a_role_is_assumed_through_sts_and_mounting_checks_the_credentials_once() {
 }
 
 #[test]
+fn the_external_id_comes_from_the_environment_or_the_config_file_never_the_command_line() {
+    let (moto, _aws) = seeded();
+    let proxy = FaultProxy::start(moto.port);
+    let role = ["--role-arn", "arn:aws:iam::123456789012:role/secret-reader"];
+    let mut env = moto.env_via(proxy.endpoint());
+    env.push(("SECRETFS_EXTERNAL_ID", "ext-from-env".to_string()));
+    let m = Mounted::start(&role, &env);
+    assert_eq!(read(&m, "ps/app/token").unwrap(), "tok-1");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", m.pid())).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains("ext-from"), "nothing on the command line");
+    drop(m);
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), "external-id = \"ext-from-file\"\n").unwrap();
+    let mut args = role.to_vec();
+    args.extend(["--config", config.path().to_str().unwrap()]);
+    let m = Mounted::start(&args, &moto.env_via(proxy.endpoint()));
+    assert_eq!(read(&m, "ps/app/token").unwrap(), "tok-1");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", m.pid())).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains("ext-from"), "nothing on the command line");
+    drop(m);
+    let assumed: Vec<String> = proxy.form_bodies().into_iter().filter(|b| b.contains("Action=AssumeRole")).collect();
+    assert_eq!(assumed.len(), 2, "{assumed:?}");
+    assert!(assumed[0].contains("ExternalId=ext-from-env") && assumed[1].contains("ExternalId=ext-from-file"));
+}
+
+#[test]
 fn cached_reads_stay_fast_while_64_cold_reads_hang() {
     let (moto, aws) = seeded();
     for i in 0..64 {

@@ -28,16 +28,6 @@ fn ok(script: &str) {
     assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn parameter(aws: &Aws, name: &str) -> String {
-    let out = aws.runtime.block_on(aws.ssm.get_parameter().name(name).with_decryption(true).send()).unwrap();
-    out.parameter().unwrap().value().unwrap().to_string()
-}
-
-fn secret(aws: &Aws, name: &str) -> String {
-    let out = aws.runtime.block_on(aws.sm.get_secret_value().secret_id(name).send()).unwrap();
-    out.secret_string().unwrap().to_string()
-}
-
 const WRITABLE: [&str; 4] = ["--file-mode", "0600", "--dir-mode", "0700"];
 
 #[test]
@@ -63,8 +53,8 @@ fn a_write_reported_as_failed_is_never_stored_later() {
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(proxy.seen(action) - before, u64::from(calls), "{action} {fault:?}: no attempt after close()");
     }
-    assert_eq!(parameter(&aws, "/x"), "OLD", "AWS keeps the value close() said was not stored");
-    assert_eq!(secret(&aws, "s"), "OLD");
+    assert_eq!(aws.parameter("/x"), "OLD", "AWS keeps the value close() said was not stored");
+    assert_eq!(aws.secret("s"), "OLD");
     let stderr = m.stop();
     let logged = stderr.matches("write not stored").count();
     assert_eq!(logged, 4, "each failure is logged once: {stderr}");
@@ -90,13 +80,13 @@ fn writes_build_on_the_value_stored_now() {
         )
         .unwrap();
     ok(&format!("printf new | cat > {}", p("sm/app/db/password")));
-    assert_eq!(secret(&aws, "app/db"), r#"{"username":"root-oob","password":"new"}"#, "no lost update");
+    assert_eq!(aws.secret("app/db"), r#"{"username":"root-oob","password":"new"}"#, "no lost update");
 
     assert!(fails(&format!("printf y | cat > {}", p("sm/app/dup/b"))).contains("Invalid argument"));
-    assert_eq!(secret(&aws, "app/dup"), r#"{"a":"first","a":"second","b":"x"}"#);
+    assert_eq!(aws.secret("app/dup"), r#"{"a":"first","a":"second","b":"x"}"#);
 
     ok(&format!("printf X | cat > {}", p("ps/a/b/.value")));
-    assert_eq!(parameter(&aws, "/a/b"), "X", "the directory's own value is created");
+    assert_eq!(aws.parameter("/a/b"), "X", "the directory's own value is created");
     assert_eq!(std::fs::read_to_string(m.path("ps/a/b/c")).unwrap(), "child");
     let stderr = m.stop();
     assert!(stderr.contains("app/dup") && stderr.contains("duplicate keys"), "{stderr}");
@@ -113,8 +103,8 @@ fn oversized_writes_fail_at_close_in_both_services() {
         let script = format!("head -c {size} /dev/zero | tr '\\0' x | cat > {}", m.path(file).display());
         assert!(fails(&script).contains("File too large"), "{file}");
     }
-    assert_eq!(parameter(&aws, "/big"), "OLD");
-    assert_eq!(secret(&aws, "big"), "OLD");
+    assert_eq!(aws.parameter("/big"), "OLD");
+    assert_eq!(aws.secret("big"), "OLD");
     drop(m);
 }
 

@@ -3,9 +3,14 @@
 
 use crate::error::{Error, Result};
 
+/// Allocator arenas of a daemon with `--lock-memory`.
+pub const LOCKED_ARENAS: libc::c_int = 1;
+
 /// Make the process non-dumpable (no core file, no ptrace attach or /proc/PID/mem read by
-/// anyone but root) and set its core size limit to 0. With `lock_memory`, lock every page in
-/// RAM so values never reach swap.
+/// anyone but root) and set its core size limit to 0. With `lock_memory`, lock the pages the
+/// daemon uses in RAM so values never reach swap: pages are locked as they are first touched
+/// (MCL_ONFAULT), so what is locked is what is resident, not the address space reserved for
+/// thread stacks and allocator arenas.
 pub fn harden(lock_memory: bool) -> Result<()> {
     let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: plain system calls on this process with valid arguments.
@@ -17,8 +22,15 @@ pub fn harden(lock_memory: bool) -> Result<()> {
             std::io::Error::last_os_error()
         )));
     }
+    if lock_memory {
+        // Every allocator arena beyond the first reserves 64 MiB of address space, and a locked
+        // reservation counts against RLIMIT_MEMLOCK (and in VmLck) even where no page was
+        // touched: one arena (the heap), whatever the number of threads.
+        // SAFETY: mallopt only changes allocator tuning; no allocation is in flight here.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, LOCKED_ARENAS) };
+    }
     // SAFETY: mlockall has no memory-safety preconditions.
-    if lock_memory && unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } != 0 {
+    if lock_memory && unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT) } != 0 {
         return Err(Error::Config(format!(
             "--lock-memory: cannot lock the daemon's memory ({}); raise `ulimit -l` or LimitMEMLOCK=",
             std::io::Error::last_os_error()

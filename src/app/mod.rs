@@ -20,7 +20,7 @@ use crate::fuse_adapter::{notifier, FuseAdapter};
 use crate::provider::aws::call::Caller;
 use crate::provider::aws::parameter_store::ParameterStore;
 use crate::provider::aws::secrets_manager::SecretsManager;
-use crate::provider::aws::{load_config, AwsSettings, Bridge};
+use crate::provider::aws::{load_config, secrets_manager_client, ssm_client, AwsSettings, Bridge};
 use crate::provider::{local, Provider, Service};
 
 /// Threads reading kernel requests. Requests that may wait on AWS are handed to the runtime's
@@ -282,12 +282,12 @@ fn providers(source: &Source, bridge: &Bridge) -> Result<(Arc<dyn Provider>, Arc
         Source::Aws(settings) => {
             let sdk = load_config(bridge, settings)?;
             let (ps_caller, sm_caller) = (
-                Caller::new(settings.ps_max_tps, settings.timeout),
-                Caller::new(settings.sm_max_tps, settings.timeout),
+                Caller::new(settings.ps_max_tps, settings.timeout, settings.attempts),
+                Caller::new(settings.sm_max_tps, settings.timeout, settings.attempts),
             );
             Ok((
-                Arc::new(ParameterStore::new(aws_sdk_ssm::Client::new(&sdk), bridge.clone(), ps_caller)),
-                Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(&sdk), bridge.clone(), sm_caller)),
+                Arc::new(ParameterStore::new(ssm_client(&sdk), bridge.clone(), ps_caller)),
+                Arc::new(SecretsManager::new(secrets_manager_client(&sdk), bridge.clone(), sm_caller)),
             ))
         }
         Source::Local(path) => {

@@ -22,6 +22,12 @@ pub enum Fault {
     LimitExceeded,
     /// `ServiceUnavailable` (HTTP 503).
     Unavailable,
+    /// `InvalidKeyId` (HTTP 400): Parameter Store's answer when the parameter's KMS key is
+    /// disabled or deleted.
+    InvalidKeyId,
+    /// `TooManyUpdatesException` (HTTP 400): Secrets Manager's answer to a write while another
+    /// write of the same secret is in progress.
+    TooManyUpdates,
     /// The request is read and never answered (the connection stays open until healed).
     Blackhole,
 }
@@ -33,6 +39,8 @@ impl Fault {
             Fault::Throttling => "ThrottlingException",
             Fault::LimitExceeded => "LimitExceededException",
             Fault::Unavailable => "ServiceUnavailable",
+            Fault::InvalidKeyId => "InvalidKeyId",
+            Fault::TooManyUpdates => "TooManyUpdatesException",
             Fault::Blackhole => "",
         }
     }
@@ -53,10 +61,14 @@ struct Rules {
     faults: Mutex<HashMap<String, Fault>>,
     /// Faults for only the next few calls of an action: (fault, calls left).
     next: Mutex<HashMap<String, (Fault, u32)>>,
+    /// Faults for a share of the calls of an action: (fault, percent, calls so far), spread
+    /// evenly (30 % fails calls 3, 6, 10, 13, ...).
+    share: Mutex<HashMap<String, (Fault, u64, u64)>>,
     refused: AtomicU64,
     latency_ms: AtomicU64,
     seen: Mutex<HashMap<String, u64>>,
     user_agents: Mutex<std::collections::BTreeSet<String>>,
+    form_bodies: Mutex<Vec<String>>,
 }
 
 impl Rules {
@@ -68,6 +80,14 @@ impl Rules {
             return Some(*fault);
         }
         drop(next);
+        let mut share = self.share.lock().unwrap();
+        if let Some((fault, percent, calls)) = share.get_mut(action) {
+            *calls += 1;
+            if *calls * *percent / 100 != (*calls - 1) * *percent / 100 {
+                return Some(*fault);
+            }
+        }
+        drop(share);
         self.fault_for(action)
     }
 
@@ -119,9 +139,15 @@ impl FaultProxy {
         self.rules.next.lock().unwrap().insert(action.to_string(), (fault, calls));
     }
 
+    /// Answer `percent` of the later calls of `action` with `fault`, spread evenly.
+    pub fn fail_share(&self, action: &str, fault: Fault, percent: u64) {
+        self.rules.share.lock().unwrap().insert(action.to_string(), (fault, percent, 0));
+    }
+
     /// Forward everything again.
     pub fn heal(&self) {
         self.rules.faults.lock().unwrap().clear();
+        self.rules.share.lock().unwrap().clear();
     }
 
     /// How many requests were answered with a fault.
@@ -142,6 +168,11 @@ impl FaultProxy {
     /// Requests per action so far.
     pub fn seen_all(&self) -> HashMap<String, u64> {
         self.rules.seen.lock().unwrap().clone()
+    }
+
+    /// The form bodies of query-protocol requests (STS) seen so far.
+    pub fn form_bodies(&self) -> Vec<String> {
+        self.rules.form_bodies.lock().unwrap().clone()
     }
 
     /// Every User-Agent header seen so far.
@@ -185,10 +216,11 @@ fn serve(client: TcpStream, upstream_port: u16, rules: &Rules) -> std::io::Resul
     let action = match target.rsplit('.').next() {
         Some(action) if !action.is_empty() => action.to_string(),
         // Query-protocol services (STS) name the action in the form body.
-        _ => String::from_utf8_lossy(&body)
-            .split('&')
-            .find_map(|pair| pair.strip_prefix("Action=").map(str::to_string))
-            .unwrap_or_default(),
+        _ => {
+            let form = String::from_utf8_lossy(&body).into_owned();
+            rules.form_bodies.lock().unwrap().push(form.clone());
+            form.split('&').find_map(|pair| pair.strip_prefix("Action=").map(str::to_string)).unwrap_or_default()
+        }
     };
     *rules.seen.lock().unwrap().entry(action.clone()).or_insert(0) += 1;
     let latency = rules.latency_ms.load(Ordering::SeqCst);

@@ -13,7 +13,7 @@ use aws_sdk_ssm::types::{ParameterTier, ParameterType};
 use secretfs::provider::aws::call::Caller;
 use secretfs::provider::aws::parameter_store::ParameterStore;
 use secretfs::provider::aws::secrets_manager::SecretsManager;
-use secretfs::provider::aws::{Bridge, DEFAULT_TIMEOUT};
+use secretfs::provider::aws::{Bridge, DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT};
 use tokio::runtime::Runtime;
 
 pub const REGION: &str = "us-east-1";
@@ -141,6 +141,18 @@ impl Aws {
             .unwrap_or_else(|e| panic!("create_secret {name}: {e:?}"));
     }
 
+    /// The value of parameter `name` as stored now (decrypted).
+    pub fn parameter(&self, name: &str) -> String {
+        let out = self.runtime.block_on(self.ssm.get_parameter().name(name).with_decryption(true).send()).unwrap();
+        out.parameter().unwrap().value().unwrap().to_string()
+    }
+
+    /// The string value of secret `name` as stored now.
+    pub fn secret(&self, name: &str) -> String {
+        let out = self.runtime.block_on(self.sm.get_secret_value().secret_id(name).send()).unwrap();
+        out.secret_string().unwrap().to_string()
+    }
+
     pub fn parameter_store(&self) -> ParameterStore {
         ParameterStore::new(self.ssm.clone(), Bridge::new(self.runtime.handle().clone()), test_caller())
     }
@@ -150,7 +162,8 @@ impl Aws {
     }
 }
 
-/// A caller that never limits the rate (moto does not throttle), with the default deadline.
+/// A caller that never limits the rate (moto does not throttle), with the default deadline and
+/// attempts.
 fn test_caller() -> Caller {
-    Caller::new(10_000, DEFAULT_TIMEOUT)
+    Caller::new(10_000, DEFAULT_TIMEOUT, DEFAULT_ATTEMPTS)
 }

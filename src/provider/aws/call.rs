@@ -1,8 +1,12 @@
-//! Every AWS request goes through here: counted per action, admitted by a per-service rate
-//! limit (a burst, then a steady rate: a burst of cold reads queues instead of being
-//! throttled), and bounded by the request deadline, retries included.
+//! Every AWS request goes through here: counted per attempt and action, each attempt admitted
+//! by a per-service rate limit (a burst, then a steady rate: a burst of cold reads queues
+//! instead of being throttled), transient failures retried with jittered backoff, and the
+//! whole bounded by the request deadline, retries included. The SDK's own retries are off
+//! (see [`super::service_config`]): a retry the limiter does not see would bypass it.
 
+use std::collections::hash_map::RandomState;
 use std::future::Future;
+use std::hash::BuildHasher;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -55,42 +59,98 @@ impl RateLimiter {
     }
 }
 
+/// First wait before a retry, doubled per failure up to [`RETRY_DELAY_CAP`].
+pub const RETRY_DELAY_BASE: Duration = Duration::from_millis(100);
+/// Longest wait before a retry.
+pub const RETRY_DELAY_CAP: Duration = Duration::from_secs(2);
+
 /// How one service's requests are sent.
 #[derive(Debug)]
 pub struct Caller {
     counters: ApiCounters,
     limiter: RateLimiter,
     deadline: Duration,
+    attempts: u32,
+    jitter: RandomState,
 }
 
 impl Caller {
-    /// Requests of at most `max_tps` a second, each answered within `deadline` or failed.
-    pub fn new(max_tps: u32, deadline: Duration) -> Self {
-        Caller { counters: ApiCounters::default(), limiter: RateLimiter::new(max_tps), deadline }
+    /// Requests of at most `max_tps` attempts a second, each tried up to `attempts` times and
+    /// answered within `deadline` or failed.
+    pub fn new(max_tps: u32, deadline: Duration, attempts: u32) -> Self {
+        Caller {
+            counters: ApiCounters::default(),
+            limiter: RateLimiter::new(max_tps),
+            deadline,
+            attempts: attempts.max(1),
+            jitter: RandomState::new(),
+        }
     }
 
-    /// Send one request of `action`: wait for a rate slot, count it, and give up (a transient
-    /// failure) when the deadline passes; SDK errors are classified.
-    pub async fn send<T, E, F>(&self, action: &'static str, request: F) -> Result<T>
+    /// Send one request of `action` (`request` builds and sends one attempt): every attempt
+    /// waits for a rate slot and is counted; SDK errors are classified; the whole gives up (a
+    /// transient failure) when the deadline passes.
+    pub async fn send<T, E, F, Fut>(&self, action: &'static str, request: F) -> Result<T>
     where
-        F: Future<Output = std::result::Result<T, SdkError<E, HttpResponse>>>,
+        F: Fn() -> Fut,
+        Fut: Future<Output = std::result::Result<T, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let attempt = async {
-            self.limiter.acquire().await;
-            self.counters.record(action);
-            request.await.map_err(classify)
+        self.attempts(action, || async { request().await.map_err(classify) }).await
+    }
+
+    /// Run `attempt` until it succeeds, fails for good, or runs out of attempts or time. A
+    /// transient failure is tried again after a jittered, doubling delay; Secrets Manager's
+    /// TooManyUpdatesException (another write of the same secret in progress) is tried again
+    /// until the deadline, whatever the number of attempts.
+    pub async fn attempts<T, F, Fut>(&self, action: &'static str, attempt: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let deadline = Instant::now() + self.deadline;
+        let tries = async {
+            let mut failures = 0u32;
+            loop {
+                self.limiter.acquire().await;
+                self.counters.record(action);
+                let err = match attempt().await {
+                    Err(err @ Error::Transient(_)) => err,
+                    other => return other,
+                };
+                failures += 1;
+                let delay = self.retry_delay(failures);
+                let more = failures < self.attempts || is_write_conflict(&err);
+                if !more || Instant::now() + delay >= deadline {
+                    return Err(err);
+                }
+                tokio::time::sleep(delay).await;
+            }
         };
-        match tokio::time::timeout(self.deadline, attempt).await {
+        match tokio::time::timeout_at(deadline, tries).await {
             Ok(result) => result,
             Err(_) => Err(Error::Transient(format!("{action}: no answer within {}s", self.deadline.as_secs_f64()))),
         }
     }
 
-    /// Calls made so far, per action.
+    /// The wait before attempt `failures + 1`: base × 2^(failures−1), capped, in its upper half
+    /// at random (so clients that failed together do not retry together).
+    fn retry_delay(&self, failures: u32) -> Duration {
+        let delay = RETRY_DELAY_BASE.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(RETRY_DELAY_CAP);
+        let unit = (self.jitter.hash_one((failures, std::time::Instant::now())) >> 11) as f64 / (1u64 << 53) as f64;
+        delay.mul_f64(0.5 + 0.5 * unit)
+    }
+
+    /// Calls made so far, per action (every attempt counts).
     pub fn call_counts(&self) -> CallCounts {
         self.counters.snapshot()
     }
+}
+
+/// Whether `err` is Secrets Manager's refusal of a write while another write of the same
+/// secret is in progress.
+fn is_write_conflict(err: &Error) -> bool {
+    matches!(err, Error::Transient(message) if message.starts_with("TooManyUpdatesException"))
 }
 
 #[cfg(test)]
@@ -109,5 +169,40 @@ mod tests {
             limiter.acquire().await;
         }
         assert!(start.elapsed() >= Duration::from_millis(900), "then 10 a second: {:?}", start.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_retry_takes_a_rate_slot_and_is_counted() {
+        let caller = Caller::new(5, Duration::from_secs(600), 3);
+        let start = tokio::time::Instant::now();
+        let throttled = || async { Err::<(), _>(Error::Transient("ThrottlingException: slow down".into())) };
+        for _ in 0..10 {
+            assert!(caller.attempts("GetParameters", throttled).await.is_err());
+        }
+        assert_eq!(caller.call_counts()["GetParameters"], 30, "3 attempts each, all counted");
+        // 30 attempts at 5 a second after a burst of 5: at least 5 seconds.
+        assert!(start.elapsed() >= Duration::from_secs(5), "retries waited for rate slots: {:?}", start.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn permanent_failures_are_not_retried_and_write_conflicts_are_retried_until_the_deadline() {
+        let caller = Caller::new(1000, Duration::from_secs(3), 2);
+        let denied = || async { Err::<(), _>(Error::AccessDenied("no".into())) };
+        assert!(caller.attempts("GetParameters", denied).await.is_err());
+        assert_eq!(caller.call_counts()["GetParameters"], 1);
+        let conflict = || async { Err::<(), _>(Error::Transient("TooManyUpdatesException: busy".into())) };
+        let start = tokio::time::Instant::now();
+        assert!(caller.attempts("PutSecretValue", conflict).await.is_err());
+        let tries = caller.call_counts()["PutSecretValue"];
+        assert!(tries > 2, "retried past the attempt count: {tries}");
+        assert!(start.elapsed() <= Duration::from_secs(3), "within the deadline: {:?}", start.elapsed());
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let flaky = || async {
+            match calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                0 => Err(Error::Transient("ThrottlingException".into())),
+                _ => Ok(7),
+            }
+        };
+        assert_eq!(caller.attempts("GetSecretValue", flaky).await, Ok(7));
     }
 }

@@ -158,6 +158,19 @@ pub fn load_config(bridge: &Bridge, settings: &AwsSettings) -> Result<SdkConfig>
     })
 }
 
+/// A Parameter Store client on `sdk` whose requests the SDK does not retry: [`call::Caller`]
+/// retries them, each attempt through the rate limit.
+pub fn ssm_client(sdk: &SdkConfig) -> aws_sdk_ssm::Client {
+    let config = aws_sdk_ssm::config::Builder::from(sdk).retry_config(RetryConfig::disabled()).build();
+    aws_sdk_ssm::Client::from_conf(config)
+}
+
+/// A Secrets Manager client on `sdk` whose requests the SDK does not retry (as [`ssm_client`]).
+pub fn secrets_manager_client(sdk: &SdkConfig) -> aws_sdk_secretsmanager::Client {
+    let config = aws_sdk_secretsmanager::config::Builder::from(sdk).retry_config(RetryConfig::disabled()).build();
+    aws_sdk_secretsmanager::Client::from_conf(config)
+}
+
 /// `config` with credentials from assuming `role`, refreshed by the SDK before they expire.
 async fn assume_role(config: SdkConfig, role: &AssumeRole) -> SdkConfig {
     let mut builder = aws_config::sts::AssumeRoleProvider::builder(role.role_arn.clone())
@@ -245,9 +258,10 @@ pub fn classify_code(code: &str, status: u16, message: String) -> Error {
         | "AccessDenied"
         | "UnrecognizedClientException"
         | "InvalidClientTokenId"
-        | "ExpiredTokenException"
-        | "DecryptionFailure"
-        | "KMSAccessDeniedException" => Error::AccessDenied(message),
+        | "ExpiredTokenException" => Error::AccessDenied(message),
+        // The value's KMS key refuses (denied, disabled, deleted, pending deletion): the value
+        // may no longer be read, so a copy known from before must not be served either.
+        _ if is_kms_refusal(code) => Error::AccessDenied(message),
         "ThrottlingException"
         | "Throttling"
         | "TooManyRequestsException"
@@ -255,7 +269,10 @@ pub fn classify_code(code: &str, status: u16, message: String) -> Error {
         | "InternalServerError"
         | "InternalFailure"
         | "InternalServiceError"
-        | "ServiceUnavailable" => Error::Transient(message),
+        | "ServiceUnavailable"
+        // Secrets Manager's answer to concurrent writes of one secret: retried, then a failure.
+        | "TooManyUpdatesException"
+        | "KMSThrottlingException" => Error::Transient(message),
         "ParameterPatternMismatchException"
         | "ValidationException"
         | "InvalidParameterException"
@@ -269,6 +286,19 @@ pub fn classify_code(code: &str, status: u16, message: String) -> Error {
         _ if status == 403 => Error::AccessDenied(message),
         _ => Error::Service(message),
     }
+}
+
+/// Whether `code` says the KMS key protecting a value refuses to decrypt it: SSM's
+/// `InvalidKeyId`, Secrets Manager's `DecryptionFailure`, and KMS's own codes as the services
+/// pass them on (`KMSDisabledException`, `KMS.NotFoundException`, ...).
+pub fn is_kms_refusal(code: &str) -> bool {
+    let kms = code.strip_prefix("KMS.").or_else(|| code.strip_prefix("KMS"));
+    matches!(code, "InvalidKeyId" | "DecryptionFailure")
+        || kms.is_some_and(|rest| {
+            ["AccessDenied", "Disabled", "InvalidState", "NotFound", "KeyUnavailable", "InvalidKeyUsage"]
+                .iter()
+                .any(|refusal| rest.starts_with(refusal))
+        })
 }
 
 /// An SDK timestamp as a `SystemTime`, if it fits.
@@ -289,5 +319,23 @@ mod tests {
         assert_eq!(classify_code("ResourceExistsException", 400, String::new()), Error::AlreadyExists);
         assert!(matches!(classify_code("ValidationException", 400, String::new()), Error::InvalidInput(_)));
         assert!(matches!(classify_code("SomethingNew", 400, String::new()), Error::Service(_)));
+        assert!(matches!(classify_code("TooManyUpdatesException", 400, String::new()), Error::Transient(_)));
+    }
+
+    #[test]
+    fn kms_refusals_end_access_like_access_denied() {
+        for code in [
+            "InvalidKeyId",
+            "DecryptionFailure",
+            "KMSAccessDeniedException",
+            "KMSDisabledException",
+            "KMSInvalidStateException",
+            "KMSNotFoundException",
+            "KMS.DisabledException",
+            "KMS.NotFoundException",
+        ] {
+            assert!(matches!(classify_code(code, 400, String::new()), Error::AccessDenied(_)), "{code}");
+        }
+        assert!(!is_kms_refusal("KMSThrottlingException"), "KMS throttling is an outage, not a refusal");
     }
 }

@@ -63,7 +63,7 @@ impl ParameterStore {
         kind: ValueKind,
     ) -> Result<Fetched> {
         let value = parameter_text(bytes)?;
-        let out = self.caller.send("PutParameter", request.name(name).value(value).send()).await?;
+        let out = self.caller.send("PutParameter", || request.clone().name(name).value(value).send()).await?;
         Ok(Fetched {
             bytes: bytes.clone(),
             kind,
@@ -76,7 +76,7 @@ impl ParameterStore {
     async fn metadata(&self, name: &str) -> Result<ParameterMetadata> {
         let filter = describe_filter("Name", "Equals", &[name.to_string()])?;
         let request = self.client.describe_parameters().parameter_filters(filter);
-        let out = self.caller.send("DescribeParameters", request.send()).await?;
+        let out = self.caller.send("DescribeParameters", || request.clone().send()).await?;
         out.parameters().iter().find(|p| p.name() == Some(name)).cloned().ok_or(Error::NotFound)
     }
 }
@@ -92,7 +92,7 @@ impl Provider for ParameterStore {
                 if prefix != "/" && !prefix.is_empty() {
                     request = request.parameter_filters(describe_filter("Name", "BeginsWith", &[prefix.to_string()])?);
                 }
-                let page = self.caller.send("DescribeParameters", request.send()).await?;
+                let page = self.caller.send("DescribeParameters", || request.clone().send()).await?;
                 listed.extend(page.parameters().iter().filter_map(|p| {
                     let name = p.name()?;
                     under_prefix(prefix, name).then(|| Listed {
@@ -111,7 +111,7 @@ impl Provider for ParameterStore {
     fn fetch(&self, names: &[String]) -> Result<Vec<FetchResult>> {
         self.bridge.run(async {
             let request = self.client.get_parameters().set_names(Some(names.to_vec())).with_decryption(true);
-            let out = self.caller.send("GetParameters", request.send()).await?;
+            let out = self.caller.send("GetParameters", || request.clone().send()).await?;
             let mut results: Vec<FetchResult> = Vec::with_capacity(names.len());
             for parameter in out.parameters() {
                 let Some(name) = parameter.name() else { continue };
@@ -147,7 +147,7 @@ impl Provider for ParameterStore {
                         .parameter_filters(describe_filter("Name", "Equals", chunk)?)
                         .max_results(DESCRIBE_PAGE_SIZE)
                         .set_next_token(next_token);
-                    let page = self.caller.send("DescribeParameters", request.send()).await?;
+                    let page = self.caller.send("DescribeParameters", || request.clone().send()).await?;
                     for parameter in page.parameters() {
                         if let Some(name) = parameter.name() {
                             versions.insert(name.to_string(), parameter.version().to_string());
@@ -203,7 +203,7 @@ impl Provider for ParameterStore {
 
     fn delete(&self, name: &str) -> Result<()> {
         self.bridge.run(async {
-            self.caller.send("DeleteParameter", self.client.delete_parameter().name(name).send()).await?;
+            self.caller.send("DeleteParameter", || self.client.delete_parameter().name(name).send()).await?;
             Ok(())
         })
     }

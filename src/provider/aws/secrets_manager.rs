@@ -36,7 +36,7 @@ impl SecretsManager {
     }
 
     async fn get_one(&self, name: &str) -> Result<Fetched> {
-        let out = self.caller.send("GetSecretValue", self.client.get_secret_value().secret_id(name).send()).await?;
+        let out = self.caller.send("GetSecretValue", || self.client.get_secret_value().secret_id(name).send()).await?;
         Ok(to_fetched(
             out.secret_string(),
             out.secret_binary().map(|b| b.as_ref()),
@@ -54,7 +54,7 @@ impl SecretsManager {
                 .batch_get_secret_value()
                 .set_secret_id_list(Some(names.to_vec()))
                 .set_next_token(next_token);
-            let out = self.caller.send("BatchGetSecretValue", request.send()).await?;
+            let out = self.caller.send("BatchGetSecretValue", || request.clone().send()).await?;
             for entry in out.secret_values() {
                 let Some(name) = entry.name() else { continue };
                 let fetched = to_fetched(
@@ -118,7 +118,7 @@ impl Provider for SecretsManager {
                 if !prefix.is_empty() {
                     request = request.filters(Filter::builder().key(FilterNameStringType::Name).values(prefix).build());
                 }
-                let page = self.caller.send("ListSecrets", request.send()).await?;
+                let page = self.caller.send("ListSecrets", || request.clone().send()).await?;
                 listed.extend(page.secret_list().iter().filter_map(|s| {
                     let name = s.name()?;
                     under_prefix(prefix, name).then(|| Listed {
@@ -149,7 +149,7 @@ impl Provider for SecretsManager {
             for name in names {
                 let (client, caller, name) = (self.client.clone(), self.caller.clone(), name.clone());
                 describes.spawn(async move {
-                    let out = caller.send("DescribeSecret", client.describe_secret().secret_id(&name).send()).await;
+                    let out = caller.send("DescribeSecret", || client.describe_secret().secret_id(&name).send()).await;
                     (name, out)
                 });
             }
@@ -178,7 +178,7 @@ impl Provider for SecretsManager {
             _ => request.secret_string(secret_text(&bytes)?),
         };
         self.bridge.run(async {
-            let out = self.caller.send("PutSecretValue", request.send()).await?;
+            let out = self.caller.send("PutSecretValue", || request.clone().send()).await?;
             Ok(stored(bytes.clone(), current.kind, out.version_id()))
         })
     }
@@ -190,14 +190,14 @@ impl Provider for SecretsManager {
             _ => request.secret_string(secret_text(&bytes)?),
         };
         self.bridge.run(async {
-            let out = self.caller.send("CreateSecret", request.send()).await?;
+            let out = self.caller.send("CreateSecret", || request.clone().send()).await?;
             Ok(stored(bytes.clone(), kind, out.version_id()))
         })
     }
 
     fn delete(&self, name: &str) -> Result<()> {
         self.bridge.run(async {
-            self.caller.send("DeleteSecret", self.client.delete_secret().secret_id(name).send()).await?;
+            self.caller.send("DeleteSecret", || self.client.delete_secret().secret_id(name).send()).await?;
             Ok(())
         })
     }

@@ -1,0 +1,106 @@
+//! What AWS refusing or struggling does, through a real mount against moto behind the
+//! fault-injecting proxy: a KMS key that refuses ends the serving of a superseded value, every
+//! retry takes a rate-limit slot, Secrets Manager's write conflicts are retried, and a large
+//! listing under throttling neither fails whole nor keeps an exact-name reader waiting.
+
+#[path = "common/fault_proxy.rs"]
+mod fault_proxy;
+#[path = "common/moto.rs"]
+mod moto;
+#[path = "common/mount.rs"]
+mod mount;
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_ssm::types::ParameterType;
+use fault_proxy::{Fault, FaultProxy};
+use moto::{Aws, Moto};
+use mount::{sh, Mounted};
+
+/// Short TTLs and deadlines, so refreshes and outages take seconds.
+const FAST: [&str; 4] = ["--cache-ttl", "2", "--timeout", "1"];
+
+fn read(m: &Mounted, rel: &str) -> std::io::Result<String> {
+    std::fs::read_to_string(m.path(rel))
+}
+
+#[test]
+fn a_kms_key_that_refuses_ends_the_serving_of_a_superseded_value() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    aws.put_parameter("/app/token", "tok-1", ParameterType::SecureString);
+    let proxy = FaultProxy::start(moto.port);
+    let m = Mounted::start(&FAST, &moto.env_via(proxy.endpoint()));
+    assert_eq!(read(&m, "ps/app/token").unwrap(), "tok-1");
+    // The value rotates, and its key is disabled: the new version cannot be decrypted.
+    aws.put_parameter("/app/token", "tok-2", ParameterType::SecureString);
+    proxy.fail("GetParameters", Fault::InvalidKeyId);
+    let start = Instant::now();
+    let err = loop {
+        match read(&m, "ps/app/token") {
+            Ok(value) => assert_eq!(value, "tok-1", "only the old value, until the refresh lands"),
+            Err(err) => break err,
+        }
+        assert!(start.elapsed() < Duration::from_secs(8), "the superseded value was served past its refresh");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::EACCES), "a key refusal is a denial: {err}");
+    for _ in 0..5 {
+        let again = read(&m, "ps/app/token").unwrap_err();
+        assert_eq!(again.raw_os_error(), Some(libc::EACCES), "never the old value again");
+    }
+    proxy.heal();
+    drop(m);
+}
+
+#[test]
+fn every_retry_takes_a_rate_limit_slot() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    for dir in 0..20 {
+        for key in 0..5 {
+            aws.put_parameter(&format!("/t/d{dir}/p{key}"), "v", ParameterType::String);
+        }
+    }
+    let proxy = FaultProxy::start(moto.port);
+    proxy.fail("GetParameters", Fault::Throttling);
+    let args = ["--ps-max-tps", "5", "--retries", "3", "--timeout", "8", "--services", "ps"];
+    let m = Mounted::start(&args, &moto.env_via(proxy.endpoint()));
+    let before: u64 = proxy.seen_all().values().sum();
+    let start = Instant::now();
+    let readers: Vec<_> = (0..20)
+        .map(|dir| {
+            let path = m.path(&format!("ps/t/d{dir}/p0"));
+            std::thread::spawn(move || std::fs::read(path).map_err(|e| e.raw_os_error()))
+        })
+        .collect();
+    for reader in readers {
+        assert_eq!(reader.join().unwrap().unwrap_err(), Some(libc::EIO), "throttled to the end: EIO");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let requests = proxy.seen_all().values().sum::<u64>() - before;
+    println!("{requests} Parameter Store requests in {elapsed:.1}s at --ps-max-tps 5 under throttling");
+    assert!(proxy.seen("GetParameters") > 20, "the reads were tried and retried: {}", proxy.seen("GetParameters"));
+    // A burst of 5, then 5 a second: retries included, never more.
+    let allowed = 5.0 + 5.0 * elapsed + 2.0;
+    assert!((requests as f64) <= allowed, "{requests} requests in {elapsed:.1}s exceed the limit ({allowed:.0})");
+    drop(m);
+}
+
+#[test]
+fn secrets_manager_write_conflicts_are_retried_within_the_timeout() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    aws.create_secret("app/key", "old");
+    let proxy = FaultProxy::start(moto.port);
+    let args = ["--retries", "2", "--timeout", "5", "--file-mode", "0600", "--dir-mode", "0700"];
+    let m = Mounted::start(&args, &moto.env_via(proxy.endpoint()));
+    assert_eq!(read(&m, "sm/app/key").unwrap(), "old");
+    // More conflicts in a row than --retries allows: still retried until the deadline.
+    proxy.fail_next("PutSecretValue", Fault::TooManyUpdates, 3);
+    let out = sh(&format!("printf new | cat > {}", m.path("sm/app/key").display()));
+    assert!(out.status.success(), "the write lands once the conflict clears: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(proxy.seen("PutSecretValue"), 4, "three refused attempts, then the one that stored it");
+    assert_eq!(aws.secret("app/key"), "new");
+    drop(m);
+}
