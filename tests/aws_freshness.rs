@@ -70,6 +70,29 @@ fn known_values_survive_an_outage_past_the_ttl_and_cold_reads_fail_within_the_de
 }
 
 #[test]
+fn a_long_outage_never_makes_a_cached_read_wait() {
+    let (moto, _aws) = seeded();
+    let proxy = FaultProxy::start(moto.port);
+    let m = Mounted::start(&FAST, &moto.env_via(proxy.endpoint()));
+    assert_eq!(read(&m, "ps/app/token").unwrap(), "tok-1");
+    proxy.fail(ALL_ACTIONS, Fault::Blackhole);
+    // Five TTLs of outage, read every 100 ms: past twice the TTL, each end of a retry delay
+    // used to make the next reader wait out the whole --timeout.
+    let start = Instant::now();
+    let mut slowest = Duration::ZERO;
+    while start.elapsed() < Duration::from_secs(10) {
+        let (value, took) = timed(|| read(&m, "ps/app/token"));
+        assert_eq!(value.unwrap(), "tok-1");
+        slowest = slowest.max(took);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("slowest cached read over a 10 s outage: {slowest:?}");
+    assert!(slowest < Duration::from_millis(500), "a cached read waited on AWS: {slowest:?}");
+    proxy.heal();
+    drop(m);
+}
+
+#[test]
 fn a_hundred_readers_of_a_broken_key_cost_a_bounded_number_of_calls() {
     let (moto, aws) = seeded();
     for i in 0..3 {

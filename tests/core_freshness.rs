@@ -94,9 +94,13 @@ fn a_known_value_is_served_through_an_outage_until_max_stale() {
         assert_eq!(h.read("ps/app/token").unwrap(), "tok-1");
     }
     assert_eq!(h.calls(FETCH_ACTION) - before, 1, "one attempt, then the failure is remembered");
-    h.advance(Duration::from_secs(2));
-    assert_eq!(h.read("ps/app/token").unwrap(), "tok-1");
-    assert_eq!(h.calls(FETCH_ACTION) - before, 2, "the next attempt after the backoff");
+    for step in 1..=5 {
+        h.advance(Duration::from_secs(1 << step));
+        assert_eq!(h.read("ps/app/token").unwrap(), "tok-1");
+        assert_eq!(h.jobs.len(), 1, "past the backoff, the retry is queued: the reader does not wait for it");
+        h.jobs.run_all();
+    }
+    assert_eq!(h.calls(FETCH_ACTION) - before, 6, "one attempt per backoff step, in the background");
     h.advance(CacheSettings::default().max_stale);
     assert!(matches!(h.read("ps/app/token"), Err(Error::Transient(_))), "past max-stale the outage shows");
 }
@@ -380,4 +384,41 @@ fn a_denied_batch_is_read_name_by_name_so_the_others_are_still_served() {
     assert_eq!(h.read("ps/app/db/user").unwrap(), "admin", "served although its batch-mate is denied");
     assert!(matches!(h.read("ps/app/db/password"), Err(Error::AccessDenied(_))));
     assert_eq!(h.calls(FETCH_ACTION), 3, "the batch, then each name alone");
+}
+
+#[test]
+fn refreshes_of_values_read_together_spread_over_the_ttl() {
+    let h = Harness::new(20_000);
+    let names: Vec<String> = (0..5000).map(|i| format!("/big/p{i:04}")).collect();
+    for name in &names {
+        h.ps.insert(name, ValueKind::String, "v");
+    }
+    let read_all = || names.iter().for_each(|name| drop(h.cache.value(name, []).unwrap()));
+    read_all();
+    h.jobs.run_all();
+    // Read everything every 20 s (so it stays due for refresh-ahead); the refresher ticks each
+    // second; count metadata calls (50 names each) per second for 6 TTLs.
+    let seconds = TTL.as_secs() * 6;
+    let mut per_second = Vec::new();
+    for second in 1..=seconds {
+        h.advance(Duration::from_secs(1));
+        if second % 20 == 0 {
+            read_all();
+        }
+        let before = h.calls(VERSIONS_ACTION);
+        h.cache.refresh_due();
+        h.jobs.run_all();
+        per_second.push(h.calls(VERSIONS_ACTION) - before);
+    }
+    assert_eq!(h.calls(FETCH_ACTION), 5000, "nothing changed: no value fetched again");
+    let first_wave = &per_second[..2 * TTL.as_secs() as usize];
+    let first_peak = *first_wave.iter().max().unwrap();
+    let steady = &per_second[2 * TTL.as_secs() as usize..];
+    let mean = steady.iter().sum::<u64>() as f64 / steady.len() as f64;
+    let peak = *steady.iter().max().unwrap() as f64;
+    println!("metadata calls per second: first refresh wave peak {first_peak}; then mean {mean:.2}, peak {peak}");
+    assert!(peak <= 3.0 * mean, "refreshes come in bursts: peak {peak} vs mean {mean:.2} per second");
+    assert!(first_peak <= 8, "the first wave is spread too: {first_peak} calls in its busiest second");
+    let per_ttl = steady.iter().sum::<u64>() as f64 / 4.0;
+    assert!(per_ttl <= 5000.0 / 50.0 * 2.0, "about one revalidation per value per TTL: {per_ttl} calls per TTL");
 }

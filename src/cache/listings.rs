@@ -167,7 +167,7 @@ impl Inner {
                 // A first listing discovers nothing: it only learns what was already there.
                 added.clear();
             }
-            let jitter = self.jitter(prefix, slot.failures);
+            let jitter = self.jitter((prefix, slot.failures));
             let failures = slot.record(&result, now, &self.policy, jitter);
             if let Err(err) = &result {
                 if !matches!(err, Error::AccessDenied(_)) {

@@ -234,10 +234,10 @@ impl ServiceCache {
 }
 
 impl Inner {
-    /// A number in 0..1 that is stable for (`key`, `round`) within this cache and differs
-    /// between keys, so 10,000 values do not expire or retry in the same second.
-    fn jitter(&self, key: &str, round: u32) -> f64 {
-        (self.jitter_seed.hash_one((key, round)) >> 11) as f64 / (1u64 << 53) as f64
+    /// A number in 0..1 that is stable for `key` (a name and a round, say) within this cache
+    /// and differs between keys, so 10,000 values do not expire or retry in the same second.
+    fn jitter(&self, key: impl std::hash::Hash) -> f64 {
+        (self.jitter_seed.hash_one(key) >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Whether `name` is kept refreshed without being read.

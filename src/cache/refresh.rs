@@ -1,5 +1,6 @@
 //! Refresh-ahead: values and listings read within the last TTL (and values watched by
-//! on-change commands) are refreshed shortly before they expire (with per-key jitter), in the background. Values are revalidated by metadata
+//! on-change commands) are refreshed shortly before they expire (at a point drawn anew at each
+//! fetch, so refreshes spread over the TTL), in the background. Values are revalidated by metadata
 //! first (versions), and only those whose version moved are fetched again, in parallel
 //! batches; an unchanged world costs metadata calls only. Entries nobody read for longer than
 //! they could be served are dropped.
@@ -16,21 +17,29 @@ use crate::error::Error;
 /// Most values revalidated by one background job.
 pub const REVALIDATE_CHUNK: usize = 50;
 
-/// How often the refresher looks for due work: a tenth of the TTL, between 100 ms and 30 s.
+/// How often the refresher looks for due work: a hundredth of the TTL, between 100 ms and
+/// 5 s, so refreshes spread over the TTL instead of bunching at a few ticks.
 pub fn tick(ttl: Duration) -> Duration {
-    (ttl / 10).clamp(Duration::from_millis(100), Duration::from_secs(30))
+    (ttl / 100).clamp(Duration::from_millis(100), Duration::from_secs(5))
 }
 
+/// Earliest refresh before expiry, as a share of the TTL.
+const LEAD_MIN: f64 = 0.05;
+/// Width of the window before expiry that refreshes are spread over, as a share of the TTL.
+const LEAD_SPREAD: f64 = 0.30;
+
 impl Inner {
-    /// How long before expiry `key` is refreshed: between 10 % and 20 % of the TTL, by key.
-    fn lead(&self, key: &str) -> Duration {
-        self.policy.ttl.mul_f64(0.1 + 0.1 * self.jitter(key, u32::MAX))
+    /// How long before expiry `key`, fetched at `fetched_at`, is refreshed: between 5 % and
+    /// 35 % of the TTL, drawn again at each fetch, so values fetched together (a directory
+    /// read) drift apart with every refresh instead of refreshing together forever.
+    fn lead(&self, key: &str, fetched_at: Option<Instant>) -> Duration {
+        self.policy.ttl.mul_f64(LEAD_MIN + LEAD_SPREAD * self.jitter((key, fetched_at)))
     }
 
     /// Whether a slot read within the last TTL (or watched) is near its expiry and free to refresh.
     fn due<T>(&self, key: &str, slot: &Slot<T>, ttl: Duration, now: Instant) -> bool {
         let read_recently = now.saturating_duration_since(slot.last_read) < self.policy.ttl || self.is_watched(key);
-        let near_expiry = slot.age(now).is_some_and(|age| age + self.lead(key) >= ttl);
+        let near_expiry = slot.age(now).is_some_and(|age| age + self.lead(key, slot.fetched_at) >= ttl);
         read_recently && near_expiry && slot.flight.is_none() && !slot.in_backoff(now)
     }
 

@@ -141,8 +141,10 @@ impl<T> Slot<T> {
                 (None, None) if self.in_backoff(now) => {
                     Decision::Fail(self.error.clone().unwrap_or(Error::Transient("value too stale".into())))
                 }
-                // Expired within the last TTL: the refresh-ahead missed it (the value was idle).
-                (None, Some(value)) if age < ttl * 2 => Decision::ServeAndRefresh(value),
+                // Expired within the last TTL (the refresh-ahead missed it: the value was idle),
+                // or its last refresh failed transiently (an outage: the value's age keeps
+                // growing, but readers must not wait on AWS at each retry).
+                (None, Some(value)) if age < ttl * 2 || self.failures > 0 => Decision::ServeAndRefresh(value),
                 _ => Decision::Fetch,
             };
         }
@@ -283,6 +285,17 @@ mod tests {
         assert_eq!(slot.next_retry, Some(t0 + Duration::from_secs(2)));
         slot.record(&Err(Error::NotFound), t0, &policy(), 1.0);
         assert_eq!(slot.next_retry, Some(t0 + policy().negative_ttl));
+    }
+
+    #[test]
+    fn during_an_outage_a_known_value_is_served_and_refreshed_in_the_background_at_any_age() {
+        let t0 = Instant::now();
+        let mut slot = slot_with(7, t0);
+        assert!(matches!(slot.decide(t0 + TTL * 3, TTL, &policy()), Decision::Fetch), "idle and old: fetched");
+        slot.record(&Err(Error::Transient("503".into())), t0 + TTL * 3, &policy(), 0.0);
+        for age in [TTL * 4, TTL * 8, policy().max_stale] {
+            assert_eq!(served(slot.decide(t0 + age, TTL, &policy())), Some((7, true)), "at {age:?}: no wait");
+        }
     }
 
     #[test]

@@ -262,7 +262,7 @@ impl Inner {
                         Err(err)
                     }
                 };
-                let jitter = self.jitter(name, slot.failures);
+                let jitter = self.jitter((name, slot.failures));
                 failures = failures.max(slot.record(&outcome, now, &self.policy, jitter));
                 slot.flight = None;
                 flight.finish(outcome);
