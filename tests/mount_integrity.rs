@@ -85,6 +85,22 @@ fn writes_build_on_the_value_stored_now() {
     assert!(fails(&format!("printf y | cat > {}", p("sm/app/dup/b"))).contains("Invalid argument"));
     assert_eq!(aws.secret("app/dup"), r#"{"a":"first","a":"second","b":"x"}"#);
 
+    // Appends, writes at an offset and truncation start from the value stored now too.
+    aws.put_parameter("/rel/wr/p9", "base-value", ParameterType::SecureString);
+    assert_eq!(std::fs::read_to_string(m.path("ps/rel/wr/p9")).unwrap(), "base-value");
+    aws.put_parameter("/rel/wr/p9", "OUT-OF-BAND-CHANGE", ParameterType::SecureString);
+    ok(&format!("printf X >> {}", p("ps/rel/wr/p9")));
+    assert_eq!(aws.parameter("/rel/wr/p9"), "OUT-OF-BAND-CHANGEX", "an append never undoes an outside change");
+    aws.put_parameter("/rel/wr/p9", "abcdef", ParameterType::SecureString);
+    ok(&format!("printf Z | dd of={} bs=1 seek=1 conv=notrunc status=none", p("ps/rel/wr/p9")));
+    assert_eq!(aws.parameter("/rel/wr/p9"), "aZcdef", "a write at an offset lands in the stored value");
+    aws.put_parameter("/rel/wr/p9", "0123456789", ParameterType::SecureString);
+    ok(&format!("truncate -s 4 {}", p("ps/rel/wr/p9")));
+    assert_eq!(aws.parameter("/rel/wr/p9"), "0123", "truncate cuts the stored value");
+    aws.put_secret_value("app/db", r#"{"username":"oob-user","password":"new"}"#);
+    ok(&format!("printf 2 >> {}", p("sm/app/db/username")));
+    assert_eq!(aws.secret("app/db"), r#"{"username":"oob-user2","password":"new"}"#, "a key append too");
+
     ok(&format!("printf X | cat > {}", p("ps/a/b/.value")));
     assert_eq!(aws.parameter("/a/b"), "X", "the directory's own value is created");
     assert_eq!(std::fs::read_to_string(m.path("ps/a/b/c")).unwrap(), "child");

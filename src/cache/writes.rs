@@ -18,7 +18,7 @@ impl ServiceCache {
     pub fn edit(&self, name: &str, edit: impl FnOnce(&Fetched) -> Result<Vec<u8>>) -> Result<bool> {
         let service = self.service();
         let _writer = self.inner.writers.acquire(name);
-        let current = self.current_value(name)?;
+        let current = self.stored_now(name)?;
         let new = edit(&current.fetched).map_err(|err| match err {
             Error::InvalidInput(reason) => {
                 tracing::warn!("{} {name}: write refused: {reason}", service.dir_name());
@@ -72,7 +72,7 @@ impl ServiceCache {
     /// The value of `name` as stored now: the cached value if its version is still the current
     /// one (one metadata call), else fetched again (also when the metadata call is refused). A
     /// value found moved is announced as a change made out of band.
-    fn current_value(&self, name: &str) -> Result<Arc<CachedValue>> {
+    pub fn stored_now(&self, name: &str) -> Result<Arc<CachedValue>> {
         let cached = self.value(name, [])?;
         let names = [name.to_string()];
         let unchanged = match self.inner.provider.versions(&names) {

@@ -28,7 +28,12 @@ impl SecretFs {
         let buffer = Arc::new(Mutex::new(WriteBuffer::new(service, target, path.clone(), Vec::new(), false)));
         self.pending.insert(path.clone(), PendingNode::File(buffer.clone(), made))?;
         let ino = self.inodes.intern(path);
-        let fh = self.files.insert(OpenFile { ino, bytes: SecretBytes::new(Vec::new()), writer: Some(buffer) });
+        let fh = self.files.insert(OpenFile {
+            ino,
+            bytes: SecretBytes::new(Vec::new()),
+            writer: Some(buffer),
+            append: false,
+        });
         Ok((self.file_attr(ino, 0, made), fh))
     }
 

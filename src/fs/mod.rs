@@ -118,6 +118,10 @@ struct OpenFile {
     ino: Ino,
     bytes: SecretBytes,
     writer: Option<Arc<Mutex<WriteBuffer>>>,
+    /// Opened with O_APPEND: every write goes to the end of the buffer, wherever the kernel
+    /// (which computes the offset from a size it may have cached before an outside change)
+    /// says it goes.
+    append: bool,
 }
 
 impl OpenFile {
@@ -152,6 +156,8 @@ pub struct OpenMode {
     pub write: bool,
     /// Opened with O_TRUNC: the new content starts empty.
     pub truncate: bool,
+    /// Opened with O_APPEND: writes go to the end of the content.
+    pub append: bool,
 }
 
 /// The filesystem: paths over the per-service caches.
@@ -258,28 +264,37 @@ impl SecretFs {
             if mode.write && mode.truncate {
                 lock(&buffer).truncate(0)?;
             }
-            return Ok(self.files.insert(OpenFile { ino, bytes: SecretBytes::new(Vec::new()), writer: Some(buffer) }));
+            let append = mode.append;
+            return Ok(self.files.insert(OpenFile {
+                ino,
+                bytes: SecretBytes::new(Vec::new()),
+                writer: Some(buffer),
+                append,
+            }));
         }
         let resolved = self.resolve(&path)?;
         let bytes = resolved.bytes()?;
         let writer = match mode.write {
             false => None,
-            true => Some(Arc::new(Mutex::new(self.write_buffer(&path, &resolved, &bytes, mode.truncate)?))),
+            true => Some(Arc::new(Mutex::new(self.write_buffer(&path, &resolved, mode.truncate)?))),
         };
-        Ok(self.files.insert(OpenFile { ino, bytes, writer }))
+        Ok(self.files.insert(OpenFile { ino, bytes, writer, append: mode.append }))
     }
 
-    fn write_buffer(
-        &self,
-        path: &NodePath,
-        resolved: &Resolved,
-        bytes: &SecretBytes,
-        truncate: bool,
-    ) -> Result<WriteBuffer> {
+    /// The buffer of a file opened for writing. Without O_TRUNC it starts from the value stored
+    /// now (its version checked, fetched again if it moved), not from a cached copy: an append
+    /// or a write at an offset must not undo a change made out of band within the TTL.
+    fn write_buffer(&self, path: &NodePath, resolved: &Resolved, truncate: bool) -> Result<WriteBuffer> {
         self.writable()?;
         let service = path.service.ok_or(Error::IsADirectory)?;
         let (name, part) = resolved.write_target()?;
-        let data = if truncate { Vec::new() } else { bytes.as_slice().to_vec() };
+        let data = match truncate {
+            true => Vec::new(),
+            false => {
+                let cache = self.cache(service).ok_or(Error::NotFound)?;
+                resolve::part_bytes(&*cache.stored_now(&name)?, &part)?.as_slice().to_vec()
+            }
+        };
         Ok(WriteBuffer::new(service, Target::Stored { name, part }, path.clone(), data, truncate))
     }
 
@@ -301,11 +316,13 @@ impl SecretFs {
         }
     }
 
-    /// Write `data` at `offset` into an open handle's buffer.
+    /// Write `data` at `offset` into an open handle's buffer (at its end for O_APPEND).
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
         let open = self.files.get(fh).ok_or(Error::BadHandle)?;
         let writer = open.writer.ok_or(Error::BadHandle)?;
-        lock(&writer).write_at(offset, data)?;
+        let mut buffer = lock(&writer);
+        let offset = if open.append { buffer.data.len() as u64 } else { offset };
+        buffer.write_at(offset, data)?;
         u32::try_from(data.len()).map_err(|_| Error::TooLarge)
     }
 
@@ -323,7 +340,7 @@ impl SecretFs {
             return lock(&writer).truncate(size);
         }
         let resolved = self.resolve(&path)?;
-        let mut buffer = self.write_buffer(&path, &resolved, &resolved.bytes()?, false)?;
+        let mut buffer = self.write_buffer(&path, &resolved, false)?;
         buffer.truncate(size)?;
         self.commit(&mut buffer)
     }

@@ -63,15 +63,7 @@ impl Resolved {
     pub fn bytes(&self) -> Result<SecretBytes> {
         match self {
             Resolved::Tree { value: Some(value), value_is_dir: false, .. } => Ok(value.fetched.bytes.clone()),
-            Resolved::Raw { value, keys, .. } if keys.is_empty() => Ok(value.fetched.bytes.clone()),
-            Resolved::Raw { value, keys, .. } => json_member(value, keys)
-                .map(|object| SecretBytes::new(object.to_string().into_bytes()))
-                .ok_or(Error::NotFound),
-            Resolved::Json { value, keys, .. } => match json_member(value, keys) {
-                Some(member) if !member.is_object() => Ok(SecretBytes::new(render(member))),
-                Some(_) => Err(Error::IsADirectory),
-                None => Err(Error::NotFound),
-            },
+            Resolved::Raw { value, .. } | Resolved::Json { value, .. } => part_bytes(value, &self.write_target()?.1),
             Resolved::Root | Resolved::Tree { .. } => Err(Error::IsADirectory),
         }
     }
@@ -132,6 +124,23 @@ pub enum Part {
     NewMember(Vec<String>),
     /// A nested object's `.value`, at these keys.
     NestedObject(Vec<String>),
+}
+
+/// The bytes `part` of `value` shows: the value itself, a member rendered as its file shows
+/// it, or a nested object as compact JSON (a member not yet in the object is empty).
+pub fn part_bytes(value: &CachedValue, part: &Part) -> Result<SecretBytes> {
+    match part {
+        Part::Whole => Ok(value.fetched.bytes.clone()),
+        Part::NewMember(_) => Ok(SecretBytes::new(Vec::new())),
+        Part::NestedObject(keys) => json_member(value, keys)
+            .map(|object| SecretBytes::new(object.to_string().into_bytes()))
+            .ok_or(Error::NotFound),
+        Part::Member(keys) => match json_member(value, keys) {
+            Some(member) if !member.is_object() => Ok(SecretBytes::new(render(member))),
+            Some(_) => Err(Error::IsADirectory),
+            None => Err(Error::NotFound),
+        },
+    }
 }
 
 fn json_member<'a>(value: &'a CachedValue, keys: &[String]) -> Option<&'a Value> {

@@ -215,8 +215,11 @@ impl Filesystem for FuseAdapter {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let mode =
-            OpenMode { write: flags.acc_mode() != OpenAccMode::O_RDONLY, truncate: flags.0 & libc::O_TRUNC != 0 };
+        let mode = OpenMode {
+            write: flags.acc_mode() != OpenAccMode::O_RDONLY,
+            truncate: flags.0 & libc::O_TRUNC != 0,
+            append: flags.0 & libc::O_APPEND != 0,
+        };
         self.offload(self.span(req, "open", ino, None), move |s| match s.fs.open(Ino(ino.0), mode) {
             // Direct I/O: every read is served from this handle's snapshot, so a rotated value
             // never mixes with stale page-cache bytes or a stale cached size.
