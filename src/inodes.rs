@@ -1,6 +1,7 @@
-//! Stable inode numbers for paths in the mount: one number per path for the daemon's lifetime.
+//! Inode numbers for paths in the mount: one number per path while the kernel holds it, freed
+//! when the kernel forgets it, a new one when the path's value is replaced.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::provider::Service;
@@ -69,51 +70,126 @@ impl NodePath {
     }
 }
 
-#[derive(Default)]
-struct Table {
-    by_path: HashMap<Arc<NodePath>, Ino>,
-    paths: Vec<Arc<NodePath>>,
-    retired: HashSet<Ino>,
+/// One inode the kernel may hold: the path it names and how many lookups the kernel has not
+/// yet forgotten.
+struct Entry {
+    path: Arc<NodePath>,
+    lookups: u64,
 }
 
-/// The two-way map between inode numbers and paths.
+#[derive(Default)]
+struct Table {
+    /// The current inode of each path.
+    by_path: HashMap<Arc<NodePath>, Ino>,
+    /// Every inode the kernel may still use: current ones and retired ones (a path whose value
+    /// changed got a new inode; files opened before keep the old one until the kernel forgets it).
+    entries: HashMap<Ino, Entry>,
+    /// The last inode number handed out (numbers are never reused).
+    last: u64,
+}
+
+impl Table {
+    /// The inode of `path`, handing out the next number the first time.
+    fn intern(&mut self, path: NodePath) -> Ino {
+        if let Some(ino) = self.by_path.get(&path) {
+            return *ino;
+        }
+        self.last += 1;
+        let ino = Ino(self.last);
+        let path = Arc::new(path);
+        self.entries.insert(ino, Entry { path: path.clone(), lookups: 0 });
+        self.by_path.insert(path, ino);
+        ino
+    }
+}
+
+/// The two-way map between inode numbers and paths. An inode lives from the lookup that hands
+/// it to the kernel until the kernel forgets it (FORGET), so the table holds what the kernel
+/// holds, not every path ever seen.
 pub struct InodeTable {
     table: RwLock<Table>,
 }
 
 impl Default for InodeTable {
     fn default() -> Self {
-        let table = InodeTable { table: RwLock::new(Table::default()) };
-        table.intern(NodePath::root());
-        table
+        let mut table = Table::default();
+        let root = table.intern(NodePath::root());
+        debug_assert_eq!(root, Ino::ROOT);
+        InodeTable { table: RwLock::new(table) }
     }
 }
 
+/// The top bit marks inode numbers shown in directory listings for paths the kernel has not
+/// looked up: never handed out by a lookup, so they name nothing in the table.
+const LISTED_ONLY: u64 = 1 << 63;
+
 impl InodeTable {
-    /// The inode of `path`, assigning the next number the first time a path is seen.
-    pub fn intern(&self, path: NodePath) -> Ino {
-        if let Some(ino) = self.table.read().unwrap_or_else(|p| p.into_inner()).by_path.get(&path) {
-            return *ino;
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
+        self.table.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The inode of `path` for a reply that hands it to the kernel (lookup, create, mkdir):
+    /// assigned the first time, and counted until the kernel forgets it.
+    pub fn lookup(&self, path: NodePath) -> Ino {
+        let mut table = self.write();
+        let ino = table.intern(path);
+        if let Some(entry) = table.entries.get_mut(&ino) {
+            entry.lookups += 1;
         }
-        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(ino) = table.by_path.get(&path) {
-            return *ino;
-        }
-        let path = Arc::new(path);
-        table.paths.push(path.clone());
-        let ino = Ino(table.paths.len() as u64);
-        table.by_path.insert(path, ino);
         ino
     }
 
-    /// The current inode of `path`, if one was handed out (never assigns one).
-    pub fn find(&self, path: &NodePath) -> Option<Ino> {
-        self.table.read().unwrap_or_else(|p| p.into_inner()).by_path.get(path).copied()
+    /// The kernel forgot `count` lookups of `ino`; at none left, the inode is freed (the root
+    /// never is).
+    pub fn forget(&self, ino: Ino, count: u64) {
+        if ino == Ino::ROOT {
+            return;
+        }
+        let mut table = self.write();
+        let Some(entry) = table.entries.get_mut(&ino) else { return };
+        entry.lookups = entry.lookups.saturating_sub(count);
+        if entry.lookups > 0 {
+            return;
+        }
+        if let Some(entry) = table.entries.remove(&ino) {
+            if table.by_path.get(&entry.path) == Some(&ino) {
+                table.by_path.remove(&entry.path);
+            }
+        }
     }
 
-    /// Every inode handed out at or below `parts` in `service` (retired ones excluded).
+    /// How many inodes the kernel may hold now (current and retired), for status reports.
+    pub fn len(&self) -> usize {
+        self.read().entries.len()
+    }
+
+    /// Whether only the root is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() <= 1
+    }
+
+    /// The inode number a directory listing shows for `path`: its inode if the kernel holds
+    /// one, else a number derived from the path that names no inode (a listing hands the
+    /// kernel nothing to forget, so it must not make the table grow).
+    pub fn listed(&self, path: &NodePath) -> Ino {
+        if let Some(ino) = self.find(path) {
+            return ino;
+        }
+        Ino(LISTED_ONLY | (stable_hash(path) & (LISTED_ONLY - 1)) | 1)
+    }
+
+    /// The current inode of `path`, if the kernel holds one (never assigns one).
+    pub fn find(&self, path: &NodePath) -> Option<Ino> {
+        self.read().by_path.get(path).copied()
+    }
+
+    /// Every current inode at or below `parts` in `service` (retired ones excluded).
     pub fn under(&self, service: Service, parts: &[String]) -> Vec<Ino> {
-        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        let table = self.read();
         table
             .by_path
             .iter()
@@ -127,45 +203,49 @@ impl InodeTable {
     /// whose attributes then describe what those open files hold (like a file replaced by a
     /// rename). Returns the retired inodes.
     pub fn retire_under(&self, service: Service, parts: &[String]) -> Vec<Ino> {
-        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
+        let mut table = self.write();
         let paths: Vec<Arc<NodePath>> = table
             .by_path
             .keys()
             .filter(|path| path.service == Some(service) && path.parts.starts_with(parts))
             .cloned()
             .collect();
-        let mut retired = Vec::with_capacity(paths.len());
-        for path in paths {
-            if let Some(ino) = table.by_path.remove(&path) {
-                table.retired.insert(ino);
-                retired.push(ino);
-            }
-        }
-        retired
+        paths.iter().filter_map(|path| table.by_path.remove(path)).collect()
     }
 
-    /// Whether `ino` was retired by [`InodeTable::retire_under`].
+    /// Whether `ino` was retired by [`InodeTable::retire_under`] (or replaced by a rename).
     pub fn is_retired(&self, ino: Ino) -> bool {
-        self.table.read().unwrap_or_else(|p| p.into_inner()).retired.contains(&ino)
+        let table = self.read();
+        table.entries.get(&ino).is_some_and(|entry| table.by_path.get(&entry.path) != Some(&ino))
     }
 
     /// A rename: the inode of `from` now names `to` (the kernel keeps using it for the new name).
     /// Inodes below `from` are not moved; only files are renamed in place.
     pub fn rename(&self, from: &NodePath, to: NodePath) {
-        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
+        let mut table = self.write();
         let Some(ino) = table.by_path.remove(from) else { return };
         let to = Arc::new(to);
-        if let Some(slot) = usize::try_from(ino.0).ok().and_then(|i| i.checked_sub(1)) {
-            table.paths[slot] = to.clone();
+        if let Some(entry) = table.entries.get_mut(&ino) {
+            entry.path = to.clone();
         }
         table.by_path.insert(to, ino);
     }
 
-    /// The path of `ino`, if it was ever handed out.
+    /// The path of `ino`, if the kernel may hold it.
     pub fn path(&self, ino: Ino) -> Option<Arc<NodePath>> {
-        let index = usize::try_from(ino.0).ok()?.checked_sub(1)?;
-        self.table.read().unwrap_or_else(|p| p.into_inner()).paths.get(index).cloned()
+        self.read().entries.get(&ino).map(|entry| entry.path.clone())
     }
+}
+
+/// A hash of `path` that is the same in every run (listing inode numbers stay put).
+fn stable_hash(path: &NodePath) -> u64 {
+    // FNV-1a over the service and the parts, each part ended by a 0 byte.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let service = path.service.map_or(0u8, |s| s as u8 + 1);
+    for byte in std::iter::once(service).chain(path.parts.iter().flat_map(|p| p.bytes().chain([0]))) {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
 }
 
 #[cfg(test)]
@@ -177,9 +257,9 @@ mod tests {
         let table = InodeTable::default();
         assert_eq!(table.path(Ino::ROOT).unwrap().as_ref(), &NodePath::root());
         let ps = NodePath::root().child("ps").unwrap();
-        let a = table.intern(ps.child("a").unwrap());
-        assert_eq!(table.intern(ps.child("a").unwrap()), a);
-        assert_ne!(table.intern(ps.clone()), a);
+        let a = table.lookup(ps.child("a").unwrap());
+        assert_eq!(table.lookup(ps.child("a").unwrap()), a);
+        assert_ne!(table.lookup(ps.clone()), a);
         assert_eq!(table.path(a).unwrap().parent(), ps);
         assert!(NodePath::root().child("nope").is_none());
         assert!(table.path(Ino(999)).is_none());
@@ -189,26 +269,61 @@ mod tests {
     fn retired_inodes_keep_their_path_and_the_path_gets_a_new_inode() {
         let table = InodeTable::default();
         let ps = NodePath::root().child("ps").unwrap();
-        let dir = table.intern(ps.child("db").unwrap());
-        let key = table.intern(ps.child("db").unwrap().child("password").unwrap());
-        let other = table.intern(ps.child("other").unwrap());
+        let dir = table.lookup(ps.child("db").unwrap());
+        let key = table.lookup(ps.child("db").unwrap().child("password").unwrap());
+        let other = table.lookup(ps.child("other").unwrap());
         let retired = table.retire_under(Service::ParameterStore, &["db".to_string()]);
         assert_eq!(retired.len(), 2);
         assert!(table.is_retired(dir) && table.is_retired(key) && !table.is_retired(other));
         assert_eq!(table.path(key).unwrap().parts, ["db", "password"]);
-        assert_ne!(table.intern(ps.child("db").unwrap().child("password").unwrap()), key);
+        assert_ne!(table.lookup(ps.child("db").unwrap().child("password").unwrap()), key);
+    }
+
+    #[test]
+    fn an_inode_lives_until_the_kernel_forgets_every_lookup_of_it() {
+        let table = InodeTable::default();
+        let ps = NodePath::root().child("ps").unwrap();
+        let a = table.lookup(ps.child("a").unwrap());
+        assert_eq!(table.lookup(ps.child("a").unwrap()), a);
+        table.forget(a, 1);
+        assert_eq!(table.path(a).unwrap().parts, ["a"], "one lookup is still held");
+        table.forget(a, 1);
+        assert!(table.path(a).is_none() && table.find(&ps.child("a").unwrap()).is_none(), "freed");
+        assert_ne!(table.lookup(ps.child("a").unwrap()), a, "numbers are never reused");
+        table.forget(Ino::ROOT, 5);
+        assert!(table.path(Ino::ROOT).is_some(), "the root is never forgotten");
+        // A retired inode is freed by its own forget, and never takes its path's new inode along.
+        let b = table.lookup(ps.child("b").unwrap());
+        table.retire_under(Service::ParameterStore, &["b".to_string()]);
+        let b2 = table.lookup(ps.child("b").unwrap());
+        table.forget(b, 1);
+        assert!(table.path(b).is_none());
+        assert_eq!(table.find(&ps.child("b").unwrap()), Some(b2));
+    }
+
+    #[test]
+    fn listings_show_numbers_without_growing_the_table() {
+        let table = InodeTable::default();
+        let ps = NodePath::root().child("ps").unwrap();
+        let before = table.len();
+        let listed = table.listed(&ps.child("x").unwrap());
+        assert_eq!(listed, table.listed(&ps.child("x").unwrap()), "stable");
+        assert_ne!(listed, table.listed(&ps.child("y").unwrap()));
+        assert!(table.path(listed).is_none() && table.len() == before, "nothing to forget");
+        let looked_up = table.lookup(ps.child("x").unwrap());
+        assert_eq!(table.listed(&ps.child("x").unwrap()), looked_up, "a held inode is shown as it is");
     }
 
     #[test]
     fn a_renamed_inode_names_its_new_path() {
         let table = InodeTable::default();
         let ps = NodePath::root().child("ps").unwrap();
-        let temp = table.intern(ps.child("sedAAAAAA").unwrap());
-        let old_target = table.intern(ps.child("root").unwrap());
+        let temp = table.lookup(ps.child("sedAAAAAA").unwrap());
+        let old_target = table.lookup(ps.child("root").unwrap());
         table.rename(&ps.child("sedAAAAAA").unwrap(), ps.child("root").unwrap());
         assert_eq!(table.path(temp).unwrap().as_ref(), &ps.child("root").unwrap());
-        assert_eq!(table.intern(ps.child("root").unwrap()), temp);
+        assert_eq!(table.lookup(ps.child("root").unwrap()), temp);
         assert_ne!(temp, old_target);
-        assert_ne!(table.intern(ps.child("sedAAAAAA").unwrap()), temp, "the old name is free again");
+        assert_ne!(table.lookup(ps.child("sedAAAAAA").unwrap()), temp, "the old name is free again");
     }
 }

@@ -93,6 +93,30 @@ fn a_long_outage_never_makes_a_cached_read_wait() {
 }
 
 #[test]
+fn plain_ls_fetches_no_value_and_ls_l_fetches_them_in_batches() {
+    let (moto, aws) = seeded();
+    for i in 0..100 {
+        aws.put_parameter(&format!("/many/p{i:03}"), "v", ParameterType::String);
+    }
+    aws.create_secret("many/json", r#"{"k":"v"}"#);
+    let proxy = FaultProxy::start(moto.port);
+    let m = Mounted::start(&FAST, &moto.env_via(proxy.endpoint()));
+    let listed = mount::run("ls", &["-1", m.path("ps/many").to_str().unwrap()]);
+    assert_eq!(listed.lines().count(), 100);
+    let listed = mount::run("ls", &["-1", m.path("sm/many").to_str().unwrap()]);
+    assert_eq!(listed.trim(), "json");
+    assert_eq!(proxy.seen("GetParameters") + proxy.seen("GetSecretValue"), 0, "ls reads no value");
+    let long = mount::run("ls", &["-l", m.path("ps/many").to_str().unwrap()]);
+    assert_eq!(long.lines().filter(|l| l.starts_with('-')).count(), 100);
+    let calls = proxy.seen("GetParameters");
+    println!("ls -l of 100 parameters: {calls} GetParameters calls");
+    assert!(calls <= 12, "sizes come in batches of 10: {calls} calls");
+    // A JSON value nobody read is listed as a file; stat (and ls -l) tell what it is.
+    assert!(m.path("sm/many/json").is_dir());
+    drop(m);
+}
+
+#[test]
 fn a_hundred_readers_of_a_broken_key_cost_a_bounded_number_of_calls() {
     let (moto, aws) = seeded();
     for i in 0..3 {

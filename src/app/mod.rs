@@ -298,7 +298,8 @@ fn providers(source: &Source, bridge: &Bridge) -> Result<(Arc<dyn Provider>, Arc
 }
 
 /// Serve until SIGINT or SIGTERM, or until the mount goes away. SIGHUP refreshes every cached
-/// value and listing; SIGUSR1 and SIGUSR2 are ignored (logged).
+/// value and listing; SIGUSR1 logs one line of counts (inodes, handles, cache entries); SIGUSR2
+/// is ignored (logged).
 async fn wait_for_end(running: &Running) {
     use tokio::signal::unix::{signal, SignalKind};
     let kinds = [
@@ -323,7 +324,7 @@ async fn wait_for_end(running: &Running) {
             _ = interrupt.recv() => return,
             _ = terminate.recv() => return,
             _ = hangup.recv() => running.caches.iter().for_each(ServiceCache::refresh_all),
-            _ = user1.recv() => tracing::info!("SIGUSR1 ignored"),
+            _ = user1.recv() => tracing::info!("status: {}", running.fs.status_line()),
             _ = user2.recv() => tracing::info!("SIGUSR2 ignored"),
             _ = poll.tick() => if running.session.guard.is_finished() { return },
         }

@@ -115,6 +115,14 @@ impl ServiceCache {
         }
     }
 
+    /// The value of `name` if one is cached and may still be served; never calls the provider
+    /// and changes nothing (a peek: directory listings use it to tell JSON objects apart).
+    pub fn cached(&self, name: &str) -> Option<Arc<CachedValue>> {
+        let now = self.inner.runtime.clock.now();
+        let values = lock(&self.inner.values);
+        values.get(name)?.servable(now, self.inner.policy.ttl, &self.inner.policy)
+    }
+
     pub(super) fn fetch_in_background(&self, batch: Vec<String>) {
         let inner = self.inner.clone();
         self.inner.runtime.spawner.spawn(Box::new(move || inner.run_batch(&batch)));

@@ -27,7 +27,7 @@ impl SecretFs {
         let made = SystemTime::now();
         let buffer = Arc::new(Mutex::new(WriteBuffer::new(service, target, path.clone(), Vec::new(), false)));
         self.pending.insert(path.clone(), PendingNode::File(buffer.clone(), made))?;
-        let ino = self.inodes.intern(path);
+        let ino = self.inodes.lookup(path);
         let fh = self.files.insert(OpenFile {
             ino,
             bytes: SecretBytes::new(Vec::new()),
@@ -48,7 +48,7 @@ impl SecretFs {
         check_new_name(service, &self.full_name(&path)?)?;
         let made = SystemTime::now();
         self.pending.insert(path.clone(), PendingNode::Dir(made))?;
-        Ok(self.dir_attr(self.inodes.intern(path), made))
+        Ok(self.dir_attr(self.inodes.lookup(path), made))
     }
 
     /// Remove file `name` from `parent`. A memory-only file just goes. With `allow_delete`, a
@@ -146,7 +146,7 @@ impl SecretFs {
             false => self.pending.rename(&from, to.clone())?,
         }
         self.inodes.rename(&from, to.clone());
-        Ok(Some(self.inodes.intern(to)))
+        Ok(self.inodes.find(&to))
     }
 
     /// Where content renamed onto `to` goes.

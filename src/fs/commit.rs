@@ -119,7 +119,8 @@ impl SecretFs {
 fn invalidation_of(inodes: &InodeTable, service: Service, prefix: &str, name: &str, retire: bool) -> Invalidation {
     let Some(node) = NodePath::of_name(service, prefix, name) else { return Invalidation::default() };
     let Some(last) = node.parts.last().cloned() else { return Invalidation::default() };
-    let parent = inodes.intern(node.parent());
+    // A parent the kernel does not hold has no cached entries to drop.
+    let Some(parent) = inodes.find(&node.parent()) else { return Invalidation::default() };
     let replaced_child = inodes.find(&node).filter(|_| retire);
     let stale = match retire {
         true => inodes.retire_under(service, &node.parts),

@@ -40,6 +40,16 @@ impl<T: Clone> HandleTable<T> {
         self.lock().values().cloned().collect()
     }
 
+    /// How many handles are open.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no handle is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Forget `fh`.
     pub fn remove(&self, fh: u64) -> Option<T> {
         self.lock().remove(&fh)

@@ -21,7 +21,7 @@ use crate::provider::{SecretBytes, Service, ValueKind};
 use handles::HandleTable;
 use json_view::{listed_keys, RAW_VALUE_FILE};
 use pending::{PendingNode, PendingTable};
-use resolve::{node_value, resolve_in_service, value_is_dir, Resolved};
+use resolve::{resolve_in_service, value_is_dir, Resolved};
 use write::{Target, WriteBuffer};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -224,18 +224,43 @@ impl SecretFs {
         self.services.iter().find(|(s, _)| *s == service).map(|(_, c)| c)
     }
 
-    /// Attributes of child `name` of directory `parent`.
+    /// Attributes of child `name` of directory `parent`; its inode is held for the kernel until
+    /// [`SecretFs::forget`].
     pub fn lookup(&self, parent: Ino, name: &str) -> Result<Attr> {
         let path = self.child_path(parent, name)?;
         if path.service.is_some_and(|s| self.cache(s).is_none()) {
             return Err(Error::NotFound);
         }
         if let Some(node) = self.pending.get(&path) {
-            return Ok(self.pending_attr(self.inodes.intern(path), &node));
+            return Ok(self.pending_attr(self.inodes.lookup(path), &node));
         }
         let resolved = self.resolve(&path)?;
-        let ino = self.inodes.intern(path);
+        let ino = self.inodes.lookup(path);
         self.attr(ino, &resolved)
+    }
+
+    /// The kernel forgot `count` lookups of `ino`.
+    pub fn forget(&self, ino: Ino, count: u64) {
+        self.inodes.forget(ino, count);
+    }
+
+    /// One line of counts for operators (SIGUSR1): inodes the kernel holds, open handles, the
+    /// allocator's bytes in use, and per service the values and listings cached. Names and values never appear in it.
+    pub fn status_line(&self) -> String {
+        // SAFETY: mallinfo2 only reads the allocator's statistics.
+        let heap = unsafe { libc::mallinfo2() };
+        let mut line = format!(
+            "inodes {}, open files {}, open directories {}, heap in use {} KiB",
+            self.inodes.len(),
+            self.files.len(),
+            self.dirs.len(),
+            (heap.uordblks + heap.hblkhd) / 1024
+        );
+        for (service, cache) in &self.services {
+            let (values, listings) = cache.entry_counts();
+            line.push_str(&format!("; {}: {values} values, {listings} listings", service.dir_name()));
+        }
+        line
     }
 
     /// Attributes of `ino`; with an open handle, the size is that of the handle's snapshot. The
@@ -396,8 +421,8 @@ impl SecretFs {
         self.dirs.remove(fh);
     }
 
-    /// The entries of directory `ino`, with `.` and `..` first. A value that cannot be fetched
-    /// is listed as a file; the error shows when that file is opened.
+    /// The entries of directory `ino`, with `.` and `..` first. Listing fetches no value (see
+    /// `child_kind`).
     pub fn entries(&self, ino: Ino) -> Result<Vec<DirEntry>> {
         let path = self.path(ino)?;
         let mut entries = match self.pending.get(&path) {
@@ -407,14 +432,14 @@ impl SecretFs {
         };
         for (name, kind) in self.pending.children(&path) {
             if let Some(child) = path.child(&name).filter(|_| !entries.iter().any(|e| e.name == name)) {
-                entries.push(DirEntry { ino: self.inodes.intern(child), kind, name });
+                entries.push(DirEntry { ino: self.inodes.listed(&child), kind, name });
             }
         }
         Ok(entries)
     }
 
     fn dot_entries(&self, ino: Ino, path: &NodePath) -> Vec<DirEntry> {
-        let parent_ino = self.inodes.intern(path.parent());
+        let parent_ino = self.inodes.listed(&path.parent());
         vec![
             DirEntry { ino, kind: NodeKind::Dir, name: ".".into() },
             DirEntry { ino: parent_ino, kind: NodeKind::Dir, name: "..".into() },
@@ -429,7 +454,7 @@ impl SecretFs {
         let mut entries = self.dot_entries(ino, path);
         let mut push = |name: &str, kind: NodeKind| {
             if let Some(child) = path.child(name) {
-                entries.push(DirEntry { ino: self.inodes.intern(child), kind, name: name.to_string() });
+                entries.push(DirEntry { ino: self.inodes.listed(&child), kind, name: name.to_string() });
             }
         };
         match &resolved {
@@ -444,7 +469,7 @@ impl SecretFs {
                 let namespace = cache.list_dir(&resolve::dir_prefix(cache.prefix(), tree_path))?;
                 let node = namespace.root().descend(tree_path).ok_or(Error::NotFound)?;
                 for (name, child) in &node.children {
-                    push(name, self.child_kind(cache, child, node));
+                    push(name, self.child_kind(cache, child));
                 }
                 if let Some(value) = value {
                     if self.config.json_keys {
@@ -469,15 +494,18 @@ impl SecretFs {
         Ok(entries)
     }
 
-    fn child_kind(&self, cache: &ServiceCache, child: &NsNode, parent: &NsNode) -> NodeKind {
+    /// The kind a listing shows for `child` without fetching its value: a directory when it has
+    /// children or its value, already cached, is a JSON object; otherwise a file (a JSON value
+    /// nobody has read yet shows as a file here; its lookup says what it is).
+    fn child_kind(&self, cache: &ServiceCache, child: &NsNode) -> NodeKind {
         if !child.children.is_empty() {
             return NodeKind::Dir;
         }
         if !self.config.json_keys {
             return NodeKind::File;
         }
-        match node_value(cache, child, Some(parent)) {
-            Ok(Some(value)) if value_is_dir(child, &value, true) => NodeKind::Dir,
+        match child.value.as_ref().and_then(|listed| cache.cached(&listed.name)) {
+            Some(value) if value_is_dir(child, &value, true) => NodeKind::Dir,
             _ => NodeKind::File,
         }
     }

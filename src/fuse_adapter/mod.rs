@@ -2,8 +2,8 @@
 //! into a reply or an errno.
 //!
 //! The threading contract:
-//! - fuser's threads read kernel requests. `read`, `write`, `readdir` and `releasedir` are
-//!   answered on them at once, from memory (an open handle's snapshot or buffer). Every other
+//! - fuser's threads read kernel requests. `read`, `write`, `readdir`, `releasedir` and
+//!   `forget` are answered on them at once, from memory (an open handle's snapshot or buffer). Every other
 //!   request (lookup, getattr, setattr, open, opendir, flush, fsync, release, and every change)
 //!   may wait on AWS, so it is handed to the runtime's blocking pool and replied from there:
 //!   the reading threads are never all stuck behind slow calls.
@@ -165,6 +165,12 @@ impl Filesystem for FuseAdapter {
             }
         });
     }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.shared.fs.forget(Ino(ino.0), nlookup);
+    }
+
+    // BATCH_FORGET: fuser's default calls `forget` for each node.
 
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         self.offload(self.span(req, "getattr", ino, None), move |s| {
