@@ -6,7 +6,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secretfs::app::on_change::OnChangeRule;
 use secretfs::app::{normalize_ps_prefix, normalize_sm_prefix, MountConfig, Source};
-use secretfs::cache::{CacheSettings, DEFAULT_CAPACITY, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_STALE, DEFAULT_TTL};
+use secretfs::cache::{
+    CacheSettings, DEFAULT_CAPACITY, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_STALE, DEFAULT_TTL, PATIENCE_MARGIN,
+};
 use secretfs::fs::ownership::OwnerRule;
 use secretfs::fs::FsConfig;
 use secretfs::provider::aws::{
@@ -274,6 +276,7 @@ impl MountArgs {
                 capacity: self.cache_size,
                 max_stale: Duration::from_secs(self.max_stale),
                 max_backoff: Duration::from_secs(self.max_backoff),
+                patience: Duration::from_secs(self.timeout) + PATIENCE_MARGIN,
             },
             fs: FsConfig {
                 uid: self.uid.unwrap_or(uid),

@@ -44,6 +44,9 @@ pub enum Error {
     AwsAccess(String),
     /// The mount itself failed (mount point, FUSE, unmount); one line, exit code 32.
     Mount(String),
+    /// Answering would wait on a provider, on a thread that must not (see
+    /// `cache::memory_only`); the request is retried where it may wait.
+    WouldBlock,
 }
 
 /// Exit code of a usage error (clap's, as mount(8)'s "incorrect invocation").
@@ -68,6 +71,7 @@ impl Error {
             Error::CrossDevice => libc::EXDEV,
             Error::Config(_) => libc::EINVAL,
             Error::AwsAccess(_) | Error::Mount(_) => libc::EIO,
+            Error::WouldBlock => libc::EAGAIN,
         }
     }
 
@@ -102,6 +106,7 @@ impl fmt::Display for Error {
             Error::NotEmpty => write!(f, "directory not empty"),
             Error::CrossDevice => write!(f, "cannot be renamed in place"),
             Error::Config(m) | Error::AwsAccess(m) | Error::Mount(m) => write!(f, "{m}"),
+            Error::WouldBlock => write!(f, "would wait on the service"),
         }
     }
 }

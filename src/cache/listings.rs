@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::changes::{ChangeKind, Origin};
+use super::memory_only;
 use super::slot::{Decision, Flight, Slot};
-use super::{lock, Inner, Listing, ServiceCache, Tree};
+use super::{lock, Inner, Listing, ServiceCache, Tree, DISCOVERY_PATIENCE};
 use crate::error::{Error, Result};
 use crate::namespace::Namespace;
 use crate::provider::{under_prefix, Listed};
@@ -29,7 +30,7 @@ impl ServiceCache {
     pub fn list_dir(&self, dir_prefix: &str) -> Result<Arc<Namespace>> {
         let covering = self.inner.covering_listing(dir_prefix);
         let key = covering.unwrap_or_else(|| dir_prefix.to_string());
-        match self.listing(&key) {
+        match self.listing(&key, self.inner.patience) {
             Ok(()) => Ok(self.namespace()),
             Err(Error::AccessDenied(reason)) => {
                 self.inner.listing_was_denied(&reason);
@@ -43,16 +44,44 @@ impl ServiceCache {
     /// starting with `name` are listed (at most once per negative-cache period), or, when
     /// listing is denied, the value is read by its exact name. A name read that way is added
     /// to the tree; a missing one is treated as a possible directory while listing is denied,
-    /// so deeper exact paths stay reachable.
+    /// so deeper exact paths stay reachable. A listing that fails transiently or takes longer
+    /// than [`DISCOVERY_PATIENCE`] (a large prefix, throttled pages) goes on in the background,
+    /// and `name` is asked for directly: its value by exact name, and whether any name lies
+    /// below it (one probe), so a reader of an exact path never depends on a whole listing.
     pub fn discover(&self, name: &str) -> Result<Arc<Namespace>> {
         if !self.inner.listing_denied.load(Ordering::Relaxed) {
-            match self.listing(name) {
+            match self.listing(name, DISCOVERY_PATIENCE.min(self.inner.patience)) {
                 Ok(()) => return Ok(self.namespace()),
                 Err(Error::AccessDenied(reason)) => self.inner.listing_was_denied(&reason),
+                Err(err @ (Error::Transient(_) | Error::Service(_))) => return self.discover_directly(name, err),
                 Err(err) => return Err(err),
             }
         }
         self.discover_exact(name, true)
+    }
+
+    /// The tree, after reading `name` by its exact name and, if it holds no value, probing for
+    /// a name below it (shown as a directory). Neither found: `listing_error`, since the
+    /// listing that could have said more failed.
+    fn discover_directly(&self, name: &str, listing_error: Error) -> Result<Arc<Namespace>> {
+        tracing::debug!("listing {name:?} did not answer in time ({listing_error}); asking for the name directly");
+        match self.value(name, []) {
+            Ok(value) => {
+                let listed = Listed { name: name.to_string(), last_modified: value.fetched.last_modified };
+                self.inner.add_names(vec![listed]);
+                return Ok(self.namespace());
+            }
+            Err(Error::NotFound) => {}
+            Err(err) => return Err(err),
+        }
+        match self.inner.provider.probe(&format!("{name}/")) {
+            Ok(Some(below)) => {
+                self.inner.add_names(vec![below]);
+                Ok(self.namespace())
+            }
+            Ok(None) => Err(Error::NotFound),
+            Err(Error::AccessDenied(_)) | Err(_) => Err(listing_error),
+        }
     }
 
     /// The tree, after reading `name` by its exact name: added if found; if not and
@@ -70,8 +99,10 @@ impl ServiceCache {
         Ok(self.namespace())
     }
 
-    /// Make sure the listing of `prefix` is known (waiting only when nothing is known yet).
-    fn listing(&self, prefix: &str) -> Result<()> {
+    /// Make sure the listing of `prefix` is known (waiting, at most `patience`, only when
+    /// nothing is known yet). The listing runs on a thread of its own and goes on past the
+    /// wait.
+    fn listing(&self, prefix: &str, patience: Duration) -> Result<()> {
         let inner = &self.inner;
         let now = inner.runtime.clock.now();
         let (decision, flight) = {
@@ -79,6 +110,9 @@ impl ServiceCache {
             let slot = listings.entry(prefix.to_string()).or_insert_with(|| Slot::new(now));
             slot.last_read = now;
             let decision = slot.decide(now, inner.listing_ttl(slot), &inner.policy);
+            if matches!(decision, Decision::Wait(_) | Decision::Fetch) {
+                memory_only::may_wait()?;
+            }
             let flight = match decision {
                 Decision::Fetch | Decision::ServeAndRefresh(_) => {
                     let flight = Arc::new(Flight::default());
@@ -96,10 +130,11 @@ impl ServiceCache {
                 self.list_in_background(prefix.to_string());
                 Ok(())
             }
-            Decision::Wait(flight) => inner.listing_answer(prefix, flight.wait()),
+            Decision::Wait(flight) => inner.listing_answer(prefix, flight.wait(patience)),
             Decision::Fetch => {
-                inner.run_listing(prefix);
-                let outcome = flight.map_or(Err(Error::Transient("listing aborted".into())), |f| f.wait());
+                let (job, prefix_owned) = (inner.clone(), prefix.to_string());
+                inner.runtime.spawner.spawn_now(Box::new(move || job.run_listing(&prefix_owned)));
+                let outcome = flight.map_or(Err(Error::Transient("listing aborted".into())), |f| f.wait(patience));
                 inner.listing_answer(prefix, outcome)
             }
         }

@@ -8,6 +8,7 @@
 pub mod changes;
 pub mod clock;
 mod listings;
+pub mod memory_only;
 pub mod name_locks;
 mod refresh;
 pub mod slot;
@@ -42,6 +43,13 @@ pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// First wait after a failure (aws-secretsmanager-caching: 1 s), doubled per failure.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// How much longer than the request deadline (`--timeout`) a reader waits for a fetch.
+pub const PATIENCE_MARGIN: Duration = Duration::from_secs(1);
+/// Default longest wait of a reader for a fetch: the default request deadline (5 s) and the
+/// margin.
+pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(6);
+/// Longest wait of a lookup for a listing before it asks for the name directly instead.
+pub const DISCOVERY_PATIENCE: Duration = Duration::from_secs(1);
 /// Longest time a name found missing is not asked for again.
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(10);
 
@@ -56,6 +64,9 @@ pub struct CacheSettings {
     pub max_stale: Duration,
     /// Longest wait between attempts after failures.
     pub max_backoff: Duration,
+    /// Longest time a reader waits for a fetch or a listing (its own or one it shares) before
+    /// it is answered with a transient failure; the fetch goes on in the background.
+    pub patience: Duration,
 }
 
 impl Default for CacheSettings {
@@ -65,6 +76,7 @@ impl Default for CacheSettings {
             capacity: DEFAULT_CAPACITY,
             max_stale: DEFAULT_MAX_STALE,
             max_backoff: DEFAULT_MAX_BACKOFF,
+            patience: DEFAULT_PATIENCE,
         }
     }
 }
@@ -118,6 +130,7 @@ struct Inner {
     prefix: String,
     policy: Policy,
     capacity: usize,
+    patience: Duration,
     runtime: Runtime,
     values: Mutex<HashMap<String, Slot<CachedValue>>>,
     listings: Mutex<HashMap<String, Slot<Listing>>>,
@@ -162,6 +175,7 @@ impl ServiceCache {
                 provider,
                 prefix,
                 policy: settings.policy(),
+                patience: settings.patience,
                 capacity: usize::try_from(settings.capacity).unwrap_or(usize::MAX).max(1),
                 runtime,
                 values: Mutex::new(HashMap::new()),

@@ -62,14 +62,17 @@ impl<T> Flight<T> {
         self.outcome.lock().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
-    /// Wait for the outcome.
-    pub fn wait(&self) -> Result<Arc<T>> {
-        let mut guard = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(outcome) = guard.as_ref() {
-                return outcome.clone();
-            }
-            guard = self.done.wait(guard).unwrap_or_else(|p| p.into_inner());
+    /// Wait for the outcome, at most `patience`: past it, a transient failure (the fetch goes
+    /// on, and lands for the next reader).
+    pub fn wait(&self, patience: Duration) -> Result<Arc<T>> {
+        let guard = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        let (guard, _) = self
+            .done
+            .wait_timeout_while(guard, patience, |outcome| outcome.is_none())
+            .unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            Some(outcome) => outcome.clone(),
+            None => Err(Error::Transient(format!("no answer within {}s", patience.as_secs_f64()))),
         }
     }
 }

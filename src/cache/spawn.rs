@@ -10,6 +10,13 @@ pub type Job = Box<dyn FnOnce() + Send + 'static>;
 pub trait Spawner: Send + Sync {
     /// Run `job` later, on another thread.
     fn spawn(&self, job: Job);
+
+    /// Run `job` as soon as possible on another thread, while the caller waits for its outcome
+    /// a bounded time (a listing a reader needs). Unlike [`Spawner::spawn`], test spawners run
+    /// it at once too (on a thread of its own).
+    fn spawn_now(&self, job: Job) {
+        std::thread::spawn(job);
+    }
 }
 
 /// The blocking pool of a tokio runtime (provider calls block on the runtime, so they must not
@@ -19,6 +26,10 @@ pub struct BlockingPool(pub tokio::runtime::Handle);
 
 impl Spawner for BlockingPool {
     fn spawn(&self, job: Job) {
+        drop(self.0.spawn_blocking(job));
+    }
+
+    fn spawn_now(&self, job: Job) {
         drop(self.0.spawn_blocking(job));
     }
 }

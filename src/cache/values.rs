@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use super::changes::{ChangeKind, Origin};
+use super::memory_only;
 use super::slot::{Decision, Flight, Slot};
 use super::{lock, Inner, ServiceCache};
 use crate::error::{Error, Result};
@@ -86,6 +87,9 @@ impl ServiceCache {
             let slot = values.entry(name.to_string()).or_insert_with(|| Slot::new(now));
             slot.last_read = now;
             let decision = slot.decide(now, ttl, &inner.policy);
+            if matches!(decision, Decision::Wait(_) | Decision::Fetch) {
+                memory_only::may_wait()?;
+            }
             let batches = match decision {
                 Decision::Fetch | Decision::ServeAndRefresh(_) => {
                     let prefetch = matches!(decision, Decision::Fetch);
@@ -104,12 +108,13 @@ impl ServiceCache {
                 batches.for_each(|batch| self.fetch_in_background(batch));
                 Ok(value)
             }
-            Decision::Wait(flight) => inner.answer(name, flight.wait()),
+            Decision::Wait(flight) => inner.answer(name, flight.wait(inner.patience)),
             Decision::Fetch => {
                 let first = batches.next().unwrap_or_else(|| vec![name.to_string()]);
                 batches.for_each(|batch| self.fetch_in_background(batch));
                 inner.run_batch(&first);
-                let outcome = own_flight.map_or(Err(Error::Transient("fetch aborted".into())), |f| f.wait());
+                let outcome =
+                    own_flight.map_or(Err(Error::Transient("fetch aborted".into())), |f| f.wait(inner.patience));
                 inner.answer(name, outcome)
             }
         }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::changes::{ChangeKind, Origin};
+use super::memory_only;
 use super::{lock, CachedValue, ServiceCache};
 use crate::error::{Error, Result};
 use crate::provider::{Fetched, Listed, SecretBytes, ValueKind};
@@ -16,6 +17,7 @@ impl ServiceCache {
     /// one JSON value never lose each other's key. A new value equal to the stored one makes no
     /// update call. Returns whether the value was updated.
     pub fn edit(&self, name: &str, edit: impl FnOnce(&Fetched) -> Result<Vec<u8>>) -> Result<bool> {
+        memory_only::may_wait()?;
         let service = self.service();
         let _writer = self.inner.writers.acquire(name);
         let current = self.stored_now(name)?;
@@ -45,6 +47,7 @@ impl ServiceCache {
     /// Create `name`, which must not exist, holding `bytes` stored as `kind`: the tree shows it
     /// at once and its value is cached.
     pub fn create(&self, name: &str, kind: ValueKind, bytes: SecretBytes) -> Result<()> {
+        memory_only::may_wait()?;
         if bytes.len() > self.service().max_value_len() {
             return Err(Error::TooLarge);
         }
@@ -60,6 +63,7 @@ impl ServiceCache {
 
     /// Delete `name` in the service, then forget it in the tree and the value cache.
     pub fn delete(&self, name: &str) -> Result<()> {
+        memory_only::may_wait()?;
         let _writer = self.inner.writers.acquire(name);
         self.inner.provider.delete(name)?;
         self.inner.remove_names(&[name.to_string()]);
@@ -73,6 +77,7 @@ impl ServiceCache {
     /// one (one metadata call), else fetched again (also when the metadata call is refused). A
     /// value found moved is announced as a change made out of band.
     pub fn stored_now(&self, name: &str) -> Result<Arc<CachedValue>> {
+        memory_only::may_wait()?;
         let cached = self.value(name, [])?;
         let names = [name.to_string()];
         let unchanged = match self.inner.provider.versions(&names) {

@@ -377,6 +377,11 @@ impl SecretFs {
         self.commit_handle(fh, true)
     }
 
+    /// Whether `fh` is a file handle open for writing (its flush or release may commit).
+    pub fn is_writer(&self, fh: u64) -> bool {
+        self.files.get(fh).is_some_and(|open| open.writer.is_some())
+    }
+
     /// Close a file handle, committing anything still uncommitted (an O_TRUNC open with no
     /// writes stores the empty value here).
     pub fn release(&self, fh: u64) -> Result<()> {

@@ -3,10 +3,16 @@
 //!
 //! The threading contract:
 //! - fuser's threads read kernel requests. `read`, `write`, `readdir`, `releasedir` and
-//!   `forget` are answered on them at once, from memory (an open handle's snapshot or buffer). Every other
-//!   request (lookup, getattr, setattr, open, opendir, flush, fsync, release, and every change)
-//!   may wait on AWS, so it is handed to the runtime's blocking pool and replied from there:
-//!   the reading threads are never all stuck behind slow calls.
+//!   `forget` are answered on them at once, from memory (an open handle's snapshot or
+//!   buffer), and so are flush, fsync and release of handles that write nothing. `lookup`,
+//!   `getattr`, `open` and `opendir` are tried on them with every provider wait refused
+//!   (`cache::memory_only`): what memory can answer is answered there; what would wait on AWS
+//!   (a fetch, a listing, a version check) is handed to the runtime's blocking pool and
+//!   replied from there, as are commits and every change (setattr, create, mkdir, unlink,
+//!   rmdir, rename). Requests for known values never queue behind slow calls.
+//! - A reader waits for a shared fetch or listing at most `--timeout` plus a margin
+//!   (`CacheSettings::patience`); a lookup waits for a listing at most a second before it asks
+//!   for the name directly.
 //! - No cache table lock (values, listings, tree, inodes) is held across a provider call. A
 //!   write holds its name's write lock (and its handle's buffer lock) across the update call;
 //!   readers never take either, and writers of other names never wait on it.
@@ -31,6 +37,7 @@ use fuser::{
     ReplyWrite, Request, TimeOrNow,
 };
 
+use crate::cache::memory_only;
 use crate::error::Error;
 use crate::fs::{Attr, Invalidation, NodeKind, OpenMode, SecretFs};
 use crate::inodes::Ino;
@@ -74,6 +81,21 @@ impl FuseAdapter {
             span.record("path", path.as_str());
         }
         span
+    }
+
+    /// Answer with `op` at once, on this FUSE thread, if it needs nothing but memory; if it
+    /// would wait on a provider (a fetch, a listing, a write), run it again on the blocking pool
+    /// and answer from there. `reply` gets the outcome either way.
+    fn memory_first<T: 'static>(
+        &self,
+        span: Span,
+        op: impl Fn(&Shared) -> crate::error::Result<T> + Send + 'static,
+        reply: impl FnOnce(&Shared, crate::error::Result<T>) + Send + 'static,
+    ) {
+        match span.in_scope(|| memory_only::from_memory(|| op(&self.shared))) {
+            Err(Error::WouldBlock) => self.offload(span, move |s| reply(s, op(s))),
+            answered => span.in_scope(|| reply(&self.shared, answered)),
+        }
     }
 
     /// Run `job` on the blocking pool (or here, without one), inside `span`.
@@ -156,14 +178,15 @@ impl Filesystem for FuseAdapter {
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let span = self.span(req, "lookup", parent, Some(name));
-        let name = utf8(name);
-        self.offload(span, move |s| {
-            let result = name.and_then(|name| s.fs.lookup(Ino(parent.0), &name).map_err(|e| errno(&e)));
-            match result {
+        let Ok(name) = utf8(name) else { return reply.error(Errno::ENOENT) };
+        self.memory_first(
+            span,
+            move |s| s.fs.lookup(Ino(parent.0), &name),
+            |_, result| match result {
                 Ok(attr) => reply.entry(&KERNEL_TTL, &to_file_attr(&attr), Generation(0)),
-                Err(e) => reply.error(e),
-            }
-        });
+                Err(e) => reply.error(errno(&e)),
+            },
+        );
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -173,12 +196,14 @@ impl Filesystem for FuseAdapter {
     // BATCH_FORGET: fuser's default calls `forget` for each node.
 
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.offload(self.span(req, "getattr", ino, None), move |s| {
-            match s.fs.getattr(Ino(ino.0), fh.map(|fh| fh.0)) {
+        self.memory_first(
+            self.span(req, "getattr", ino, None),
+            move |s| s.fs.getattr(Ino(ino.0), fh.map(|fh| fh.0)),
+            |_, result| match result {
                 Ok(attr) => reply.attr(&KERNEL_TTL, &to_file_attr(&attr)),
                 Err(e) => reply.error(errno(&e)),
-            }
-        });
+            },
+        );
     }
 
     fn setattr(
@@ -226,12 +251,16 @@ impl Filesystem for FuseAdapter {
             truncate: flags.0 & libc::O_TRUNC != 0,
             append: flags.0 & libc::O_APPEND != 0,
         };
-        self.offload(self.span(req, "open", ino, None), move |s| match s.fs.open(Ino(ino.0), mode) {
-            // Direct I/O: every read is served from this handle's snapshot, so a rotated value
-            // never mixes with stale page-cache bytes or a stale cached size.
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
-            Err(e) => reply.error(errno(&e)),
-        });
+        self.memory_first(
+            self.span(req, "open", ino, None),
+            move |s| s.fs.open(Ino(ino.0), mode),
+            |_, result| match result {
+                // Direct I/O: every read is served from this handle's snapshot, so a rotated
+                // value never mixes with stale page-cache bytes or a stale cached size.
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
+                Err(e) => reply.error(errno(&e)),
+            },
+        );
     }
 
     fn read(
@@ -277,7 +306,11 @@ impl Filesystem for FuseAdapter {
     }
 
     fn flush(&self, req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: fuser::LockOwner, reply: ReplyEmpty) {
-        self.offload(self.span(req, "flush", ino, None), move |s| s.reply_commit(ino, s.fs.flush(fh.0), reply));
+        let span = self.span(req, "flush", ino, None);
+        match self.shared.fs.is_writer(fh.0) {
+            true => self.offload(span, move |s| s.reply_commit(ino, s.fs.flush(fh.0), reply)),
+            false => reply.ok(),
+        }
     }
 
     fn release(
@@ -290,18 +323,30 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.offload(self.span(req, "release", ino, None), move |s| s.reply_commit(ino, s.fs.release(fh.0), reply));
+        let span = self.span(req, "release", ino, None);
+        match self.shared.fs.is_writer(fh.0) {
+            true => self.offload(span, move |s| s.reply_commit(ino, s.fs.release(fh.0), reply)),
+            false => span.in_scope(|| self.shared.reply_commit(ino, self.shared.fs.release(fh.0), reply)),
+        }
     }
 
     fn fsync(&self, req: &Request, ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        self.offload(self.span(req, "fsync", ino, None), move |s| s.reply_commit(ino, s.fs.flush(fh.0), reply));
+        let span = self.span(req, "fsync", ino, None);
+        match self.shared.fs.is_writer(fh.0) {
+            true => self.offload(span, move |s| s.reply_commit(ino, s.fs.flush(fh.0), reply)),
+            false => reply.ok(),
+        }
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        self.offload(self.span(req, "opendir", ino, None), move |s| match s.fs.opendir(Ino(ino.0)) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(errno(&e)),
-        });
+        self.memory_first(
+            self.span(req, "opendir", ino, None),
+            move |s| s.fs.opendir(Ino(ino.0)),
+            |_, result| match result {
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Err(e) => reply.error(errno(&e)),
+            },
+        );
     }
 
     fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {

@@ -113,6 +113,12 @@ pub trait Provider: Send + Sync {
     /// flat names included). Metadata only, never values.
     fn list(&self, prefix: &str) -> Result<Vec<Listed>>;
 
+    /// One name that starts with `prefix`, if any: whether `prefix` names a directory, without
+    /// listing it whole. Providers that can stop at the first name found do.
+    fn probe(&self, prefix: &str) -> Result<Option<Listed>> {
+        Ok(self.list(prefix)?.into_iter().next())
+    }
+
     /// The current version of each of `names` that exists, asked as cheaply as the service
     /// allows (metadata calls, no values). A name missing from the answer may be gone.
     fn versions(&self, names: &[String]) -> Result<HashMap<String, String>>;

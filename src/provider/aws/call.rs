@@ -63,6 +63,8 @@ impl RateLimiter {
 pub const RETRY_DELAY_BASE: Duration = Duration::from_millis(100);
 /// Longest wait before a retry.
 pub const RETRY_DELAY_CAP: Duration = Duration::from_secs(2);
+/// Times one page of a listing is sent (each with its own retries) before the listing fails.
+pub const PAGE_TRIES: u32 = 8;
 
 /// How one service's requests are sent.
 #[derive(Debug)]
@@ -97,6 +99,28 @@ impl Caller {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         self.attempts(action, || async { request().await.map_err(classify) }).await
+    }
+
+    /// Send one page of a listing: as [`Caller::send`], and when the page still fails
+    /// transiently, try it again after a pause, up to [`PAGE_TRIES`] times in all, so one
+    /// throttled page does not throw away a listing of thousands of names.
+    pub async fn send_page<T, E, F, Fut>(&self, action: &'static str, request: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = std::result::Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let mut failures = 0;
+        loop {
+            match self.send(action, &request).await {
+                Err(Error::Transient(reason)) if failures + 1 < PAGE_TRIES => {
+                    failures += 1;
+                    tracing::debug!("{action}: page failed ({reason}); trying it again ({failures} of {PAGE_TRIES})");
+                    tokio::time::sleep(self.retry_delay(failures + 1)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Run `attempt` until it succeeds, fails for good, or runs out of attempts or time. A

@@ -72,6 +72,31 @@ impl ParameterStore {
         })
     }
 
+    /// The parameters whose names start with `prefix`, page by page (a page that fails is
+    /// tried again on its own; the pages before it are kept; pages may be empty and still carry
+    /// a token); with `first_only`, up to the first page that holds one.
+    async fn list_pages(&self, prefix: &str, first_only: bool) -> Result<Vec<Listed>> {
+        let mut listed = Vec::new();
+        let mut next_token = None;
+        loop {
+            let mut request =
+                self.client.describe_parameters().max_results(DESCRIBE_PAGE_SIZE).set_next_token(next_token);
+            if prefix != "/" && !prefix.is_empty() {
+                request = request.parameter_filters(describe_filter("Name", "BeginsWith", &[prefix.to_string()])?);
+            }
+            let page = self.caller.send_page("DescribeParameters", || request.clone().send()).await?;
+            listed.extend(page.parameters().iter().filter_map(|p| {
+                let name = p.name()?;
+                under_prefix(prefix, name)
+                    .then(|| Listed { name: name.to_string(), last_modified: to_system_time(p.last_modified_date()) })
+            }));
+            next_token = page.next_token().map(str::to_string);
+            if next_token.is_none() || (first_only && !listed.is_empty()) {
+                return Ok(listed);
+            }
+        }
+    }
+
     /// The stored settings of one parameter (type, key, description, tier, pattern).
     async fn metadata(&self, name: &str) -> Result<ParameterMetadata> {
         let filter = describe_filter("Name", "Equals", &[name.to_string()])?;
@@ -83,29 +108,11 @@ impl ParameterStore {
 
 impl Provider for ParameterStore {
     fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
-        self.bridge.run(async {
-            let mut listed = Vec::new();
-            let mut next_token = None;
-            loop {
-                let mut request =
-                    self.client.describe_parameters().max_results(DESCRIBE_PAGE_SIZE).set_next_token(next_token);
-                if prefix != "/" && !prefix.is_empty() {
-                    request = request.parameter_filters(describe_filter("Name", "BeginsWith", &[prefix.to_string()])?);
-                }
-                let page = self.caller.send("DescribeParameters", || request.clone().send()).await?;
-                listed.extend(page.parameters().iter().filter_map(|p| {
-                    let name = p.name()?;
-                    under_prefix(prefix, name).then(|| Listed {
-                        name: name.to_string(),
-                        last_modified: to_system_time(p.last_modified_date()),
-                    })
-                }));
-                next_token = page.next_token().map(str::to_string);
-                if next_token.is_none() {
-                    return Ok(listed);
-                }
-            }
-        })
+        self.bridge.run(self.list_pages(prefix, false))
+    }
+
+    fn probe(&self, prefix: &str) -> Result<Option<Listed>> {
+        Ok(self.bridge.run(self.list_pages(prefix, true))?.into_iter().next())
     }
 
     fn fetch(&self, names: &[String]) -> Result<Vec<FetchResult>> {

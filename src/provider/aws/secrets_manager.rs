@@ -35,6 +35,32 @@ impl SecretsManager {
         SecretsManager { client, bridge, caller: Arc::new(caller) }
     }
 
+    /// The secrets whose names start with `prefix`, page by page (a page that fails is tried
+    /// again on its own; the pages before it are kept); with `first_only`, up to the first page
+    /// that holds one.
+    async fn list_pages(&self, prefix: &str, first_only: bool) -> Result<Vec<Listed>> {
+        let mut listed = Vec::new();
+        let mut next_token = None;
+        loop {
+            let mut request = self.client.list_secrets().max_results(LIST_PAGE_SIZE).set_next_token(next_token);
+            if !prefix.is_empty() {
+                request = request.filters(Filter::builder().key(FilterNameStringType::Name).values(prefix).build());
+            }
+            let page = self.caller.send_page("ListSecrets", || request.clone().send()).await?;
+            listed.extend(page.secret_list().iter().filter_map(|s| {
+                let name = s.name()?;
+                under_prefix(prefix, name).then(|| Listed {
+                    name: name.to_string(),
+                    last_modified: to_system_time(s.last_changed_date().or(s.created_date())),
+                })
+            }));
+            next_token = page.next_token().map(str::to_string);
+            if next_token.is_none() || (first_only && !listed.is_empty()) {
+                return Ok(listed);
+            }
+        }
+    }
+
     async fn get_one(&self, name: &str) -> Result<Fetched> {
         let out = self.caller.send("GetSecretValue", || self.client.get_secret_value().secret_id(name).send()).await?;
         Ok(to_fetched(
@@ -110,28 +136,11 @@ fn stored(bytes: SecretBytes, kind: ValueKind, version: Option<&str>) -> Fetched
 
 impl Provider for SecretsManager {
     fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
-        self.bridge.run(async {
-            let mut listed = Vec::new();
-            let mut next_token = None;
-            loop {
-                let mut request = self.client.list_secrets().max_results(LIST_PAGE_SIZE).set_next_token(next_token);
-                if !prefix.is_empty() {
-                    request = request.filters(Filter::builder().key(FilterNameStringType::Name).values(prefix).build());
-                }
-                let page = self.caller.send("ListSecrets", || request.clone().send()).await?;
-                listed.extend(page.secret_list().iter().filter_map(|s| {
-                    let name = s.name()?;
-                    under_prefix(prefix, name).then(|| Listed {
-                        name: name.to_string(),
-                        last_modified: to_system_time(s.last_changed_date().or(s.created_date())),
-                    })
-                }));
-                next_token = page.next_token().map(str::to_string);
-                if next_token.is_none() {
-                    return Ok(listed);
-                }
-            }
-        })
+        self.bridge.run(self.list_pages(prefix, false))
+    }
+
+    fn probe(&self, prefix: &str) -> Result<Option<Listed>> {
+        Ok(self.bridge.run(self.list_pages(prefix, true))?.into_iter().next())
     }
 
     fn fetch(&self, names: &[String]) -> Result<Vec<FetchResult>> {
