@@ -3,9 +3,12 @@
 //! Layers, each depending only on those below it: `app` (composition root) → `fuse_adapter`
 //! (the only code that touches fuser) → `fs` (FUSE-free core) → `inodes` / `namespace` (paths)
 //! → `cache` → `provider` (Parameter Store, Secrets Manager, local store, in-memory).
+//! `deadline` carries the current FUSE request's deadline down to the waits and AWS calls
+//! made for it.
 
 pub mod app;
 pub mod cache;
+pub mod deadline;
 pub mod error;
 pub mod fs;
 pub mod fuse_adapter;

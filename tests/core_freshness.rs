@@ -170,7 +170,7 @@ fn refresh_ahead_asks_versions_and_fetches_only_what_moved() {
     assert_eq!(h.read("ps/app/db/password").unwrap(), "hunter2");
     assert_eq!(h.read("ps/app/token").unwrap(), "tok-1");
     let fetches = h.calls(FETCH_ACTION);
-    h.advance(TTL * 91 / 100);
+    h.advance(TTL * 96 / 100);
     h.cache.refresh_due();
     assert!(h.jobs.run_all() > 0);
     assert_eq!(h.calls(VERSIONS_ACTION), 1, "one metadata call for every due value");
@@ -179,7 +179,7 @@ fn refresh_ahead_asks_versions_and_fetches_only_what_moved() {
     h.ps.insert("/app/token", ValueKind::SecureString, "tok-2");
     h.advance(TTL / 2);
     assert_eq!(h.read("ps/app/token").unwrap(), "tok-1", "still fresh: served from memory");
-    h.advance(TTL * 41 / 100);
+    h.advance(TTL * 46 / 100);
     h.cache.refresh_due();
     h.jobs.run_all();
     assert_eq!(h.calls(FETCH_ACTION), fetches + 1, "only the value whose version moved is fetched");
@@ -196,7 +196,7 @@ fn refresh_ahead_asks_versions_and_fetches_only_what_moved() {
     h.cache.refresh_due();
     h.jobs.run_all();
     let versions = h.calls(VERSIONS_ACTION);
-    h.advance(TTL * 91 / 100);
+    h.advance(TTL * 96 / 100);
     h.cache.refresh_due();
     h.jobs.run_all();
     assert_eq!(h.calls(VERSIONS_ACTION), versions);
@@ -239,7 +239,7 @@ fn a_denied_listing_still_serves_exact_names() {
     assert!(names(&h.fs, "ps/app").contains(&"token".to_string()), "directories show what is known");
     h.ps.fail(VERSIONS_ACTION, Some(Error::AccessDenied("ssm:DescribeParameters".into())));
     h.ps.insert("/app/token", ValueKind::SecureString, "tok-2");
-    h.advance(TTL * 91 / 100);
+    h.advance(TTL * 96 / 100);
     h.cache.refresh_due();
     h.jobs.run_all();
     assert_eq!(h.read("ps/app/token").unwrap(), "tok-2", "a denied metadata call falls back to reading values");

@@ -256,7 +256,7 @@ fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<Runnin
         fuse_config.acl = fuser::SessionACL::All;
     }
     let (notices, queue) = notifier::queue(&changes);
-    let adapter = FuseAdapter::new(fs.clone(), notices, Some(handle.clone()));
+    let adapter = FuseAdapter::new(fs.clone(), notices, Some(handle.clone()), config.cache.patience);
     let busy = adapter.busy();
     let session = fuser::spawn_mount(adapter, &config.mountpoint, &fuse_config)
         .map_err(|e| mount_failure(&config.mountpoint, &e))?;

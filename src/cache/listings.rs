@@ -13,6 +13,7 @@ use super::changes::{ChangeKind, Origin};
 use super::memory_only;
 use super::slot::{Decision, Flight, Slot};
 use super::{lock, Inner, Listing, ServiceCache, Tree, DISCOVERY_PATIENCE};
+use crate::deadline;
 use crate::error::{Error, Result};
 use crate::namespace::Namespace;
 use crate::provider::{under_prefix, Listed};
@@ -130,11 +131,12 @@ impl ServiceCache {
                 self.list_in_background(prefix.to_string());
                 Ok(())
             }
-            Decision::Wait(flight) => inner.listing_answer(prefix, flight.wait(patience)),
+            Decision::Wait(flight) => inner.listing_answer(prefix, flight.wait(deadline::bound(patience))),
             Decision::Fetch => {
                 let (job, prefix_owned) = (inner.clone(), prefix.to_string());
                 inner.runtime.spawner.spawn_now(Box::new(move || job.run_listing(&prefix_owned)));
-                let outcome = flight.map_or(Err(Error::Transient("listing aborted".into())), |f| f.wait(patience));
+                let outcome = flight
+                    .map_or(Err(Error::Transient("listing aborted".into())), |f| f.wait(deadline::bound(patience)));
                 inner.listing_answer(prefix, outcome)
             }
         }

@@ -11,6 +11,7 @@ use super::changes::{ChangeKind, Origin};
 use super::memory_only;
 use super::slot::{Decision, Flight, Slot};
 use super::{lock, Inner, ServiceCache};
+use crate::deadline;
 use crate::error::{Error, Result};
 use crate::provider::{wipe_json_object, FetchResult, Fetched};
 
@@ -108,13 +109,13 @@ impl ServiceCache {
                 batches.for_each(|batch| self.fetch_in_background(batch));
                 Ok(value)
             }
-            Decision::Wait(flight) => inner.answer(name, flight.wait(inner.patience)),
+            Decision::Wait(flight) => inner.answer(name, flight.wait(deadline::bound(inner.patience))),
             Decision::Fetch => {
                 let first = batches.next().unwrap_or_else(|| vec![name.to_string()]);
                 batches.for_each(|batch| self.fetch_in_background(batch));
                 inner.run_batch(&first);
-                let outcome =
-                    own_flight.map_or(Err(Error::Transient("fetch aborted".into())), |f| f.wait(inner.patience));
+                let outcome = own_flight
+                    .map_or(Err(Error::Transient("fetch aborted".into())), |f| f.wait(deadline::bound(inner.patience)));
                 inner.answer(name, outcome)
             }
         }

@@ -38,6 +38,7 @@ use fuser::{
 };
 
 use crate::cache::memory_only;
+use crate::deadline;
 use crate::error::Error;
 use crate::fs::{Attr, Invalidation, NodeKind, OpenMode, SecretFs};
 use crate::inodes::Ino;
@@ -51,6 +52,7 @@ pub const KERNEL_TTL: Duration = Duration::from_secs(1);
 pub struct FuseAdapter {
     shared: Arc<Shared>,
     pool: Option<Handle>,
+    patience: Duration,
 }
 
 struct Shared {
@@ -61,10 +63,11 @@ struct Shared {
 
 impl FuseAdapter {
     /// An adapter serving `fs`, queueing its corrections on `notices`. Requests that may wait
-    /// run on `pool` (inline without one).
-    pub fn new(fs: Arc<SecretFs>, notices: Notices, pool: Option<Handle>) -> Self {
+    /// run on `pool` (inline without one), and are answered within `patience` of their arrival
+    /// (`--timeout` plus a margin), time spent queued included.
+    pub fn new(fs: Arc<SecretFs>, notices: Notices, pool: Option<Handle>, patience: Duration) -> Self {
         let busy = Arc::new(AtomicUsize::new(0));
-        FuseAdapter { shared: Arc::new(Shared { fs, notices, busy }), pool }
+        FuseAdapter { shared: Arc::new(Shared { fs, notices, busy }), pool, patience }
     }
 
     /// How many requests are being answered on the blocking pool right now (commits among
@@ -98,12 +101,14 @@ impl FuseAdapter {
         }
     }
 
-    /// Run `job` on the blocking pool (or here, without one), inside `span`.
+    /// Run `job` on the blocking pool (or here, without one), inside `span`, under the request
+    /// deadline (`patience` from now).
     fn offload(&self, span: Span, job: impl FnOnce(&Shared) + Send + 'static) {
         let shared = self.shared.clone();
         shared.busy.fetch_add(1, Ordering::SeqCst);
+        let ends = std::time::Instant::now() + self.patience;
         let run = move || {
-            span.in_scope(|| job(&shared));
+            span.in_scope(|| deadline::within(ends, || job(&shared)));
             shared.busy.fetch_sub(1, Ordering::SeqCst);
         };
         match &self.pool {

@@ -16,6 +16,7 @@ use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 use tokio::sync::Mutex;
 
 use super::classify;
+use crate::deadline;
 use crate::error::{Error, Result};
 use crate::provider::{ApiCounters, CallCounts};
 
@@ -132,7 +133,9 @@ impl Caller {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let deadline = Instant::now() + self.deadline;
+        // A request's deadline (the FUSE request this call is made for) may end it sooner.
+        let budget = deadline::bound(self.deadline);
+        let deadline = Instant::now() + budget;
         let tries = async {
             let mut failures = 0u32;
             loop {
@@ -153,7 +156,7 @@ impl Caller {
         };
         match tokio::time::timeout_at(deadline, tries).await {
             Ok(result) => result,
-            Err(_) => Err(Error::Transient(format!("{action}: no answer within {}s", self.deadline.as_secs_f64()))),
+            Err(_) => Err(Error::Transient(format!("{action}: no answer within {:.1}s", budget.as_secs_f64()))),
         }
     }
 
