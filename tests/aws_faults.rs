@@ -104,3 +104,40 @@ fn secrets_manager_write_conflicts_are_retried_within_the_timeout() {
     assert_eq!(aws.secret("app/key"), "new");
     drop(m);
 }
+
+#[test]
+fn a_large_listing_under_throttling_neither_fails_whole_nor_keeps_an_exact_reader_waiting() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    for i in 0..500 {
+        aws.put_parameter(&format!("/big/p{i:03}"), &format!("v{i}"), ParameterType::String);
+    }
+    for i in 0..250 {
+        aws.create_secret(&format!("many/s{i:03}"), "x");
+    }
+    let proxy = FaultProxy::start(moto.port);
+    proxy.fail_share("DescribeParameters", Fault::Throttling, 30);
+    proxy.fail_share("ListSecrets", Fault::Throttling, 50);
+    let m = Mounted::start(&["--timeout", "2", "--retries", "2"], &moto.env_via(proxy.endpoint()));
+    // An exact path: answered whether or not the listing of /big has finished.
+    let start = Instant::now();
+    assert_eq!(read(&m, "ps/big/p250").unwrap(), "v250");
+    println!("exact read under a throttled 500-name listing: {:?}", start.elapsed());
+    assert!(start.elapsed() < Duration::from_secs(4), "within --timeout + 1 s + slack: {:?}", start.elapsed());
+    // The whole listings complete: a failed page is tried again on its own.
+    let listed = |rel: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = sh(&format!("ls -1 {}", m.path(rel).display()));
+            if out.status.success() {
+                return String::from_utf8(out.stdout).unwrap().lines().count();
+            }
+            assert!(Instant::now() < deadline, "{rel} never listed: {}", String::from_utf8_lossy(&out.stderr));
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    assert_eq!(listed("ps/big"), 500);
+    assert_eq!(listed("sm/many"), 250);
+    assert!(proxy.refused() > 0, "pages were throttled");
+    drop(m);
+}

@@ -120,6 +120,12 @@ fn refusals_are_clear_and_store_nothing() {
     assert!(fails(&format!("printf x > '{}'", p("sm/prod/a#b"))).contains("Invalid argument"));
     assert!(fails(&format!("mkdir {}", p("sm/prod/db/nested"))).contains("Operation not permitted"));
     assert!(fails(&format!("rmdir {}", p("ps/prod"))).contains("not empty"));
+    // A new file whose content is refused (larger than a parameter holds) is not created, and
+    // leaves no empty file behind.
+    let too_big = format!("head -c 9000 /dev/zero | tr '\\0' a | cat > {}", p("ps/prod/newbig"));
+    assert!(fails(&too_big).contains("File too large"));
+    assert!(!m.path("ps/prod/newbig").exists(), "no phantom file");
+    assert!(!run("ls", &["-1", &p("ps/prod")]).lines().any(|name| name == "newbig"), "not listed either");
     assert_eq!(std::fs::read_to_string(&store).unwrap(), before, "nothing was saved");
     // A temp file is never saved, and disappears when removed.
     ok(&format!("printf draft > {} && rm {}", p("ps/prod/.draft.swp"), p("ps/prod/.draft.swp")));

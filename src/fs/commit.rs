@@ -20,6 +20,11 @@ impl SecretFs {
     /// must never be stored behind its back).
     pub(super) fn commit(&self, buffer: &mut WriteBuffer) -> Result<()> {
         if let Some(err) = &buffer.failed {
+            // A new file whose content was refused (too large, say) is never created: it
+            // disappears as a failed create does.
+            if matches!(buffer.target, Target::NewName(_)) {
+                self.abandon(buffer);
+            }
             return Err(err.clone());
         }
         if !buffer.dirty {
@@ -54,8 +59,9 @@ impl SecretFs {
         Ok(())
     }
 
-    /// A new file whose first commit failed disappears: as before the write, the name does not
-    /// exist. (A stored file is not in the pending table, so this changes nothing for it.)
+    /// A new file whose first commit failed (or whose content was refused) disappears: as before
+    /// the write, the name does not exist. (A stored file is not in the pending table, so this
+    /// changes nothing for it.)
     fn abandon(&self, buffer: &WriteBuffer) {
         self.pending.remove(&buffer.path);
     }
