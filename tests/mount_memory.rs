@@ -1,6 +1,7 @@
 //! Memory that stays flat through a real mount against moto: the inodes of a looked-up path
-//! are freed when the kernel forgets them, so hundreds of rotations found by refreshes leave
-//! the inode table and the daemon's resident memory where they were.
+//! are freed when the kernel forgets them, and the daemon allocates from one arena, so a
+//! thousand rotations found by refreshes leave the inode table and the daemon's resident memory
+//! where they were (within 5 %).
 
 #[path = "common/moto.rs"]
 mod moto;
@@ -58,7 +59,7 @@ fn rotations_of_a_looked_up_secret_leave_inodes_and_memory_flat() {
     aws.create_secret("app/db", &secret_json(0));
     let mut m = Mounted::start(&["--services", "sm"], &moto.env());
     const WARM_UP: usize = 50;
-    const ROUNDS: usize = 300;
+    const ROUNDS: usize = 1000;
     for round in 1..=WARM_UP {
         rotate_and_read(&aws, &m, round);
     }
@@ -87,5 +88,5 @@ fn rotations_of_a_looked_up_secret_leave_inodes_and_memory_flat() {
     // forgotten every inode and the table holds the root alone.
     assert!(counts[1] < counts[0] + ROUNDS as u64 / 2, "the inode table grows with rotations: {counts:?}");
     assert!(counts[2] <= 2, "inodes the kernel forgot are freed: {counts:?}");
-    assert!(rss_after <= rss_before + rss_before / 7, "RSS grew from {rss_before} kB to {rss_after} kB");
+    assert!(rss_after <= rss_before + rss_before / 20, "RSS grew more than 5 %: {rss_before} kB to {rss_after} kB");
 }

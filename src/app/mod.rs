@@ -102,6 +102,7 @@ pub fn normalize_sm_prefix(prefix: &str) -> String {
 /// Mount and serve until unmounted or signalled. Without `foreground`, the calling process
 /// exits once the mount is ready (or failed) and a child keeps serving.
 pub fn mount(mut config: MountConfig) -> Result<()> {
+    hardening::one_allocator_arena();
     hardening::harden(false)?;
     config.mountpoint = mountpoint::check(&config.mountpoint)?;
     if let Source::Local(path) = &config.source {
