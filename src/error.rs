@@ -15,6 +15,11 @@ pub enum Error {
     AccessDenied(String),
     /// A failure that may pass: timeout, connection failure, 5xx, throttling.
     Transient(String),
+    /// AWS refused the daemon's own credentials (expired, invalid, unknown, a signature out of
+    /// date): the credential chain's problem, not a revocation of the value, so known values
+    /// stay served as through any outage. Not retried at once (the same credentials would be
+    /// refused again); the next attempt waits the name's backoff.
+    Credentials(String),
     /// A service error that is neither of the above (bad request, unknown code).
     Service(String),
     /// The value is larger than the service allows.
@@ -58,7 +63,7 @@ impl Error {
         match self {
             Error::NotFound => libc::ENOENT,
             Error::AccessDenied(_) => libc::EACCES,
-            Error::Transient(_) | Error::Service(_) => libc::EIO,
+            Error::Transient(_) | Error::Service(_) | Error::Credentials(_) => libc::EIO,
             Error::TooLarge => libc::EFBIG,
             Error::ReadOnly => libc::EROFS,
             Error::InvalidInput(_) => libc::EINVAL,
@@ -94,6 +99,7 @@ impl fmt::Display for Error {
             Error::NotFound => write!(f, "not found"),
             Error::AccessDenied(m) => write!(f, "access denied: {m}"),
             Error::Transient(m) => write!(f, "temporary failure: {m}"),
+            Error::Credentials(m) => write!(f, "AWS refused the daemon's credentials: {m}"),
             Error::Service(m) => write!(f, "service error: {m}"),
             Error::TooLarge => write!(f, "value too large for the service"),
             Error::ReadOnly => write!(f, "read-only"),

@@ -141,3 +141,39 @@ fn a_large_listing_under_throttling_neither_fails_whole_nor_keeps_an_exact_reade
     assert!(proxy.refused() > 0, "pages were throttled");
     drop(m);
 }
+
+#[test]
+fn refused_credentials_never_take_known_values_away() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    aws.put_parameter("/app/token", "tok-1", ParameterType::SecureString);
+    aws.put_parameter("/cold/a", "never read", ParameterType::String);
+    aws.create_secret("app/key", r#"{"password":"hunter2"}"#);
+    let proxy = FaultProxy::start(moto.port);
+    let m = Mounted::start(&FAST, &moto.env_via(proxy.endpoint()));
+    assert_eq!(read(&m, "ps/app/token").unwrap(), "tok-1");
+    assert_eq!(read(&m, "sm/app/key/password").unwrap(), "hunter2");
+    assert!(m.path("ps/cold").is_dir());
+    let codes = [
+        "ExpiredTokenException",
+        "ExpiredToken",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "RequestExpired",
+    ];
+    for code in codes {
+        proxy.fail(fault_proxy::ALL_ACTIONS, Fault::Code(code));
+        std::thread::sleep(Duration::from_millis(2500));
+        for _ in 0..3 {
+            assert_eq!(read(&m, "ps/app/token").unwrap(), "tok-1", "{code}: the known value is served");
+            assert_eq!(read(&m, "sm/app/key/password").unwrap(), "hunter2", "{code}");
+        }
+        let cold = read(&m, "ps/cold/a").unwrap_err();
+        assert_eq!(cold.raw_os_error(), Some(libc::EIO), "{code}: a cold read is EIO, never EACCES: {cold}");
+        proxy.heal();
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let stderr = m.stop();
+    assert!(stderr.contains("refused the daemon's credentials"), "the log says why: {stderr}");
+    assert!(!stderr.contains("tok-1") && !stderr.contains("hunter2"));
+}

@@ -278,6 +278,13 @@ mod tests {
     }
 
     #[test]
+    fn refused_credentials_and_outages_keep_the_value_servable() {
+        assert!(!ends_stale(&Error::Credentials("ExpiredTokenException".into())));
+        assert!(!ends_stale(&Error::Transient("503".into())));
+        assert!(!ends_stale(&Error::Service("unknown".into())));
+    }
+
+    #[test]
     fn failures_are_remembered_until_the_backoff_ends() {
         let t0 = Instant::now();
         let mut slot: Slot<u32> = Slot::new(t0);

@@ -28,6 +28,8 @@ pub enum Fault {
     /// `TooManyUpdatesException` (HTTP 400): Secrets Manager's answer to a write while another
     /// write of the same secret is in progress.
     TooManyUpdates,
+    /// Any other AWS error code (HTTP 400), e.g. `ExpiredTokenException`.
+    Code(&'static str),
     /// The request is read and never answered (the connection stays open until healed).
     Blackhole,
 }
@@ -41,6 +43,7 @@ impl Fault {
             Fault::Unavailable => "ServiceUnavailable",
             Fault::InvalidKeyId => "InvalidKeyId",
             Fault::TooManyUpdates => "TooManyUpdatesException",
+            Fault::Code(code) => code,
             Fault::Blackhole => "",
         }
     }

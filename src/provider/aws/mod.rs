@@ -254,11 +254,14 @@ pub fn classify_code(code: &str, status: u16, message: String) -> Error {
     match code {
         "ParameterNotFound" | "ResourceNotFoundException" | "ParameterVersionNotFound" => Error::NotFound,
         "ParameterAlreadyExists" | "ResourceExistsException" => Error::AlreadyExists,
-        "AccessDeniedException"
-        | "AccessDenied"
-        | "UnrecognizedClientException"
+        "AccessDeniedException" | "AccessDenied" => Error::AccessDenied(message),
+        "UnrecognizedClientException"
         | "InvalidClientTokenId"
-        | "ExpiredTokenException" => Error::AccessDenied(message),
+        | "ExpiredToken"
+        | "ExpiredTokenException"
+        | "RequestExpired"
+        | "InvalidSignatureException"
+        | "SignatureDoesNotMatch" => Error::Credentials(message),
         // The value's KMS key refuses (denied, disabled, deleted, pending deletion): the value
         // may no longer be read, so a copy known from before must not be served either.
         _ if is_kms_refusal(code) => Error::AccessDenied(message),
@@ -320,6 +323,21 @@ mod tests {
         assert!(matches!(classify_code("ValidationException", 400, String::new()), Error::InvalidInput(_)));
         assert!(matches!(classify_code("SomethingNew", 400, String::new()), Error::Service(_)));
         assert!(matches!(classify_code("TooManyUpdatesException", 400, String::new()), Error::Transient(_)));
+    }
+
+    #[test]
+    fn refused_credentials_are_not_a_denial_of_the_value() {
+        for code in [
+            "ExpiredToken",
+            "ExpiredTokenException",
+            "InvalidClientTokenId",
+            "UnrecognizedClientException",
+            "RequestExpired",
+        ] {
+            let err = classify_code(code, 400, String::new());
+            assert!(matches!(err, Error::Credentials(_)), "{code}");
+            assert_eq!(err.errno(), libc::EIO, "{code}: EIO, never EACCES");
+        }
     }
 
     #[test]
