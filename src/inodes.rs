@@ -144,22 +144,29 @@ impl InodeTable {
     }
 
     /// The kernel forgot `count` lookups of `ino`; at none left, the inode is freed (the root
-    /// never is).
-    pub fn forget(&self, ino: Ino, count: u64) {
+    /// never is). Returns whether it was freed.
+    pub fn forget(&self, ino: Ino, count: u64) -> bool {
         if ino == Ino::ROOT {
-            return;
+            return false;
         }
         let mut table = self.write();
-        let Some(entry) = table.entries.get_mut(&ino) else { return };
+        let Some(entry) = table.entries.get_mut(&ino) else { return false };
         entry.lookups = entry.lookups.saturating_sub(count);
         if entry.lookups > 0 {
-            return;
+            return false;
         }
         if let Some(entry) = table.entries.remove(&ino) {
             if table.by_path.get(&entry.path) == Some(&ino) {
                 table.by_path.remove(&entry.path);
             }
         }
+        true
+    }
+
+    /// Retire the current inode of `path` alone (its content moved on): the next lookup gets a
+    /// new one.
+    pub fn retire(&self, path: &NodePath) {
+        self.write().by_path.remove(path);
     }
 
     /// How many inodes the kernel may hold now (current and retired), for status reports.

@@ -77,6 +77,7 @@ struct Running {
     fs: Arc<SecretFs>,
     caches: Vec<ServiceCache>,
     busy: Arc<std::sync::atomic::AtomicUsize>,
+    requests: Arc<crate::fuse_adapter::requests::RequestCounts>,
 }
 
 /// Normalise a Parameter Store prefix: `prod` and `/prod/` both become `/prod/`.
@@ -259,6 +260,7 @@ fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<Runnin
     let (notices, queue) = notifier::queue(&changes);
     let adapter = FuseAdapter::new(fs.clone(), notices, Some(handle.clone()), config.cache.patience);
     let busy = adapter.busy();
+    let requests = adapter.request_counts();
     let session = fuser::spawn_mount(adapter, &config.mountpoint, &fuse_config)
         .map_err(|e| mount_failure(&config.mountpoint, &e))?;
     queue
@@ -267,7 +269,7 @@ fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<Runnin
     let device = std::os::unix::fs::MetadataExt::dev(
         &std::fs::metadata(&config.mountpoint).map_err(|e| mount_failure(&config.mountpoint, &e))?,
     );
-    Ok(Running { session, device, fs, caches, busy })
+    Ok(Running { session, device, fs, caches, busy, requests })
 }
 
 /// The mount's source as fstab writes it: `aws`, or `local:PATH`.
@@ -325,7 +327,9 @@ async fn wait_for_end(running: &Running) {
             _ = interrupt.recv() => return,
             _ = terminate.recv() => return,
             _ = hangup.recv() => running.caches.iter().for_each(ServiceCache::refresh_all),
-            _ = user1.recv() => tracing::info!("status: {}", running.fs.status_line()),
+            _ = user1.recv() => {
+                tracing::info!("status: {}; requests: {}", running.fs.status_line(), running.requests.summary())
+            }
             _ = user2.recv() => tracing::info!("SIGUSR2 ignored"),
             _ = poll.tick() => if running.session.guard.is_finished() { return },
         }

@@ -10,6 +10,7 @@ pub mod pending;
 pub mod resolve;
 pub mod write;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -168,6 +169,10 @@ pub struct SecretFs {
     files: HandleTable<OpenFile>,
     dirs: HandleTable<Arc<Vec<DirEntry>>>,
     pending: PendingTable,
+    /// On a read-only mount, the bytes each file inode shows, fixed when the inode is handed
+    /// out: an inode never changes content (a new value gets a new inode), so the kernel may
+    /// keep its pages and attributes, and reads need no open.
+    pinned: Option<Mutex<HashMap<Ino, (SecretBytes, SystemTime)>>>,
     started: SystemTime,
 }
 
@@ -176,6 +181,7 @@ impl SecretFs {
     /// caches announce is [`SecretFs::invalidation_for`] that change.
     pub fn new(config: FsConfig, services: Vec<(Service, ServiceCache)>) -> Self {
         SecretFs {
+            pinned: config.read_only.then(Mutex::default),
             config,
             services,
             inodes: Arc::new(InodeTable::default()),
@@ -235,13 +241,53 @@ impl SecretFs {
             return Ok(self.pending_attr(self.inodes.lookup(path), &node));
         }
         let resolved = self.resolve(&path)?;
+        let Some(pinned) = &self.pinned else {
+            let ino = self.inodes.lookup(path);
+            return self.attr(ino, &resolved);
+        };
+        if resolved.is_dir() {
+            return self.attr(self.inodes.lookup(path), &resolved);
+        }
+        let bytes = resolved.bytes()?;
+        let mut pinned = lock(pinned);
+        if let Some(held) = self.inodes.find(&path) {
+            if pinned.get(&held).is_some_and(|(shown, _)| *shown != bytes) {
+                // The value moved on since this inode was handed out: the path gets a new one.
+                self.inodes.retire(&path);
+            }
+        }
         let ino = self.inodes.lookup(path);
-        self.attr(ino, &resolved)
+        let mtime = self.attr(ino, &resolved)?.mtime;
+        let (bytes, mtime) = pinned.entry(ino).or_insert((bytes, mtime)).clone();
+        Ok(self.file_attr(ino, bytes.len() as u64, mtime))
+    }
+
+    /// The bytes (and mtime) a file inode of a read-only mount shows, fixed when it was handed
+    /// out.
+    fn pinned(&self, ino: Ino) -> Option<(SecretBytes, SystemTime)> {
+        lock(self.pinned.as_ref()?).get(&ino).cloned()
+    }
+
+    /// Read up to `size` bytes at `offset` of the file inode `ino` of a read-only mount, with no
+    /// open handle (the kernel opens nothing there), passing them to `reply`.
+    pub fn read_inode<R>(&self, ino: Ino, offset: u64, size: u32, reply: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        let (bytes, _) = self.pinned(ino).ok_or(Error::BadHandle)?;
+        Ok(reply(&bytes.as_slice()[window(bytes.len(), offset, size)]))
+    }
+
+    /// Whether file inodes never change content (a read-only mount): the kernel may keep their
+    /// pages and attributes, and needs to open nothing.
+    pub fn pins_inodes(&self) -> bool {
+        self.pinned.is_some()
     }
 
     /// The kernel forgot `count` lookups of `ino`.
     pub fn forget(&self, ino: Ino, count: u64) {
-        self.inodes.forget(ino, count);
+        if self.inodes.forget(ino, count) {
+            if let Some(pinned) = &self.pinned {
+                lock(pinned).remove(&ino);
+            }
+        }
     }
 
     /// One line of counts for operators (SIGUSR1): inodes the kernel holds, open handles, the
@@ -268,6 +314,9 @@ impl SecretFs {
     /// still open on it: what that file reads, not the new value.
     pub fn getattr(&self, ino: Ino, fh: Option<u64>) -> Result<Attr> {
         let path = self.path(ino)?;
+        if let Some((bytes, mtime)) = self.pinned(ino) {
+            return Ok(self.file_attr(ino, bytes.len() as u64, mtime));
+        }
         let fh = fh.or_else(|| self.inodes.is_retired(ino).then(|| self.files.find(|f| f.ino == ino)).flatten());
         if let Some(node) = self.pending.get(&path) {
             return Ok(self.pending_attr(ino, &node));
@@ -296,6 +345,9 @@ impl SecretFs {
                 writer: Some(buffer),
                 append,
             }));
+        }
+        if let Some((bytes, _)) = self.pinned(ino).filter(|_| !mode.write) {
+            return Ok(self.files.insert(OpenFile { ino, bytes, writer: None, append: false }));
         }
         let resolved = self.resolve(&path)?;
         let bytes = resolved.bytes()?;
@@ -327,17 +379,12 @@ impl SecretFs {
     /// open for writing reads its own buffer.
     pub fn read<R>(&self, fh: u64, offset: u64, size: u32, reply: impl FnOnce(&[u8]) -> R) -> Result<R> {
         let open = self.files.get(fh).ok_or(Error::BadHandle)?;
-        let window = |bytes: &[u8]| {
-            let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
-            let end = start.saturating_add(size as usize).min(bytes.len());
-            start..end
-        };
         match &open.writer {
             Some(writer) => {
                 let buffer = lock(writer);
-                Ok(reply(&buffer.data[window(&buffer.data)]))
+                Ok(reply(&buffer.data[window(buffer.data.len(), offset, size)]))
             }
-            None => Ok(reply(&open.bytes.as_slice()[window(open.bytes.as_slice())])),
+            None => Ok(reply(&open.bytes.as_slice()[window(open.bytes.len(), offset, size)])),
         }
     }
 
@@ -599,6 +646,12 @@ impl SecretFs {
         }
         ownership::rule_for(&self.config.rules, &self.describe(ino, None))
     }
+}
+
+/// The range of a `len`-byte content that a read of `size` bytes at `offset` returns.
+fn window(len: usize, offset: u64, size: u32) -> std::ops::Range<usize> {
+    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(len);
+    start..start.saturating_add(size as usize).min(len)
 }
 
 fn kind_of_member(member: &serde_json::Value) -> NodeKind {

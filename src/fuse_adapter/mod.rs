@@ -22,6 +22,7 @@
 //!   a directory lock the request holds.
 
 pub mod notifier;
+pub mod requests;
 
 use std::ffi::OsStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,10 +44,14 @@ use crate::error::Error;
 use crate::fs::{Attr, Invalidation, NodeKind, OpenMode, SecretFs};
 use crate::inodes::Ino;
 use notifier::Notices;
+use requests::RequestCounts;
 
 /// How long the kernel may keep entries and attributes: short, but never zero (zero TTLs
 /// cause cascades of lookups).
 pub const KERNEL_TTL: Duration = Duration::from_secs(1);
+/// How long the kernel may keep the attributes of a file inode of a read-only mount: such an
+/// inode never changes (a new value gets a new inode), so only its entry needs a short TTL.
+pub const PINNED_ATTR_TTL: Duration = Duration::from_secs(60);
 
 /// The `fuser::Filesystem` over the core, under the threading contract above.
 pub struct FuseAdapter {
@@ -59,6 +64,7 @@ struct Shared {
     fs: Arc<SecretFs>,
     notices: Notices,
     busy: Arc<AtomicUsize>,
+    requests: Arc<RequestCounts>,
 }
 
 impl FuseAdapter {
@@ -67,7 +73,13 @@ impl FuseAdapter {
     /// (`--timeout` plus a margin), time spent queued included.
     pub fn new(fs: Arc<SecretFs>, notices: Notices, pool: Option<Handle>, patience: Duration) -> Self {
         let busy = Arc::new(AtomicUsize::new(0));
-        FuseAdapter { shared: Arc::new(Shared { fs, notices, busy }), pool, patience }
+        let requests = Arc::new(RequestCounts::default());
+        FuseAdapter { shared: Arc::new(Shared { fs, notices, busy, requests }), pool, patience }
+    }
+
+    /// The kernel's requests counted by operation.
+    pub fn request_counts(&self) -> Arc<RequestCounts> {
+        self.shared.requests.clone()
     }
 
     /// How many requests are being answered on the blocking pool right now (commits among
@@ -76,8 +88,10 @@ impl FuseAdapter {
         self.shared.busy.clone()
     }
 
-    /// A debug span for one request: the operation, the path, the caller's uid and pid.
+    /// A debug span for one request (the operation, the path, the caller's uid and pid), and
+    /// the request counted.
     fn span(&self, req: &Request, op: &'static str, ino: INodeNo, name: Option<&OsStr>) -> Span {
+        self.shared.requests.count(op);
         let span = tracing::debug_span!("fuse", op, path = tracing::field::Empty, uid = req.uid(), pid = req.pid());
         if !span.is_disabled() {
             let path = self.shared.fs.describe(Ino(ino.0), name.map(|n| n.to_string_lossy()).as_deref());
@@ -138,6 +152,15 @@ impl Shared {
     }
 }
 
+/// How long the kernel may keep `attr`: long for a file inode whose content never changes (a
+/// read-only mount), [`KERNEL_TTL`] otherwise.
+fn attr_ttl(fs: &SecretFs, attr: &Attr) -> Duration {
+    match fs.pins_inodes() && attr.kind == NodeKind::File {
+        true => PINNED_ATTR_TTL,
+        false => KERNEL_TTL,
+    }
+}
+
 fn errno(err: &Error) -> Errno {
     Errno::from_i32(err.errno())
 }
@@ -195,6 +218,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.shared.requests.count("forget");
         self.shared.fs.forget(Ino(ino.0), nlookup);
     }
 
@@ -204,8 +228,8 @@ impl Filesystem for FuseAdapter {
         self.memory_first(
             self.span(req, "getattr", ino, None),
             move |s| s.fs.getattr(Ino(ino.0), fh.map(|fh| fh.0)),
-            |_, result| match result {
-                Ok(attr) => reply.attr(&KERNEL_TTL, &to_file_attr(&attr)),
+            |s, result| match result {
+                Ok(attr) => reply.attr(&attr_ttl(&s.fs, &attr), &to_file_attr(&attr)),
                 Err(e) => reply.error(errno(&e)),
             },
         );
@@ -251,6 +275,13 @@ impl Filesystem for FuseAdapter {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if self.shared.fs.pins_inodes() {
+            // A read-only mount: ENOSYS tells the kernel to open nothing from now on (no OPEN,
+            // no RELEASE) and to keep each inode's pages; reads come with no handle and are
+            // answered from the inode's own fixed bytes.
+            self.shared.requests.count("open");
+            return reply.error(Errno::ENOSYS);
+        }
         let mode = OpenMode {
             write: flags.acc_mode() != OpenAccMode::O_RDONLY,
             truncate: flags.0 & libc::O_TRUNC != 0,
@@ -259,10 +290,12 @@ impl Filesystem for FuseAdapter {
         self.memory_first(
             self.span(req, "open", ino, None),
             move |s| s.fs.open(Ino(ino.0), mode),
-            |_, result| match result {
+            move |_, result| match result {
                 // Direct I/O: every read is served from this handle's snapshot, so a rotated
-                // value never mixes with stale page-cache bytes or a stale cached size.
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
+                // value never mixes with stale page-cache bytes or a stale cached size. A
+                // handle that cannot write needs no FLUSH at close.
+                Ok(fh) if mode.write => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH),
                 Err(e) => reply.error(errno(&e)),
             },
         );
@@ -281,11 +314,16 @@ impl Filesystem for FuseAdapter {
     ) {
         let _span = self.span(req, "read", ino, None).entered();
         let mut reply = Some(reply);
-        let result = self.shared.fs.read(fh.0, offset, size, |bytes| {
+        let answer = |bytes: &[u8]| {
             if let Some(reply) = reply.take() {
                 reply.data(bytes);
             }
-        });
+        };
+        let result = match fh.0 {
+            // No handle: a read-only mount opens nothing; the inode's fixed bytes answer.
+            0 => self.shared.fs.read_inode(Ino(ino.0), offset, size, answer),
+            fh => self.shared.fs.read(fh, offset, size, answer),
+        };
         if let (Err(e), Some(reply)) = (result, reply) {
             reply.error(errno(&e));
         }
@@ -314,6 +352,8 @@ impl Filesystem for FuseAdapter {
         let span = self.span(req, "flush", ino, None);
         match self.shared.fs.is_writer(fh.0) {
             true => self.offload(span, move |s| s.reply_commit(ino, s.fs.flush(fh.0), reply)),
+            // Nothing is ever written on a read-only mount: the kernel may stop sending flushes.
+            false if self.shared.fs.pins_inodes() => reply.error(Errno::ENOSYS),
             false => reply.ok(),
         }
     }
