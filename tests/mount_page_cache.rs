@@ -1,0 +1,132 @@
+//! The kernel's caches on a read-only mount, through a real mount: nothing is opened (no OPEN or
+//! RELEASE reaches the daemon), pages are kept, and still a rotation (of the same length or
+//! not) reaches the next open, a file opened before a rotation reads exactly the old value
+//! through its end with `fstat` agreeing, and readers never see a mix of two versions.
+
+#[path = "common/moto.rs"]
+mod moto;
+#[path = "common/mount.rs"]
+mod mount;
+
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ssm::types::ParameterType;
+use moto::{Aws, Moto};
+use mount::Mounted;
+
+const READ_ONLY_FAST: [&str; 5] = ["--read-only", "--cache-ttl", "1", "--timeout", "1"];
+
+/// The count after `operation ` in the last SIGUSR1 status line of `stderr` (0 if never seen).
+fn requests(stderr: &str, operation: &str) -> u64 {
+    let Some(line) = stderr.lines().filter(|l| l.contains("requests: ")).last() else { return 0 };
+    let counts = line.split("requests: ").nth(1).unwrap();
+    counts
+        .split(", ")
+        .find_map(|pair| pair.strip_prefix(&format!("{operation} ")))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+fn wait_for(m: &Mounted, rel: &str, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let value = std::fs::read_to_string(m.path(rel)).unwrap();
+        if value == expected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{rel} still shows {value:?}, not {expected:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_read_only_mount_opens_nothing_and_reads_warm_values_from_the_page_cache() {
+    let mut m = Mounted::local(&["--read-only"]);
+    let path = m.path("ps/prod/db/root");
+    let first = std::fs::read(&path).unwrap();
+    for _ in 0..200 {
+        assert_eq!(std::fs::read(&path).unwrap(), first);
+    }
+    m.signal(libc::SIGUSR1);
+    std::thread::sleep(Duration::from_millis(200));
+    m.signal(libc::SIGTERM);
+    let (_, stderr) = m.wait_exit();
+    let (opens, reads, releases) = (requests(&stderr, "open"), requests(&stderr, "read"), requests(&stderr, "release"));
+    println!("201 reads of a warm file: {opens} OPEN, {reads} READ, {releases} RELEASE");
+    assert!(opens <= 1, "only the first open reaches the daemon (answered ENOSYS): {opens}");
+    assert_eq!(releases, 0, "nothing opened, nothing released");
+    assert!(reads <= 3, "the pages are kept: {reads} READ for 201 reads");
+}
+
+#[test]
+fn rotations_reach_the_next_open_and_open_files_keep_their_version() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    aws.put_parameter("/app/token", "tok-1", ParameterType::SecureString);
+    aws.create_secret("app/cert", &"A".repeat(10_000));
+    let m = Mounted::start(&READ_ONLY_FAST, &moto.env());
+    assert_eq!(std::fs::read_to_string(m.path("ps/app/token")).unwrap(), "tok-1");
+    // Same length: a kept page must not hide it.
+    aws.put_parameter("/app/token", "tok-2", ParameterType::SecureString);
+    wait_for(&m, "ps/app/token", "tok-2");
+    // Longer, then shorter.
+    aws.put_parameter("/app/token", "token-number-three", ParameterType::SecureString);
+    wait_for(&m, "ps/app/token", "token-number-three");
+    aws.put_parameter("/app/token", "t4", ParameterType::SecureString);
+    wait_for(&m, "ps/app/token", "t4");
+    // A file opened before a rotation reads exactly its version, through its end.
+    let mut old = std::fs::File::open(m.path("sm/app/cert")).unwrap();
+    let mut head = [0u8; 100];
+    old.read_exact(&mut head).unwrap();
+    aws.put_secret_value("app/cert", &"B".repeat(7_000));
+    wait_for(&m, "sm/app/cert", &"B".repeat(7_000));
+    assert_eq!(old.metadata().unwrap().size(), 10_000, "fstat tells what the open file reads");
+    let mut rest = Vec::new();
+    old.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest.len(), 9_900);
+    assert!(head.iter().chain(&rest).all(|b| *b == b'A'), "the old version, whole");
+    drop(m);
+}
+
+#[test]
+fn readers_never_see_two_versions_mixed_while_a_value_rotates() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    aws.create_secret("app/blob", &"A".repeat(12_000));
+    let m = Mounted::start(&READ_ONLY_FAST, &moto.env());
+    let path = m.path("sm/app/blob");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (path, stop) = (path.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let bytes = std::fs::read(&path).unwrap();
+                    let first = bytes[0];
+                    assert!(bytes.iter().all(|b| *b == first), "a mix of two versions");
+                    let expected = if first == b'A' { 12_000 } else { 5_000 + usize::from(first - b'B') * 1_000 };
+                    assert_eq!(bytes.len(), expected, "a whole version of {}", first as char);
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    // Rotate between versions of different letters and lengths, refreshing at once (SIGHUP).
+    let start = Instant::now();
+    let mut round = 0u8;
+    while start.elapsed() < Duration::from_secs(6) {
+        let letter = b'B' + round % 5;
+        aws.put_secret_value("app/blob", &String::from(letter as char).repeat(5_000 + usize::from(round % 5) * 1_000));
+        m.signal(libc::SIGHUP);
+        std::thread::sleep(Duration::from_millis(150));
+        round += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    println!("{reads} whole reads across {round} rotations");
+    assert!(reads > 100);
+    drop(m);
+}
