@@ -20,7 +20,7 @@ const READ_ONLY_FAST: [&str; 5] = ["--read-only", "--cache-ttl", "1", "--timeout
 
 /// The count after `operation ` in the last SIGUSR1 status line of `stderr` (0 if never seen).
 fn requests(stderr: &str, operation: &str) -> u64 {
-    let Some(line) = stderr.lines().filter(|l| l.contains("requests: ")).last() else { return 0 };
+    let Some(line) = stderr.lines().rfind(|l| l.contains("requests: ")) else { return 0 };
     let counts = line.split("requests: ").nth(1).unwrap();
     counts
         .split(", ")
