@@ -151,3 +151,25 @@ fn fstat_on_a_file_opened_before_a_rotation_tells_that_file_s_truth() {
     drop(before);
     drop(m);
 }
+
+#[test]
+fn a_write_costs_one_version_check_and_one_update() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    aws.put_parameter("/app/token", "old", ParameterType::SecureString);
+    aws.create_secret("app/key", "old");
+    let proxy = FaultProxy::start(moto.port);
+    let m = Mounted::start(&WRITABLE, &moto.env_via(proxy.endpoint()));
+    assert_eq!(std::fs::read_to_string(m.path("ps/app/token")).unwrap(), "old");
+    assert_eq!(std::fs::read_to_string(m.path("sm/app/key")).unwrap(), "old");
+    let before = proxy.seen_all();
+    ok(&format!("printf new | cat > {}", m.path("ps/app/token").display()));
+    ok(&format!("printf new | cat > {}", m.path("sm/app/key").display()));
+    let after = proxy.seen_all();
+    let made = |action: &str| after.get(action).copied().unwrap_or(0) - before.get(action).copied().unwrap_or(0);
+    assert_eq!((made("DescribeParameters"), made("PutParameter")), (1, 1), "a parameter write: check + put");
+    assert_eq!((made("DescribeSecret"), made("PutSecretValue")), (1, 1), "a secret write: check + put");
+    assert_eq!(aws.parameter("/app/token"), "new");
+    assert_eq!(aws.secret("app/key"), "new");
+    drop(m);
+}

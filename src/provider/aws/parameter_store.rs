@@ -5,6 +5,7 @@
 //! that an IAM deny on GetParameter(s) is meant to hide.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use aws_sdk_ssm::operation::put_parameter::builders::PutParameterFluentBuilder;
 use aws_sdk_ssm::types::{ParameterMetadata, ParameterStringFilter, ParameterTier, ParameterType};
@@ -28,12 +29,20 @@ pub struct ParameterStore {
     client: Client,
     bridge: Bridge,
     caller: Caller,
+    /// The settings of names whose version was just asked alone (a write's version check),
+    /// taken by the update that follows, so a write costs that check and `PutParameter` only.
+    checked: Mutex<HashMap<String, ParameterMetadata>>,
 }
 
 impl ParameterStore {
     /// A provider using `client`, blocking through `bridge`, sending through `caller`.
     pub fn new(client: Client, bridge: Bridge, caller: Caller) -> Self {
-        ParameterStore { client, bridge, caller }
+        ParameterStore { client, bridge, caller, checked: Mutex::default() }
+    }
+
+    /// The settings found by the version check just made for `name`, if any (taken once).
+    fn checked_settings(&self, name: &str) -> Option<ParameterMetadata> {
+        self.checked.lock().unwrap_or_else(|p| p.into_inner()).remove(name)
     }
 }
 
@@ -158,6 +167,10 @@ impl Provider for ParameterStore {
                     for parameter in page.parameters() {
                         if let Some(name) = parameter.name() {
                             versions.insert(name.to_string(), parameter.version().to_string());
+                            if names.len() == 1 {
+                                let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+                                checked.insert(name.to_string(), parameter.clone());
+                            }
                         }
                     }
                     next_token = page.next_token().map(str::to_string);
@@ -173,7 +186,11 @@ impl Provider for ParameterStore {
     fn update(&self, name: &str, current: &Fetched, bytes: SecretBytes) -> Result<Fetched> {
         let value = parameter_text(&bytes)?;
         self.bridge.run(async {
-            let metadata = self.metadata(name).await?;
+            // The write's version check has just described this parameter; ask only without it.
+            let metadata = match self.checked_settings(name) {
+                Some(metadata) => metadata,
+                None => self.metadata(name).await?,
+            };
             let tier = metadata.tier().cloned().unwrap_or(ParameterTier::Standard);
             if tier == ParameterTier::Standard && value.len() > STANDARD_VALUE_LIMIT {
                 return Err(Error::TooLarge);
