@@ -1,0 +1,194 @@
+//! Benchmark of the hot path (run on demand by `scripts/bench.sh`, not in CI; `SECRETFS_BUILD`
+//! names the release binary of this tree, `SECRETFS_BASELINE` a baseline's): warm
+//! open + read to EOF + close, `stat`, `ls -l` of a 100-entry directory and 32-thread
+//! throughput, each printed next to tmpfs measured in the same run and to a baseline build
+//! (`SECRETFS_BASELINE`), on a read-write and a `--read-only` mount of a local store; with the
+//! daemon's CPU time and the kernel requests it received per operation (this build). The
+//! machine is noisy: read medians and ratios, not single numbers.
+
+#[path = "common/mount.rs"]
+mod mount;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use mount::{Mounted, BINARY};
+
+const CYCLES: usize = 20_000;
+const THREADS: usize = 32;
+
+/// A local store with a 20-byte parameter and 100 more in one directory.
+fn store(dir: &Path) -> PathBuf {
+    let mut parameters = serde_json::Map::new();
+    parameters.insert("/hot/value".into(), "0123456789abcdefghij".into());
+    for i in 0..100 {
+        parameters.insert(format!("/dir/p{i:03}"), format!("value-{i:03}").into());
+    }
+    let path = dir.join("store.json");
+    std::fs::write(&path, serde_json::json!({ "parameters": parameters, "secrets": {} }).to_string()).unwrap();
+    path
+}
+
+/// The same files on tmpfs (/dev/shm).
+fn tmpfs_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+    std::fs::create_dir_all(dir.path().join("ps/hot")).unwrap();
+    std::fs::create_dir_all(dir.path().join("ps/dir")).unwrap();
+    std::fs::write(dir.path().join("ps/hot/value"), "0123456789abcdefghij").unwrap();
+    for i in 0..100 {
+        std::fs::write(dir.path().join(format!("ps/dir/p{i:03}")), format!("value-{i:03}")).unwrap();
+    }
+    dir
+}
+
+fn open_read_close(path: &Path, buf: &mut [u8]) {
+    let mut file = std::fs::File::open(path).unwrap();
+    while file.read(buf).unwrap() > 0 {}
+}
+
+fn percentile(samples: &mut [Duration], p: usize) -> Duration {
+    samples.sort();
+    samples[(samples.len() * p / 100).min(samples.len() - 1)]
+}
+
+/// p50 and p99 of `op` over `cycles` runs (after a warm-up).
+fn timed(cycles: usize, mut op: impl FnMut()) -> (Duration, Duration) {
+    for _ in 0..100 {
+        op();
+    }
+    let mut samples: Vec<Duration> = (0..cycles)
+        .map(|_| {
+            let start = Instant::now();
+            op();
+            start.elapsed()
+        })
+        .collect();
+    (percentile(&mut samples, 50), percentile(&mut samples, 99))
+}
+
+/// Operations a second of `THREADS` threads doing open + read + close of `path` for 2 s.
+fn throughput(path: &Path) -> f64 {
+    let stop = Instant::now() + Duration::from_secs(2);
+    let threads: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let path = path.to_path_buf();
+            std::thread::spawn(move || {
+                let (mut buf, mut ops) = ([0u8; 4096], 0u64);
+                while Instant::now() < stop {
+                    open_read_close(&path, &mut buf);
+                    ops += 1;
+                }
+                ops
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).sum::<u64>() as f64 / 2.0
+}
+
+/// User + system CPU time of process `pid`.
+fn cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    Duration::from_secs_f64(ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64)
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+struct Figures {
+    read: (Duration, Duration),
+    stat: Duration,
+    ls: Duration,
+    ops_per_second: f64,
+    cpu_per_read: Option<Duration>,
+}
+
+fn measure(root: &Path, pid: Option<u32>) -> Figures {
+    let value = root.join("ps/hot/value");
+    let dir = root.join("ps/dir");
+    let mut buf = [0u8; 4096];
+    let cpu_before = pid.map(cpu);
+    let read = timed(CYCLES, || open_read_close(&value, &mut buf));
+    let cpu_per_read = pid.zip(cpu_before).map(|(pid, before)| (cpu(pid) - before) / (CYCLES as u32 + 100));
+    let (stat, _) = timed(CYCLES, || {
+        std::hint::black_box(std::fs::metadata(&value).unwrap());
+    });
+    let (ls, _) = timed(200, || {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            std::hint::black_box(entry.unwrap().metadata().unwrap());
+        }
+    });
+    let ops_per_second = throughput(&value);
+    Figures { read, stat, ls, ops_per_second, cpu_per_read }
+}
+
+fn report(label: &str, figures: &Figures, tmpfs: &Figures) {
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    println!(
+        "BENCH {label:<24} | open+read+close p50 {} ({:.1}x tmpfs) p99 {} | stat {} ({:.1}x) | ls -l 100 {} ({:.1}x) | 32 threads {:.0}/s (1/{:.1} of tmpfs) | daemon CPU per read {}",
+        us(figures.read.0),
+        ratio(figures.read.0, tmpfs.read.0),
+        us(figures.read.1),
+        us(figures.stat),
+        ratio(figures.stat, tmpfs.stat),
+        us(figures.ls),
+        ratio(figures.ls, tmpfs.ls),
+        figures.ops_per_second,
+        tmpfs.ops_per_second / figures.ops_per_second,
+        figures.cpu_per_read.map_or("-".into(), us),
+    );
+}
+
+/// The request counts of the daemon's last SIGUSR1 status line.
+fn request_counts(stderr: &str) -> String {
+    stderr.lines().rev().find_map(|l| l.split("requests: ").nth(1)).unwrap_or("").to_string()
+}
+
+#[test]
+#[ignore = "benchmark: scripts/bench.sh"]
+fn bench_hot_path_against_tmpfs() {
+    let work = tempfile::tempdir().unwrap();
+    let store = store(work.path());
+    let tmpfs = tmpfs_copy();
+    let tmpfs_figures = measure(tmpfs.path(), None);
+    report("tmpfs", &tmpfs_figures, &tmpfs_figures);
+    // SECRETFS_BUILD: this tree's release binary (the test itself may be a debug build).
+    let this = std::env::var_os("SECRETFS_BUILD").map_or_else(|| PathBuf::from(BINARY), PathBuf::from);
+    let mut builds = vec![("this build", this)];
+    if let Some(baseline) = std::env::var_os("SECRETFS_BASELINE") {
+        builds.insert(0, ("baseline", PathBuf::from(baseline)));
+    }
+    for (build, binary) in builds {
+        for (mode, args) in [("read-write", vec![]), ("--read-only", vec!["--read-only"])] {
+            let mut all = vec!["--local", store.to_str().unwrap()];
+            all.extend(args);
+            let mut m = Mounted::start_binary(&binary, &all, &[]);
+            let figures = measure(&m.dir, Some(m.pid()));
+            report(&format!("{build} {mode}"), &figures, &tmpfs_figures);
+            if build == "this build" {
+                // Requests per warm open + read + close, counted by the daemon.
+                m.signal(libc::SIGUSR1);
+                std::thread::sleep(Duration::from_millis(100));
+                let mut buf = [0u8; 4096];
+                for _ in 0..1000 {
+                    open_read_close(&m.path("ps/hot/value"), &mut buf);
+                }
+                m.signal(libc::SIGUSR1);
+                std::thread::sleep(Duration::from_millis(100));
+                m.signal(libc::SIGTERM);
+                let (_, stderr) = m.wait_exit();
+                let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("requests: ")).collect();
+                let (first, last) = (lines[lines.len() - 2], lines[lines.len() - 1]);
+                println!(
+                    "BENCH {build} {mode}: requests before 1,000 warm reads: {}; after: {}",
+                    request_counts(first),
+                    request_counts(last)
+                );
+            }
+        }
+    }
+}
