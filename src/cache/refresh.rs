@@ -54,9 +54,8 @@ impl Inner {
     /// SIGHUP), and drop idle entries.
     pub(super) fn refresh_due(self: &Arc<Self>, everything: bool) {
         let now = self.runtime.clock.now();
-        let ttl = self.policy.ttl;
-        let due_values = self.claim_due(&mut lock(&self.values), now, everything, |_| ttl);
-        let due_listings = self.claim_due(&mut lock(&self.listings), now, everything, |s| self.listing_ttl(s));
+        let due_values = self.claim_due(&mut lock(&self.values), now, everything, |name, _| self.value_ttl(name));
+        let due_listings = self.claim_due(&mut lock(&self.listings), now, everything, |_, s| self.listing_ttl(s));
         let cache = ServiceCache { inner: self.clone() };
         for chunk in due_values.chunks(REVALIDATE_CHUNK) {
             let (inner, chunk) = (self.clone(), chunk.to_vec());
@@ -75,13 +74,13 @@ impl Inner {
         table: &mut HashMap<String, Slot<T>>,
         now: Instant,
         everything: bool,
-        ttl_of: impl Fn(&Slot<T>) -> Duration,
+        ttl_of: impl Fn(&str, &Slot<T>) -> Duration,
     ) -> Vec<String> {
         table.retain(|key, slot| !self.idle(key, slot, now));
         let mut due = Vec::new();
         for (key, slot) in table.iter_mut() {
             let free = slot.flight.is_none();
-            if slot.value.is_some() && (self.due(key, slot, ttl_of(slot), now) || (everything && free)) {
+            if slot.value.is_some() && (self.due(key, slot, ttl_of(key, slot), now) || (everything && free)) {
                 slot.flight = Some(Arc::new(Flight::default()));
                 due.push(key.clone());
             }

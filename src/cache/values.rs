@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::changes::{ChangeKind, Origin};
 use super::memory_only;
@@ -13,7 +13,7 @@ use super::slot::{Decision, Flight, Slot};
 use super::{lock, Inner, ServiceCache};
 use crate::deadline;
 use crate::error::{Error, Result};
-use crate::provider::{wipe_json_object, FetchResult, Fetched};
+use crate::provider::{selector, wipe_json_object, FetchResult, Fetched};
 
 /// Extra batches of a directory's unread values fetched in parallel with a cold read.
 pub const PREFETCH_BATCHES: usize = 4;
@@ -82,7 +82,7 @@ impl ServiceCache {
     pub fn value<'a>(&self, name: &str, siblings: impl IntoIterator<Item = &'a str>) -> Result<Arc<CachedValue>> {
         let inner = &self.inner;
         let now = inner.runtime.clock.now();
-        let ttl = inner.policy.ttl;
+        let ttl = inner.value_ttl(name);
         let (decision, batches, own_flight) = {
             let mut values = lock(&inner.values);
             let slot = values.entry(name.to_string()).or_insert_with(|| Slot::new(now));
@@ -126,7 +126,7 @@ impl ServiceCache {
     pub fn cached(&self, name: &str) -> Option<Arc<CachedValue>> {
         let now = self.inner.runtime.clock.now();
         let values = lock(&self.inner.values);
-        values.get(name)?.servable(now, self.inner.policy.ttl, &self.inner.policy)
+        values.get(name)?.servable(now, self.inner.value_ttl(name), &self.inner.policy)
     }
 
     pub(super) fn fetch_in_background(&self, batch: Vec<String>) {
@@ -135,7 +135,20 @@ impl ServiceCache {
     }
 }
 
+/// How long a value that names one immutable version (`NAME:3`, `NAME:<VersionId>`) is served:
+/// it never changes, so it is never revalidated (ten years, for arithmetic's sake).
+pub const IMMUTABLE_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 impl Inner {
+    /// How long the value of `name` is served as fresh: the TTL, or for an immutable version
+    /// [`IMMUTABLE_TTL`].
+    pub(super) fn value_ttl(&self, name: &str) -> Duration {
+        match selector::is_immutable(name) {
+            true => IMMUTABLE_TTL,
+            false => self.policy.ttl,
+        }
+    }
+
     /// Which names to fetch with `name`, in batches (the first holds `name`): the siblings
     /// that are unknown or expired and not already being fetched or backing off; beyond the
     /// first batch, up to [`PREFETCH_BATCHES`] more when `prefetch`, within half the capacity
@@ -305,7 +318,7 @@ impl Inner {
     fn answer(&self, name: &str, outcome: Result<Arc<CachedValue>>) -> Result<Arc<CachedValue>> {
         let now = self.runtime.clock.now();
         match lock(&self.values).get(name) {
-            Some(slot) => slot.answer(outcome, now, self.policy.ttl, &self.policy),
+            Some(slot) => slot.answer(outcome, now, self.value_ttl(name), &self.policy),
             None => outcome,
         }
     }

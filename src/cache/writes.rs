@@ -9,7 +9,7 @@ use super::changes::{ChangeKind, Origin};
 use super::memory_only;
 use super::{lock, CachedValue, ServiceCache};
 use crate::error::{Error, Result};
-use crate::provider::{Fetched, Listed, SecretBytes, ValueKind};
+use crate::provider::{selector, Fetched, Listed, SecretBytes, ValueKind};
 
 impl ServiceCache {
     /// Replace the value of `name` with `edit(current)`, where `current` is the value stored now,
@@ -17,6 +17,7 @@ impl ServiceCache {
     /// one JSON value never lose each other's key. A new value equal to the stored one makes no
     /// update call. Returns whether the value was updated.
     pub fn edit(&self, name: &str, edit: impl FnOnce(&Fetched) -> Result<Vec<u8>>) -> Result<bool> {
+        read_only_if_selected(name)?;
         memory_only::may_wait()?;
         let service = self.service();
         let _writer = self.inner.writers.acquire(name);
@@ -47,6 +48,7 @@ impl ServiceCache {
     /// Create `name`, which must not exist, holding `bytes` stored as `kind`: the tree shows it
     /// at once and its value is cached.
     pub fn create(&self, name: &str, kind: ValueKind, bytes: SecretBytes) -> Result<()> {
+        read_only_if_selected(name)?;
         memory_only::may_wait()?;
         if bytes.len() > self.service().max_value_len() {
             return Err(Error::TooLarge);
@@ -63,6 +65,7 @@ impl ServiceCache {
 
     /// Delete `name` in the service, then forget it in the tree and the value cache.
     pub fn delete(&self, name: &str) -> Result<()> {
+        read_only_if_selected(name)?;
         memory_only::may_wait()?;
         let _writer = self.inner.writers.acquire(name);
         self.inner.provider.delete(name)?;
@@ -99,5 +102,14 @@ impl ServiceCache {
             self.inner.announce(ChangeKind::Updated, Origin::Service, names);
         }
         self.value(name, [])
+    }
+}
+
+/// A name with a version selector (`NAME:3`, `NAME:AWSPREVIOUS`) shows a past or staged
+/// version: it is never written.
+fn read_only_if_selected(name: &str) -> Result<()> {
+    match selector::has_selector(name) {
+        true => Err(Error::ReadOnly),
+        false => Ok(()),
     }
 }

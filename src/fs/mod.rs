@@ -534,7 +534,7 @@ impl SecretFs {
                     push(RAW_VALUE_FILE, NodeKind::File);
                 }
             }
-            Resolved::Json { .. } => {
+            Resolved::Json { .. } | Resolved::Selected { .. } => {
                 let object = resolved_object(&resolved).ok_or(Error::NotADirectory)?;
                 for (key, member) in listed_keys(object) {
                     push(key, kind_of_member(member));
@@ -665,6 +665,7 @@ fn kind_of_member(member: &serde_json::Value) -> NodeKind {
 fn resolved_object(resolved: &Resolved) -> Option<&serde_json::Map<String, serde_json::Value>> {
     match resolved {
         Resolved::Json { value, keys, .. } => json_view::member(value.json_object()?, keys)?.as_object(),
+        Resolved::Selected { value, is_dir: true, .. } => value.json_object(),
         _ => None,
     }
 }

@@ -9,7 +9,7 @@ use super::pending::is_temp_name;
 use crate::cache::{CachedValue, ServiceCache};
 use crate::error::{Error, Result};
 use crate::namespace::{is_valid_file_name, Namespace, NsNode};
-use crate::provider::SecretBytes;
+use crate::provider::{selector, SecretBytes};
 
 /// What a path names.
 #[derive(Debug)]
@@ -37,6 +37,15 @@ pub enum Resolved {
         /// The keys from the top-level object down to this member.
         keys: Vec<String>,
     },
+    /// A version chosen by a selector (`NAME:3`, `NAME:AWSPREVIOUS`): read-only, never listed.
+    Selected {
+        /// The service name with its selector.
+        name: String,
+        /// The selected version.
+        value: Arc<CachedValue>,
+        /// Whether it is shown as a directory (a JSON object).
+        is_dir: bool,
+    },
     /// The `.value` file of a directory node: the stored value (no keys) or a nested object.
     Raw {
         /// The service name of the value.
@@ -56,6 +65,7 @@ impl Resolved {
             Resolved::Tree { value, value_is_dir, .. } => value.is_none() || *value_is_dir,
             Resolved::Json { value, keys, .. } => json_member(value, keys).is_some_and(Value::is_object),
             Resolved::Raw { .. } => false,
+            Resolved::Selected { is_dir, .. } => *is_dir,
         }
     }
 
@@ -63,14 +73,23 @@ impl Resolved {
     pub fn bytes(&self) -> Result<SecretBytes> {
         match self {
             Resolved::Tree { value: Some(value), value_is_dir: false, .. } => Ok(value.fetched.bytes.clone()),
-            Resolved::Raw { value, .. } | Resolved::Json { value, .. } => part_bytes(value, &self.write_target()?.1),
+            Resolved::Selected { value, is_dir: false, .. } => Ok(value.fetched.bytes.clone()),
+            Resolved::Raw { value, keys, .. } if keys.is_empty() => Ok(value.fetched.bytes.clone()),
+            Resolved::Raw { value, keys, .. } => part_bytes(value, &Part::NestedObject(keys.clone())),
+            Resolved::Json { value, keys, .. } => part_bytes(value, &Part::Member(keys.clone())),
+            Resolved::Selected { .. } => Err(Error::IsADirectory),
             Resolved::Root | Resolved::Tree { .. } => Err(Error::IsADirectory),
         }
     }
 
-    /// What a write to this file replaces: the service name and which part of its value.
+    /// What a write to this file replaces: the service name and which part of its value. A
+    /// selected version (and everything shown inside it) is read-only.
     pub fn write_target(&self) -> Result<(String, Part)> {
         match self {
+            Resolved::Selected { .. } => Err(Error::ReadOnly),
+            Resolved::Raw { name, .. } | Resolved::Json { name, .. } if selector::has_selector(name) => {
+                Err(Error::ReadOnly)
+            }
             Resolved::Tree { value: Some(_), value_is_dir: false, .. } => {
                 self.tree_name().map(|name| (name.to_string(), Part::Whole)).ok_or(Error::NotFound)
             }
@@ -99,6 +118,7 @@ impl Resolved {
                 self.tree_name().map(|name| (name.to_string(), Vec::new()))
             }
             Resolved::Json { name, keys, .. } if self.is_dir() => Some((name.clone(), keys.clone())),
+            Resolved::Selected { name, is_dir: true, .. } => Some((name.clone(), Vec::new())),
             _ => None,
         }
     }
@@ -108,7 +128,9 @@ impl Resolved {
         match self {
             Resolved::Root => None,
             Resolved::Tree { value, .. } => value.as_ref(),
-            Resolved::Json { value, .. } | Resolved::Raw { value, .. } => Some(value),
+            Resolved::Json { value, .. } | Resolved::Raw { value, .. } | Resolved::Selected { value, .. } => {
+                Some(value)
+            }
         }
     }
 }
@@ -196,6 +218,9 @@ fn discovered(cache: &ServiceCache, parts: &[String]) -> Result<Arc<Namespace>> 
 
 /// Resolve `parts` below the service directory served by `cache`.
 pub fn resolve_in_service(cache: &ServiceCache, parts: &[String], json_keys: bool) -> Result<Resolved> {
+    if let Some(at) = parts.iter().position(|part| selector::has_selector(part)) {
+        return resolve_selected(cache, &parts[..=at], &parts[at + 1..], json_keys);
+    }
     let namespace = discovered(cache, parts)?;
     let mut node = namespace.root();
     let mut parent = None;
@@ -216,6 +241,19 @@ pub fn resolve_in_service(cache: &ServiceCache, parts: &[String], json_keys: boo
     match (value, &node.value) {
         (Some(value), Some(listed)) if value_is_dir => resolve_in_value(listed.name.clone(), value, rest, json_keys),
         _ => Err(Error::NotFound),
+    }
+}
+
+/// Resolve a path whose last part of `named` carries a version selector: that version is read
+/// by its exact name (never listed, no listing call), and `rest` inside it as JSON keys.
+fn resolve_selected(cache: &ServiceCache, named: &[String], rest: &[String], json_keys: bool) -> Result<Resolved> {
+    let name = format!("{}{}", cache.prefix(), named.join("/"));
+    let value = cache.value(&name, [])?;
+    let is_dir = json_keys && value.json_object().is_some();
+    match (rest.is_empty(), is_dir) {
+        (true, _) => Ok(Resolved::Selected { name, value, is_dir }),
+        (false, true) => resolve_in_value(name, value, rest, json_keys),
+        (false, false) => Err(Error::NotFound),
     }
 }
 

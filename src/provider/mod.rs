@@ -6,6 +6,7 @@ pub mod local;
 pub mod memory;
 pub mod names;
 pub mod secret_bytes;
+pub mod selector;
 
 use std::collections::HashMap;
 use std::time::SystemTime;

@@ -15,7 +15,7 @@ use super::call::Caller;
 use super::{to_system_time, Bridge};
 use crate::error::{Error, Result};
 use crate::provider::{
-    under_prefix, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, Service, ValueKind,
+    selector, under_prefix, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, Service, ValueKind,
 };
 
 /// Largest value of a Standard-tier parameter (Advanced: 8 KB).
@@ -106,6 +106,33 @@ impl ParameterStore {
         }
     }
 
+    /// One GetParameters call for `names`, decrypted; with `answering`, every value returned
+    /// answers that one (selected) name.
+    async fn get_parameters(&self, names: &[String], answering: Option<&String>) -> Result<Vec<FetchResult>> {
+        let request = self.client.get_parameters().set_names(Some(names.to_vec())).with_decryption(true);
+        let out = self.caller.send("GetParameters", || request.clone().send()).await?;
+        let mut results: Vec<FetchResult> = Vec::with_capacity(names.len());
+        for parameter in out.parameters() {
+            let Some(name) = answering.map(String::as_str).or(parameter.name()) else { continue };
+            let kind = match parameter.r#type() {
+                Some(ParameterType::SecureString) => ValueKind::SecureString,
+                Some(ParameterType::StringList) => ValueKind::StringList,
+                _ => ValueKind::String,
+            };
+            let fetched = Fetched {
+                bytes: SecretBytes::new(parameter.value().unwrap_or_default().as_bytes().to_vec()),
+                kind,
+                version: Some(parameter.version().to_string()),
+                last_modified: to_system_time(parameter.last_modified_date()),
+            };
+            results.push((name.to_string(), Ok(fetched)));
+        }
+        for invalid in out.invalid_parameters() {
+            results.push((invalid.clone(), Err(Error::NotFound)));
+        }
+        Ok(results)
+    }
+
     /// The stored settings of one parameter (type, key, description, tier, pattern).
     async fn metadata(&self, name: &str) -> Result<ParameterMetadata> {
         let filter = describe_filter("Name", "Equals", &[name.to_string()])?;
@@ -125,36 +152,31 @@ impl Provider for ParameterStore {
     }
 
     fn fetch(&self, names: &[String]) -> Result<Vec<FetchResult>> {
+        // A selected version (`NAME:3`, `NAME:label`) comes back under its base name (AWS adds
+        // the selector beside it, moto does not): each is asked alone, so its answer is its own.
+        let (selected, plain): (Vec<String>, Vec<String>) =
+            names.iter().cloned().partition(|name| selector::has_selector(name));
         self.bridge.run(async {
-            let request = self.client.get_parameters().set_names(Some(names.to_vec())).with_decryption(true);
-            let out = self.caller.send("GetParameters", || request.clone().send()).await?;
-            let mut results: Vec<FetchResult> = Vec::with_capacity(names.len());
-            for parameter in out.parameters() {
-                let Some(name) = parameter.name() else { continue };
-                let kind = match parameter.r#type() {
-                    Some(ParameterType::SecureString) => ValueKind::SecureString,
-                    Some(ParameterType::StringList) => ValueKind::StringList,
-                    _ => ValueKind::String,
-                };
-                let fetched = Fetched {
-                    bytes: SecretBytes::new(parameter.value().unwrap_or_default().as_bytes().to_vec()),
-                    kind,
-                    version: Some(parameter.version().to_string()),
-                    last_modified: to_system_time(parameter.last_modified_date()),
-                };
-                results.push((name.to_string(), Ok(fetched)));
-            }
-            for invalid in out.invalid_parameters() {
-                results.push((invalid.clone(), Err(Error::NotFound)));
+            let mut results = match plain.is_empty() {
+                true => Vec::new(),
+                false => self.get_parameters(&plain, None).await?,
+            };
+            for name in selected {
+                match self.get_parameters(std::slice::from_ref(&name), Some(&name)).await {
+                    Ok(answers) => results.extend(answers),
+                    Err(err) => results.push((name, Err(err))),
+                }
             }
             Ok(results)
         })
     }
 
     fn versions(&self, names: &[String]) -> Result<HashMap<String, String>> {
+        // DescribeParameters knows no selectors: a selected version is left out (read again).
+        let plain: Vec<String> = names.iter().filter(|name| !selector::has_selector(name)).cloned().collect();
         self.bridge.run(async {
-            let mut versions = HashMap::with_capacity(names.len());
-            for chunk in names.chunks(DESCRIBE_PAGE_SIZE as usize) {
+            let mut versions = HashMap::with_capacity(plain.len());
+            for chunk in plain.chunks(DESCRIBE_PAGE_SIZE as usize) {
                 let mut next_token = None;
                 loop {
                     let request = self
@@ -167,7 +189,7 @@ impl Provider for ParameterStore {
                     for parameter in page.parameters() {
                         if let Some(name) = parameter.name() {
                             versions.insert(name.to_string(), parameter.version().to_string());
-                            if names.len() == 1 {
+                            if plain.len() == 1 {
                                 let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
                                 checked.insert(name.to_string(), parameter.clone());
                             }

@@ -12,7 +12,7 @@ use super::call::Caller;
 use super::{classify_code, to_system_time, Bridge};
 use crate::error::{Error, Result};
 use crate::provider::{
-    under_prefix, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, Service, ValueKind,
+    selector, under_prefix, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, Service, ValueKind,
 };
 
 /// The version stage that names a secret's current value.
@@ -61,8 +61,16 @@ impl SecretsManager {
         }
     }
 
+    /// One secret's value; `name` may carry a selector (`NAME:STAGE`, `NAME:VERSIONID`).
     async fn get_one(&self, name: &str) -> Result<Fetched> {
-        let out = self.caller.send("GetSecretValue", || self.client.get_secret_value().secret_id(name).send()).await?;
+        let request = match selector::split(name) {
+            None => self.client.get_secret_value().secret_id(name),
+            Some((base, id)) if selector::is_version_id(id) => {
+                self.client.get_secret_value().secret_id(base).version_id(id)
+            }
+            Some((base, stage)) => self.client.get_secret_value().secret_id(base).version_stage(stage),
+        };
+        let out = self.caller.send("GetSecretValue", || request.clone().send()).await?;
         Ok(to_fetched(
             out.secret_string(),
             out.secret_binary().map(|b| b.as_ref()),
@@ -145,10 +153,19 @@ impl Provider for SecretsManager {
 
     fn fetch(&self, names: &[String]) -> Result<Vec<FetchResult>> {
         self.bridge.run(async {
-            match names {
-                [one] => Ok(vec![(one.clone(), self.get_one(one).await)]),
-                _ => self.get_batch(names).await,
+            // BatchGetSecretValue reads current versions only: selected versions one by one.
+            let (selected, plain): (Vec<String>, Vec<String>) =
+                names.iter().cloned().partition(|name| selector::has_selector(name));
+            let mut results = match plain.as_slice() {
+                [] => Vec::new(),
+                [one] => vec![(one.clone(), self.get_one(one).await)],
+                _ => self.get_batch(&plain).await?,
+            };
+            for name in selected {
+                let answer = self.get_one(&name).await;
+                results.push((name, answer));
             }
+            Ok(results)
         })
     }
 
@@ -158,7 +175,8 @@ impl Provider for SecretsManager {
             for name in names {
                 let (client, caller, name) = (self.client.clone(), self.caller.clone(), name.clone());
                 describes.spawn(async move {
-                    let out = caller.send("DescribeSecret", || client.describe_secret().secret_id(&name).send()).await;
+                    let id = selector::split(&name).map_or(name.as_str(), |(base, _)| base).to_string();
+                    let out = caller.send("DescribeSecret", || client.describe_secret().secret_id(&id).send()).await;
                     (name, out)
                 });
             }
@@ -169,8 +187,10 @@ impl Provider for SecretsManager {
                     Err(Error::NotFound) => continue,
                     other => other?,
                 };
+                // The version the name shows: its stage's (AWSCURRENT for a plain name).
+                let shown = selector::split(&name).map_or(CURRENT_STAGE, |(_, stage)| stage);
                 let current = out.version_ids_to_stages().and_then(|stages| {
-                    stages.iter().find(|(_, s)| s.iter().any(|stage| stage == CURRENT_STAGE)).map(|(id, _)| id.clone())
+                    stages.iter().find(|(_, s)| s.iter().any(|stage| stage == shown)).map(|(id, _)| id.clone())
                 });
                 if let Some(version) = current {
                     versions.insert(name, version);

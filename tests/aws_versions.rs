@@ -1,0 +1,74 @@
+//! Versions and stages as files, through a real mount against moto behind the counting proxy:
+//! `ps/NAME:VERSION`, `ps/NAME:LABEL`, `sm/NAME:STAGE`, `sm/NAME:VERSIONID` and the JSON view
+//! below them; looked up without any listing call, never listed, read-only.
+
+#[path = "common/fault_proxy.rs"]
+mod fault_proxy;
+#[path = "common/moto.rs"]
+mod moto;
+#[path = "common/mount.rs"]
+mod mount;
+
+use aws_sdk_ssm::types::ParameterType;
+use fault_proxy::FaultProxy;
+use moto::{Aws, Moto};
+use mount::{run, sh, Mounted};
+
+fn read(m: &Mounted, rel: &str) -> std::io::Result<String> {
+    std::fs::read_to_string(m.path(rel))
+}
+
+#[test]
+fn versions_labels_and_stages_are_files_that_cost_no_listing_and_refuse_writes() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    for value in ["pw-1", "pw-2", "pw-3"] {
+        aws.put_parameter("/app/db/password", value, ParameterType::SecureString);
+    }
+    aws.runtime
+        .block_on(
+            aws.ssm.label_parameter_version().name("/app/db/password").parameter_version(2).labels("stable").send(),
+        )
+        .unwrap();
+    aws.create_secret("app/db", r#"{"user":"admin","password":"old"}"#);
+    aws.put_secret_value("app/db", r#"{"user":"admin","password":"new"}"#);
+    let pending = aws
+        .runtime
+        .block_on(
+            aws.sm
+                .put_secret_value()
+                .secret_id("app/db")
+                .secret_string(r#"{"user":"admin","password":"next"}"#)
+                .version_stages("AWSPENDING")
+                .send(),
+        )
+        .unwrap();
+    let pending_id = pending.version_id().unwrap().to_string();
+    let proxy = FaultProxy::start(moto.port);
+    let m = Mounted::start(&["--file-mode", "0600", "--dir-mode", "0700"], &moto.env_via(proxy.endpoint()));
+    assert_eq!(read(&m, "ps/app/db/password").unwrap(), "pw-3");
+    assert_eq!(read(&m, "sm/app/db/password").unwrap(), "new");
+    let listings = || proxy.seen("DescribeParameters") + proxy.seen("ListSecrets");
+    let before = listings();
+    assert_eq!(read(&m, "ps/app/db/password:1").unwrap(), "pw-1");
+    assert_eq!(read(&m, "ps/app/db/password:2").unwrap(), "pw-2");
+    assert_eq!(read(&m, "ps/app/db/password:stable").unwrap(), "pw-2", "a label");
+    assert_eq!(read(&m, "sm/app/db:AWSPREVIOUS/password").unwrap(), "old", "the JSON view of a stage");
+    assert_eq!(read(&m, "sm/app/db:AWSCURRENT/password").unwrap(), "new");
+    assert_eq!(read(&m, "sm/app/db:AWSPENDING/password").unwrap(), "next");
+    assert_eq!(read(&m, &format!("sm/app/db:{pending_id}/.value")).unwrap(), r#"{"user":"admin","password":"next"}"#);
+    assert_eq!(read(&m, "ps/app/db/password:9").unwrap_err().raw_os_error(), Some(libc::ENOENT));
+    assert_eq!(read(&m, "sm/app/db:NOSUCHSTAGE").unwrap_err().raw_os_error(), Some(libc::ENOENT));
+    assert_eq!(listings(), before, "no listing call for a name with a selector");
+    // Never listed.
+    assert!(!run("ls", &["-1", m.path("ps/app/db").to_str().unwrap()]).contains(':'));
+    assert!(!run("ls", &["-1", m.path("sm/app").to_str().unwrap()]).contains(':'));
+    // Read-only, with a clear errno, and nothing stored.
+    let refused = sh(&format!("printf x | cat > {}", m.path("ps/app/db/password:1").display()));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Read-only file system"), "{refused:?}");
+    let refused = sh(&format!("printf x | cat > {}", m.path("sm/app/db:AWSPREVIOUS/password").display()));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Read-only file system"), "{refused:?}");
+    assert_eq!(aws.parameter("/app/db/password"), "pw-3");
+    assert_eq!(aws.secret("app/db"), r#"{"user":"admin","password":"new"}"#);
+    drop(m);
+}
