@@ -75,6 +75,20 @@ fn rotations_reach_the_next_open_and_open_files_keep_their_version() {
     wait_for(&m, "ps/app/token", "token-number-three");
     aws.put_parameter("/app/token", "t4", ParameterType::SecureString);
     wait_for(&m, "ps/app/token", "t4");
+    // A kept directory listing learns of names created and deleted out of band.
+    let listed = |m: &Mounted| mount::run("ls", &["-1", m.path("ps/app").to_str().unwrap()]);
+    assert_eq!(listed(&m).trim(), "token");
+    aws.put_parameter("/app/new", "n", ParameterType::String);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while !listed(&m).contains("new") {
+        assert!(Instant::now() < deadline, "the new name never showed in ls");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    aws.delete_parameter("/app/new");
+    while listed(&m).contains("new") {
+        assert!(Instant::now() < deadline + Duration::from_secs(8), "the deleted name never left ls");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // A file opened before a rotation reads exactly its version, through its end.
     let mut old = std::fs::File::open(m.path("sm/app/cert")).unwrap();
     let mut head = [0u8; 100];

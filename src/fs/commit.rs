@@ -125,15 +125,37 @@ impl SecretFs {
 fn invalidation_of(inodes: &InodeTable, service: Service, prefix: &str, name: &str, retire: bool) -> Invalidation {
     let Some(node) = NodePath::of_name(service, prefix, name) else { return Invalidation::default() };
     let Some(last) = node.parts.last().cloned() else { return Invalidation::default() };
-    // A parent the kernel does not hold has no cached entries to drop.
-    let Some(parent) = inodes.find(&node.parent()) else { return Invalidation::default() };
+    // A parent the kernel does not hold has no cached entries to drop; the nearest directory
+    // it holds above may list a new or vanished directory, so its cached listing goes.
+    let Some(parent) = inodes.find(&node.parent()) else {
+        return Invalidation {
+            inodes: nearest_held_directory(inodes, &node).into_iter().collect(),
+            ..Invalidation::default()
+        };
+    };
     let replaced_child = inodes.find(&node).filter(|_| retire);
-    let stale = match retire {
+    let mut stale = match retire {
         true => inodes.retire_under(service, &node.parts),
         false => inodes.under(service, &node.parts),
     };
+    // The directory's cached listing (a read-only mount keeps it) shows the name's kind.
+    stale.push(parent);
     match replaced_child {
         Some(child) => Invalidation { inodes: stale, entries: Vec::new(), replaced: vec![(parent, child, last)] },
         None => Invalidation { inodes: stale, entries: vec![(parent, last)], replaced: Vec::new() },
+    }
+}
+
+/// The inode of the nearest directory above `node` that the kernel holds.
+fn nearest_held_directory(inodes: &InodeTable, node: &NodePath) -> Option<crate::inodes::Ino> {
+    let mut dir = node.parent();
+    loop {
+        if let Some(ino) = inodes.find(&dir) {
+            return Some(ino);
+        }
+        if dir.service.is_none() {
+            return None;
+        }
+        dir = dir.parent();
     }
 }

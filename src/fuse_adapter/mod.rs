@@ -2,9 +2,11 @@
 //! into a reply or an errno.
 //!
 //! The threading contract:
-//! - fuser's threads read kernel requests. `read`, `write`, `readdir`, `releasedir` and
-//!   `forget` are answered on them at once, from memory (an open handle's snapshot or
-//!   buffer), and so are flush, fsync and release of handles that write nothing. `lookup`,
+//! - fuser's threads read kernel requests. `read`, `write`, `readdir` of an open directory,
+//!   `releasedir` and `forget` are answered on them at once, from memory (an open handle's
+//!   snapshot or buffer), and so are flush, fsync and release of handles that write nothing.
+//!   A read-only mount opens nothing (OPEN and OPENDIR answered ENOSYS once): reads answer
+//!   from the inode's fixed bytes, and readdir is tried from memory like lookup. `lookup`,
 //!   `getattr`, `open` and `opendir` are tried on them with every provider wait refused
 //!   (`cache::memory_only`): what memory can answer is answered there; what would wait on AWS
 //!   (a fetch, a listing, a version check) is handed to the runtime's blocking pool and
@@ -150,6 +152,21 @@ impl Shared {
             }
         }
     }
+}
+
+/// Answer a readdir from `offset` of `entries`.
+fn reply_entries(entries: crate::error::Result<Vec<crate::fs::DirEntry>>, offset: u64, mut reply: ReplyDirectory) {
+    let entries = match entries {
+        Ok(entries) => entries,
+        Err(e) => return reply.error(errno(&e)),
+    };
+    let start = usize::try_from(offset).unwrap_or(usize::MAX);
+    for (index, entry) in entries.iter().enumerate().skip(start) {
+        if reply.add(INodeNo(entry.ino.0), index as u64 + 1, file_type(entry.kind), &entry.name) {
+            break;
+        }
+    }
+    reply.ok();
 }
 
 /// How long the kernel may keep `attr`: long for a file inode whose content never changes (a
@@ -384,6 +401,13 @@ impl Filesystem for FuseAdapter {
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if self.shared.fs.pins_inodes() {
+            // A read-only mount: ENOSYS tells the kernel to open no directory from now on and
+            // to keep listings (dropped when a change is told for the directory); readdir then
+            // comes with no handle.
+            self.shared.requests.count("opendir");
+            return reply.error(Errno::ENOSYS);
+        }
         self.memory_first(
             self.span(req, "opendir", ino, None),
             move |s| s.fs.opendir(Ino(ino.0)),
@@ -394,18 +418,18 @@ impl Filesystem for FuseAdapter {
         );
     }
 
-    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let entries = match self.shared.fs.readdir(fh.0) {
-            Ok(entries) => entries,
-            Err(e) => return reply.error(errno(&e)),
-        };
-        let start = usize::try_from(offset).unwrap_or(usize::MAX);
-        for (index, entry) in entries.iter().enumerate().skip(start) {
-            if reply.add(INodeNo(entry.ino.0), index as u64 + 1, file_type(entry.kind), &entry.name) {
-                break;
-            }
+    fn readdir(&self, req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, reply: ReplyDirectory) {
+        let span = self.span(req, "readdir", ino, None);
+        if fh.0 != 0 {
+            let _entered = span.entered();
+            return reply_entries(self.shared.fs.readdir(fh.0).map(|e| e.to_vec()), offset, reply);
         }
-        reply.ok();
+        // No handle: a read-only mount opens no directory; the listing is made for this read.
+        self.memory_first(
+            span,
+            move |s| s.fs.entries(Ino(ino.0)),
+            move |_, entries| reply_entries(entries, offset, reply),
+        );
     }
 
     fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {

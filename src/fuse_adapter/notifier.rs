@@ -167,7 +167,7 @@ mod tests {
         let thread = queue.start(fs, recorder.clone()).unwrap();
         drop(notices);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while recorder.0.lock().unwrap().len() < 5 && std::time::Instant::now() < deadline {
+        while recorder.0.lock().unwrap().len() < 7 && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let calls = recorder.0.lock().unwrap().clone();
@@ -176,8 +176,10 @@ mod tests {
         let expected = [
             format!("entry {} a", ps_dir.0),
             format!("inode {}", inodes[0].0),
+            format!("inode {}", ps_dir.0),
             format!("entry {} b", ps_dir.0),
             format!("inode {}", inodes[1].0),
+            format!("inode {}", ps_dir.0),
             "inode 99".to_string(),
         ];
         assert_eq!(calls, expected, "entries before inodes, changes in the order they happened");
