@@ -153,9 +153,7 @@ fn nearest_held_directory(inodes: &InodeTable, node: &NodePath) -> Option<crate:
         if let Some(ino) = inodes.find(&dir) {
             return Some(ino);
         }
-        if dir.service.is_none() {
-            return None;
-        }
+        dir.service?;
         dir = dir.parent();
     }
 }
