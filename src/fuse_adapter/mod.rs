@@ -117,6 +117,26 @@ impl FuseAdapter {
         }
     }
 
+    /// Remove entry `name` of `parent` with `remove` (unlink or rmdir), on the pool.
+    fn remove(
+        &self,
+        req: &Request,
+        op: &'static str,
+        parent: INodeNo,
+        name: &OsStr,
+        reply: ReplyEmpty,
+        remove: fn(&SecretFs, Ino, &str) -> crate::error::Result<()>,
+    ) {
+        let span = self.span(req, op, parent, Some(name));
+        let name = utf8(name);
+        self.offload(span, move |s| {
+            match name.and_then(|name| remove(&s.fs, Ino(parent.0), &name).map_err(|e| errno(&e))) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
     /// Run `job` on the blocking pool (or here, without one), inside `span`, under the request
     /// deadline (`patience` from now).
     fn offload(&self, span: Span, job: impl FnOnce(&Shared) + Send + 'static) {
@@ -491,25 +511,11 @@ impl Filesystem for FuseAdapter {
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let span = self.span(req, "unlink", parent, Some(name));
-        let name = utf8(name);
-        self.offload(span, move |s| {
-            match name.and_then(|name| s.fs.unlink(Ino(parent.0), &name).map_err(|e| errno(&e))) {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(e),
-            }
-        });
+        self.remove(req, "unlink", parent, name, reply, SecretFs::unlink);
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let span = self.span(req, "rmdir", parent, Some(name));
-        let name = utf8(name);
-        self.offload(span, move |s| {
-            match name.and_then(|name| s.fs.rmdir(Ino(parent.0), &name).map_err(|e| errno(&e))) {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(e),
-            }
-        });
+        self.remove(req, "rmdir", parent, name, reply, SecretFs::rmdir);
     }
 
     fn rename(
