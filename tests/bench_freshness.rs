@@ -25,7 +25,9 @@ fn builds() -> Vec<(&'static str, PathBuf)> {
     if let Some(baseline) = std::env::var_os("SECRETFS_BASELINE") {
         builds.push(("baseline", PathBuf::from(baseline)));
     }
-    builds.push(("this build", PathBuf::from(BINARY)));
+    // SECRETFS_BUILD: this tree's release binary (the test itself may be a debug build).
+    let this = std::env::var_os("SECRETFS_BUILD").map_or_else(|| PathBuf::from(BINARY), PathBuf::from);
+    builds.push(("this build", this));
     builds
 }
 
@@ -95,6 +97,37 @@ fn bench_cached_read_during_an_outage() {
         drop(m);
     }
     report("cached read, healthy vs. AWS blackholed past the TTL", &figures);
+}
+
+#[test]
+#[ignore = "benchmark: scripts/bench.sh"]
+fn bench_warm_reads_while_cold_reads_hang() {
+    for hanging in [0usize, 64, 256, 1000] {
+        let mut figures = Vec::new();
+        for (build, binary) in builds() {
+            let moto = Moto::start();
+            let aws = Aws::new(&moto);
+            aws.put_parameter("/app/token", "tok", ParameterType::SecureString);
+            let proxy = FaultProxy::start(moto.port);
+            let (m, _) = mount(&binary, &["--timeout", "5"], &moto.env_via(proxy.endpoint()));
+            std::fs::read(m.path("ps/app/token")).unwrap();
+            proxy.fail(ALL_ACTIONS, Fault::Blackhole);
+            // Cold reads of names nobody listed, each hanging on the blackholed endpoint.
+            for i in 0..hanging {
+                let path = m.path(&format!("ps/unlisted{i}/x"));
+                std::thread::spawn(move || std::fs::read(path));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            let mut samples: Vec<Duration> =
+                (0..200).map(|_| read_within(m.path("ps/app/token"), Duration::from_secs(20)).1).collect();
+            samples.sort();
+            let p99 = samples[samples.len() * 99 / 100];
+            figures.push((build, format!("p50 {} p99 {}", ms(median(samples)), ms(p99))));
+            proxy.heal();
+            drop(m);
+        }
+        report(&format!("warm read with {hanging} cold reads hanging"), &figures);
+    }
 }
 
 #[test]
