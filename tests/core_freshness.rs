@@ -422,3 +422,24 @@ fn refreshes_of_values_read_together_spread_over_the_ttl() {
     let per_ttl = steady.iter().sum::<u64>() as f64 / 4.0;
     assert!(per_ttl <= 5000.0 / 50.0 * 2.0, "about one revalidation per value per TTL: {per_ttl} calls per TTL");
 }
+
+#[test]
+fn a_change_found_by_a_refresh_brings_its_siblings_changes_along() {
+    let h = Harness::new(1000);
+    h.ps.insert("/app/tls/cert", ValueKind::String, "cert-1");
+    assert_eq!(h.read("ps/app/tls/cert").unwrap(), "cert-1");
+    h.advance(TTL / 2);
+    h.ps.insert("/app/tls/key", ValueKind::String, "key-1");
+    assert_eq!(h.read("ps/app/tls/key").unwrap(), "key-1", "fetched half a TTL after the cert");
+    h.changes();
+    // Both rotate together; only the cert is due for its refresh.
+    h.ps.insert("/app/tls/cert", ValueKind::String, "cert-2");
+    h.ps.insert("/app/tls/key", ValueKind::String, "key-2");
+    h.advance(TTL * 46 / 100);
+    h.cache.refresh_due();
+    h.jobs.run_all();
+    let mut changed: Vec<String> = h.changes().into_iter().map(|change| change.name).collect();
+    changed.sort();
+    assert_eq!(changed, ["/app/tls/cert", "/app/tls/key"], "found in the same refresh");
+    assert_eq!(h.read("ps/app/tls/key").unwrap(), "key-2");
+}

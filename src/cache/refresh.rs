@@ -5,7 +5,7 @@
 //! batches; an unchanged world costs metadata calls only. Entries nobody read for longer than
 //! they could be served are dropped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -108,8 +108,46 @@ impl Inner {
                 return;
             }
         };
-        let moved = self.confirm_unchanged(names, &versions);
+        let mut moved = self.confirm_unchanged(names, &versions);
+        if !moved.is_empty() {
+            moved.extend(self.moved_siblings(&moved, names));
+        }
         self.fetch_in_parallel(moved);
+    }
+
+    /// The known values beside `moved` (same directory) whose version moved too, asked now
+    /// rather than at their own refresh: values rotated together (a certificate and its key)
+    /// are found together, so their changes reach the kernel and on-change commands as one
+    /// batch. Costs one metadata call per refresh that found a change. The siblings returned
+    /// have their flights set; those unchanged are renewed.
+    fn moved_siblings(&self, moved: &[String], checked: &[String]) -> Vec<String> {
+        let checked: HashSet<&str> = checked.iter().map(String::as_str).collect();
+        let directories: HashSet<&str> = moved.iter().map(|name| directory_of(name)).collect();
+        let siblings: Vec<String> = {
+            let mut values = lock(&self.values);
+            values
+                .iter_mut()
+                .filter(|(name, slot)| {
+                    slot.value.is_some()
+                        && slot.flight.is_none()
+                        && !checked.contains(name.as_str())
+                        && directories.contains(directory_of(name))
+                })
+                .map(|(name, slot)| {
+                    slot.flight = Some(Arc::new(Flight::default()));
+                    name.clone()
+                })
+                .collect()
+        };
+        if siblings.is_empty() {
+            return siblings;
+        }
+        let asked = catch_unwind(AssertUnwindSafe(|| self.provider.versions(&siblings)));
+        match asked.unwrap_or_else(|_| Err(Error::Transient("version check aborted".into()))) {
+            Ok(versions) => self.confirm_unchanged(&siblings, &versions),
+            // Cannot tell: read them again (a failure lands as any failed fetch).
+            Err(_) => siblings,
+        }
     }
 
     /// Renew the values whose version is unchanged; returns the others.
@@ -150,4 +188,10 @@ impl Inner {
     fn land_error(&self, batch: &[String], err: &Error) {
         self.land_batch(&self.members(batch), Err(err.clone()));
     }
+}
+
+/// The directory part of a service name (`/prod/tls/` of `/prod/tls/key`; empty for a name
+/// without `/`).
+fn directory_of(name: &str) -> &str {
+    name.rfind('/').map_or("", |slash| &name[..=slash])
 }
