@@ -212,6 +212,11 @@ fn exact_names_work_beyond_the_listing_and_without_listing_permission() {
     let m = Mounted::start(&FAST, &moto.env_via(proxy.endpoint()));
     assert_eq!(read(&m, "ps/app/token").unwrap(), "tok-1");
     assert_eq!(read(&m, "sm/app/key/password").unwrap(), "hunter2");
+    // SSM's flat names (no leading `/`) are read by exact name too: `flat` and `/flat` in one call.
+    aws.put_parameter("flatname", "flat-value", ParameterType::String);
+    let before = proxy.seen("GetParameters");
+    assert_eq!(read(&m, "ps/flatname").unwrap(), "flat-value");
+    assert_eq!(proxy.seen("GetParameters") - before, 1, "both spellings in one GetParameters call");
     let known: Vec<String> =
         std::fs::read_dir(m.path("ps/app")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(known, ["token"], "a directory shows what is known");

@@ -16,7 +16,7 @@ use super::{lock, Inner, Listing, ServiceCache, Tree, DISCOVERY_PATIENCE};
 use crate::deadline;
 use crate::error::{Error, Result};
 use crate::namespace::Namespace;
-use crate::provider::{under_prefix, Listed};
+use crate::provider::{under_prefix, Listed, Service};
 
 impl ServiceCache {
     /// The tree of the names known now; no provider call.
@@ -58,7 +58,26 @@ impl ServiceCache {
                 Err(err) => return Err(err),
             }
         }
+        if let Some(flat) = self.flat_twin(name) {
+            // Listing is denied and `/x` may as well be SSM's flat name `x`: both are asked in
+            // one batch; the flat one is shown when `/x` does not exist (as with a listing).
+            let flat = flat.to_string();
+            let flat_value = self.value(&flat, [name]);
+            if let (Err(Error::NotFound), Ok(value)) = (self.value(name, []), flat_value) {
+                let listed = Listed { name: flat, last_modified: value.fetched.last_modified };
+                self.inner.add_names(vec![listed]);
+                return Ok(self.namespace());
+            }
+        }
         self.discover_exact(name, true)
+    }
+
+    /// SSM's flat name (`x`) shown at the same path as the top-level name `name` (`/x`), when
+    /// this cache shows every parameter (prefix `/`).
+    fn flat_twin<'a>(&self, name: &'a str) -> Option<&'a str> {
+        let rest =
+            name.strip_prefix('/').filter(|_| self.inner.prefix == "/" && self.service() == Service::ParameterStore)?;
+        (!rest.is_empty() && !rest.contains('/')).then_some(rest)
     }
 
     /// The tree, after reading `name` by its exact name and, if it holds no value, probing for
