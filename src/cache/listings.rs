@@ -100,7 +100,7 @@ impl ServiceCache {
                 Ok(self.namespace())
             }
             Ok(None) => Err(Error::NotFound),
-            Err(Error::AccessDenied(_)) | Err(_) => Err(listing_error),
+            Err(_) => Err(listing_error),
         }
     }
 

@@ -257,8 +257,7 @@ impl SecretFs {
             }
         }
         let ino = self.inodes.lookup(path);
-        let mtime = self.attr(ino, &resolved)?.mtime;
-        let (bytes, mtime) = pinned.entry(ino).or_insert((bytes, mtime)).clone();
+        let (bytes, mtime) = pinned.entry(ino).or_insert_with(|| (bytes, self.mtime(&resolved))).clone();
         Ok(self.file_attr(ino, bytes.len() as u64, mtime))
     }
 
@@ -589,8 +588,10 @@ impl SecretFs {
         }
     }
 
-    fn attr(&self, ino: Ino, resolved: &Resolved) -> Result<Attr> {
-        let mtime = resolved
+    /// When the node `resolved` names last changed: the service's date where it says, else the
+    /// mount time.
+    fn mtime(&self, resolved: &Resolved) -> SystemTime {
+        resolved
             .value()
             .and_then(|v| v.fetched.last_modified)
             .or_else(|| match resolved {
@@ -599,7 +600,11 @@ impl SecretFs {
                 }
                 _ => None,
             })
-            .unwrap_or(self.started);
+            .unwrap_or(self.started)
+    }
+
+    fn attr(&self, ino: Ino, resolved: &Resolved) -> Result<Attr> {
+        let mtime = self.mtime(resolved);
         if resolved.is_dir() {
             return Ok(self.dir_attr(ino, mtime));
         }

@@ -316,7 +316,7 @@ impl Filesystem for FuseAdapter {
             // A read-only mount: ENOSYS tells the kernel to open nothing from now on (no OPEN,
             // no RELEASE) and to keep each inode's pages; reads come with no handle and are
             // answered from the inode's own fixed bytes.
-            self.shared.requests.count("open");
+            let _counted = self.span(req, "open", ino, None);
             return reply.error(Errno::ENOSYS);
         }
         let mode = OpenMode {
@@ -425,7 +425,7 @@ impl Filesystem for FuseAdapter {
             // A read-only mount: ENOSYS tells the kernel to open no directory from now on and
             // to keep listings (dropped when a change is told for the directory); readdir then
             // comes with no handle.
-            self.shared.requests.count("opendir");
+            let _counted = self.span(req, "opendir", ino, None);
             return reply.error(Errno::ENOSYS);
         }
         self.memory_first(
