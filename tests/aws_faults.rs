@@ -20,10 +20,6 @@ use mount::{sh, Mounted};
 /// Short TTLs and deadlines, so refreshes and outages take seconds.
 const FAST: [&str; 4] = ["--cache-ttl", "2", "--timeout", "1"];
 
-fn read(m: &Mounted, rel: &str) -> std::io::Result<String> {
-    std::fs::read_to_string(m.path(rel))
-}
-
 #[test]
 fn a_kms_key_that_refuses_ends_the_serving_of_a_superseded_value() {
     let moto = Moto::start();
@@ -31,13 +27,13 @@ fn a_kms_key_that_refuses_ends_the_serving_of_a_superseded_value() {
     aws.put_parameter("/app/token", "tok-1", ParameterType::SecureString);
     let proxy = FaultProxy::start(moto.port);
     let m = Mounted::start(&FAST, &moto.env_via(proxy.endpoint()));
-    assert_eq!(read(&m, "ps/app/token").unwrap(), "tok-1");
+    assert_eq!(m.read("ps/app/token").unwrap(), "tok-1");
     // The value rotates, and its key is disabled: the new version cannot be decrypted.
     aws.put_parameter("/app/token", "tok-2", ParameterType::SecureString);
     proxy.fail("GetParameters", Fault::InvalidKeyId);
     let start = Instant::now();
     let err = loop {
-        match read(&m, "ps/app/token") {
+        match m.read("ps/app/token") {
             Ok(value) => assert_eq!(value, "tok-1", "only the old value, until the refresh lands"),
             Err(err) => break err,
         }
@@ -46,7 +42,7 @@ fn a_kms_key_that_refuses_ends_the_serving_of_a_superseded_value() {
     };
     assert_eq!(err.raw_os_error(), Some(libc::EACCES), "a key refusal is a denial: {err}");
     for _ in 0..5 {
-        let again = read(&m, "ps/app/token").unwrap_err();
+        let again = m.read("ps/app/token").unwrap_err();
         assert_eq!(again.raw_os_error(), Some(libc::EACCES), "never the old value again");
     }
     proxy.heal();
@@ -95,7 +91,7 @@ fn secrets_manager_write_conflicts_are_retried_within_the_timeout() {
     let proxy = FaultProxy::start(moto.port);
     let args = ["--retries", "2", "--timeout", "5", "--file-mode", "0600", "--dir-mode", "0700"];
     let m = Mounted::start(&args, &moto.env_via(proxy.endpoint()));
-    assert_eq!(read(&m, "sm/app/key").unwrap(), "old");
+    assert_eq!(m.read("sm/app/key").unwrap(), "old");
     // More conflicts in a row than --retries allows: still retried until the deadline.
     proxy.fail_next("PutSecretValue", Fault::TooManyUpdates, 3);
     let out = sh(&format!("printf new | cat > {}", m.path("sm/app/key").display()));
@@ -121,7 +117,7 @@ fn a_large_listing_under_throttling_neither_fails_whole_nor_keeps_an_exact_reade
     let m = Mounted::start(&["--timeout", "2", "--retries", "2"], &moto.env_via(proxy.endpoint()));
     // An exact path: answered whether or not the listing of /big has finished.
     let start = Instant::now();
-    assert_eq!(read(&m, "ps/big/p250").unwrap(), "v250");
+    assert_eq!(m.read("ps/big/p250").unwrap(), "v250");
     println!("exact read under a throttled 500-name listing: {:?}", start.elapsed());
     assert!(start.elapsed() < Duration::from_secs(4), "within --timeout + 1 s + slack: {:?}", start.elapsed());
     // The whole listings complete: a failed page is tried again on its own.
@@ -151,8 +147,8 @@ fn refused_credentials_never_take_known_values_away() {
     aws.create_secret("app/key", r#"{"password":"hunter2"}"#);
     let proxy = FaultProxy::start(moto.port);
     let m = Mounted::start(&FAST, &moto.env_via(proxy.endpoint()));
-    assert_eq!(read(&m, "ps/app/token").unwrap(), "tok-1");
-    assert_eq!(read(&m, "sm/app/key/password").unwrap(), "hunter2");
+    assert_eq!(m.read("ps/app/token").unwrap(), "tok-1");
+    assert_eq!(m.read("sm/app/key/password").unwrap(), "hunter2");
     assert!(m.path("ps/cold").is_dir());
     let codes = [
         "ExpiredTokenException",
@@ -165,10 +161,10 @@ fn refused_credentials_never_take_known_values_away() {
         proxy.fail(fault_proxy::ALL_ACTIONS, Fault::Code(code));
         std::thread::sleep(Duration::from_millis(2500));
         for _ in 0..3 {
-            assert_eq!(read(&m, "ps/app/token").unwrap(), "tok-1", "{code}: the known value is served");
-            assert_eq!(read(&m, "sm/app/key/password").unwrap(), "hunter2", "{code}");
+            assert_eq!(m.read("ps/app/token").unwrap(), "tok-1", "{code}: the known value is served");
+            assert_eq!(m.read("sm/app/key/password").unwrap(), "hunter2", "{code}");
         }
-        let cold = read(&m, "ps/cold/a").unwrap_err();
+        let cold = m.read("ps/cold/a").unwrap_err();
         assert_eq!(cold.raw_os_error(), Some(libc::EIO), "{code}: a cold read is EIO, never EACCES: {cold}");
         proxy.heal();
         std::thread::sleep(Duration::from_millis(1500));

@@ -32,10 +32,6 @@ fn seeded() -> (Moto, Aws) {
     (moto, aws)
 }
 
-fn read(m: &Mounted, rel: &str) -> std::io::Result<String> {
-    std::fs::read_to_string(m.path(rel))
-}
-
 fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let start = Instant::now();
     let out = f();
@@ -47,18 +43,18 @@ fn known_values_survive_an_outage_past_the_ttl_and_cold_reads_fail_within_the_de
     let (moto, _aws) = seeded();
     let proxy = FaultProxy::start(moto.port);
     let m = Mounted::start(&FAST, &moto.env_via(proxy.endpoint()));
-    assert_eq!(read(&m, "ps/app/token").unwrap(), "tok-1");
-    assert_eq!(read(&m, "sm/app/key/password").unwrap(), "hunter2");
+    assert_eq!(m.read("ps/app/token").unwrap(), "tok-1");
+    assert_eq!(m.read("sm/app/key/password").unwrap(), "hunter2");
     for fault in [Fault::Blackhole, Fault::Unavailable, Fault::Throttling] {
         proxy.fail(ALL_ACTIONS, fault);
         std::thread::sleep(Duration::from_secs(3));
         for _ in 0..3 {
-            let (token, took) = timed(|| read(&m, "ps/app/token"));
+            let (token, took) = timed(|| m.read("ps/app/token"));
             assert_eq!(token.unwrap(), "tok-1", "{fault:?}: the last good value is served");
             assert!(took < Duration::from_millis(900), "{fault:?}: a known value waits on nothing ({took:?})");
-            assert_eq!(read(&m, "sm/app/key/password").unwrap(), "hunter2", "{fault:?}");
+            assert_eq!(m.read("sm/app/key/password").unwrap(), "hunter2", "{fault:?}");
         }
-        let (cold, took) = timed(|| read(&m, "ps/cold/a"));
+        let (cold, took) = timed(|| m.read("ps/cold/a"));
         let err = cold.unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EIO), "{fault:?}: a cold read is EIO, never ENOENT: {err}");
         assert!(took < Duration::from_secs(4), "{fault:?}: within the 1 s deadline (+ margin): {took:?}");
@@ -74,14 +70,14 @@ fn a_long_outage_never_makes_a_cached_read_wait() {
     let (moto, _aws) = seeded();
     let proxy = FaultProxy::start(moto.port);
     let m = Mounted::start(&FAST, &moto.env_via(proxy.endpoint()));
-    assert_eq!(read(&m, "ps/app/token").unwrap(), "tok-1");
+    assert_eq!(m.read("ps/app/token").unwrap(), "tok-1");
     proxy.fail(ALL_ACTIONS, Fault::Blackhole);
     // Five TTLs of outage, read every 100 ms: past twice the TTL, each end of a retry delay
     // used to make the next reader wait out the whole --timeout.
     let start = Instant::now();
     let mut slowest = Duration::ZERO;
     while start.elapsed() < Duration::from_secs(10) {
-        let (value, took) = timed(|| read(&m, "ps/app/token"));
+        let (value, took) = timed(|| m.read("ps/app/token"));
         assert_eq!(value.unwrap(), "tok-1");
         slowest = slowest.max(took);
         std::thread::sleep(Duration::from_millis(100));
@@ -147,13 +143,13 @@ fn rotations_and_deletions_out_of_band_show_up_without_readers_waiting() {
     let (moto, aws) = seeded();
     let proxy = FaultProxy::start(moto.port);
     let m = Mounted::start(&FAST, &moto.env_via(proxy.endpoint()));
-    assert_eq!(read(&m, "ps/app/token").unwrap(), "tok-1");
-    assert_eq!(read(&m, "ps/app/user").unwrap(), "admin");
+    assert_eq!(m.read("ps/app/token").unwrap(), "tok-1");
+    assert_eq!(m.read("ps/app/user").unwrap(), "admin");
     aws.put_parameter("/app/token", "tok-two", ParameterType::SecureString);
     let start = Instant::now();
     let mut slowest = Duration::ZERO;
     loop {
-        let (value, took) = timed(|| read(&m, "ps/app/token").unwrap());
+        let (value, took) = timed(|| m.read("ps/app/token").unwrap());
         slowest = slowest.max(took);
         if value == "tok-two" {
             break;
@@ -169,19 +165,19 @@ fn rotations_and_deletions_out_of_band_show_up_without_readers_waiting() {
     aws.runtime.block_on(aws.ssm.delete_parameter().name("/app/user").send()).unwrap();
     let start = Instant::now();
     while m.path("ps/app/user").exists() {
-        let _ = read(&m, "ps/app/user");
+        let _ = m.read("ps/app/user");
         assert!(start.elapsed() < Duration::from_secs(8), "the deletion never showed");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(read(&m, "ps/app/user").unwrap_err().raw_os_error(), Some(libc::ENOENT));
+    assert_eq!(m.read("ps/app/user").unwrap_err().raw_os_error(), Some(libc::ENOENT));
     // Access denied (IAM or KMS) ends the stale value too.
-    assert_eq!(read(&m, "sm/app/key/password").unwrap(), "hunter2");
+    assert_eq!(m.read("sm/app/key/password").unwrap(), "hunter2");
     for action in ["DescribeSecret", "GetSecretValue", "BatchGetSecretValue"] {
         proxy.fail(action, Fault::AccessDenied);
     }
     let start = Instant::now();
     loop {
-        match read(&m, "sm/app/key/password") {
+        match m.read("sm/app/key/password") {
             Err(e) if e.raw_os_error() == Some(libc::EACCES) => break,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
             other => assert_eq!(other.unwrap(), "hunter2"),
@@ -202,20 +198,20 @@ fn exact_names_work_beyond_the_listing_and_without_listing_permission() {
     assert_eq!(listed.len(), 2);
     aws.put_parameter("/app/created-later", "new", ParameterType::String);
     aws.create_secret("app/later", "s");
-    assert_eq!(read(&m, "ps/app/created-later").unwrap(), "new", "readable at once by exact path");
-    assert_eq!(read(&m, "sm/app/later").unwrap(), "s");
+    assert_eq!(m.read("ps/app/created-later").unwrap(), "new", "readable at once by exact path");
+    assert_eq!(m.read("sm/app/later").unwrap(), "s");
     drop(m);
 
     // A role that may not list (no ssm:DescribeParameters, no secretsmanager:ListSecrets).
     proxy.fail("DescribeParameters", Fault::AccessDenied);
     proxy.fail("ListSecrets", Fault::AccessDenied);
     let m = Mounted::start(&FAST, &moto.env_via(proxy.endpoint()));
-    assert_eq!(read(&m, "ps/app/token").unwrap(), "tok-1");
-    assert_eq!(read(&m, "sm/app/key/password").unwrap(), "hunter2");
+    assert_eq!(m.read("ps/app/token").unwrap(), "tok-1");
+    assert_eq!(m.read("sm/app/key/password").unwrap(), "hunter2");
     // SSM's flat names (no leading `/`) are read by exact name too: `flat` and `/flat` in one call.
     aws.put_parameter("flatname", "flat-value", ParameterType::String);
     let before = proxy.seen("GetParameters");
-    assert_eq!(read(&m, "ps/flatname").unwrap(), "flat-value");
+    assert_eq!(m.read("ps/flatname").unwrap(), "flat-value");
     assert_eq!(proxy.seen("GetParameters") - before, 1, "both spellings in one GetParameters call");
     let known: Vec<String> =
         std::fs::read_dir(m.path("ps/app")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
@@ -231,7 +227,7 @@ fn a_role_is_assumed_through_sts_and_mounting_checks_the_credentials_once() {
     let proxy = FaultProxy::start(moto.port);
     let role = ["--role-arn", "arn:aws:iam::123456789012:role/secret-reader", "--external-id", "ext-1"];
     let m = Mounted::start(&role, &moto.env_via(proxy.endpoint()));
-    assert_eq!(read(&m, "ps/app/token").unwrap(), "tok-1");
+    assert_eq!(m.read("ps/app/token").unwrap(), "tok-1");
     assert_eq!(proxy.seen("AssumeRole"), 1);
     assert_eq!(proxy.seen("GetCallerIdentity"), 1);
     drop(m);
@@ -255,7 +251,7 @@ fn the_external_id_comes_from_the_environment_or_the_config_file_never_the_comma
     let mut env = moto.env_via(proxy.endpoint());
     env.push(("SECRETFS_EXTERNAL_ID", "ext-from-env".to_string()));
     let m = Mounted::start(&role, &env);
-    assert_eq!(read(&m, "ps/app/token").unwrap(), "tok-1");
+    assert_eq!(m.read("ps/app/token").unwrap(), "tok-1");
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", m.pid())).unwrap();
     assert!(!String::from_utf8_lossy(&cmdline).contains("ext-from"), "nothing on the command line");
     drop(m);
@@ -264,7 +260,7 @@ fn the_external_id_comes_from_the_environment_or_the_config_file_never_the_comma
     let mut args = role.to_vec();
     args.extend(["--config", config.path().to_str().unwrap()]);
     let m = Mounted::start(&args, &moto.env_via(proxy.endpoint()));
-    assert_eq!(read(&m, "ps/app/token").unwrap(), "tok-1");
+    assert_eq!(m.read("ps/app/token").unwrap(), "tok-1");
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", m.pid())).unwrap();
     assert!(!String::from_utf8_lossy(&cmdline).contains("ext-from"), "nothing on the command line");
     drop(m);
@@ -282,11 +278,11 @@ fn cached_reads_stay_fast_while_hundreds_of_cold_requests_hang() {
     let proxy = FaultProxy::start(moto.port);
     let m = Mounted::start(&["--timeout", "2", "--retries", "1"], &moto.env_via(proxy.endpoint()));
     assert!(m.path("ps/hang").is_dir());
-    assert_eq!(read(&m, "ps/app/token").unwrap(), "tok-1");
-    assert_eq!(read(&m, "sm/app/key/password").unwrap(), "hunter2");
+    assert_eq!(m.read("ps/app/token").unwrap(), "tok-1");
+    assert_eq!(m.read("sm/app/key/password").unwrap(), "hunter2");
     let sample = |m: &Mounted| {
         let mut took: Vec<Duration> = (0..200)
-            .map(|i| timed(|| read(m, if i % 2 == 0 { "ps/app/token" } else { "sm/app/key/password" }).unwrap()).1)
+            .map(|i| timed(|| m.read(if i % 2 == 0 { "ps/app/token" } else { "sm/app/key/password" }).unwrap()).1)
             .collect();
         took.sort();
         (took[took.len() / 2], took[took.len() - 1])

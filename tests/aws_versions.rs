@@ -14,10 +14,6 @@ use fault_proxy::FaultProxy;
 use moto::{Aws, Moto};
 use mount::{run, sh, Mounted};
 
-fn read(m: &Mounted, rel: &str) -> std::io::Result<String> {
-    std::fs::read_to_string(m.path(rel))
-}
-
 #[test]
 fn versions_labels_and_stages_are_files_that_cost_no_listing_and_refuse_writes() {
     let moto = Moto::start();
@@ -46,19 +42,19 @@ fn versions_labels_and_stages_are_files_that_cost_no_listing_and_refuse_writes()
     let pending_id = pending.version_id().unwrap().to_string();
     let proxy = FaultProxy::start(moto.port);
     let m = Mounted::start(&["--file-mode", "0600", "--dir-mode", "0700"], &moto.env_via(proxy.endpoint()));
-    assert_eq!(read(&m, "ps/app/db/password").unwrap(), "pw-3");
-    assert_eq!(read(&m, "sm/app/db/password").unwrap(), "new");
+    assert_eq!(m.read("ps/app/db/password").unwrap(), "pw-3");
+    assert_eq!(m.read("sm/app/db/password").unwrap(), "new");
     let listings = || proxy.seen("DescribeParameters") + proxy.seen("ListSecrets");
     let before = listings();
-    assert_eq!(read(&m, "ps/app/db/password:1").unwrap(), "pw-1");
-    assert_eq!(read(&m, "ps/app/db/password:2").unwrap(), "pw-2");
-    assert_eq!(read(&m, "ps/app/db/password:stable").unwrap(), "pw-2", "a label");
-    assert_eq!(read(&m, "sm/app/db:AWSPREVIOUS/password").unwrap(), "old", "the JSON view of a stage");
-    assert_eq!(read(&m, "sm/app/db:AWSCURRENT/password").unwrap(), "new");
-    assert_eq!(read(&m, "sm/app/db:AWSPENDING/password").unwrap(), "next");
-    assert_eq!(read(&m, &format!("sm/app/db:{pending_id}/.value")).unwrap(), r#"{"user":"admin","password":"next"}"#);
-    assert_eq!(read(&m, "ps/app/db/password:9").unwrap_err().raw_os_error(), Some(libc::ENOENT));
-    assert_eq!(read(&m, "sm/app/db:NOSUCHSTAGE").unwrap_err().raw_os_error(), Some(libc::ENOENT));
+    assert_eq!(m.read("ps/app/db/password:1").unwrap(), "pw-1");
+    assert_eq!(m.read("ps/app/db/password:2").unwrap(), "pw-2");
+    assert_eq!(m.read("ps/app/db/password:stable").unwrap(), "pw-2", "a label");
+    assert_eq!(m.read("sm/app/db:AWSPREVIOUS/password").unwrap(), "old", "the JSON view of a stage");
+    assert_eq!(m.read("sm/app/db:AWSCURRENT/password").unwrap(), "new");
+    assert_eq!(m.read("sm/app/db:AWSPENDING/password").unwrap(), "next");
+    assert_eq!(m.read(&format!("sm/app/db:{pending_id}/.value")).unwrap(), r#"{"user":"admin","password":"next"}"#);
+    assert_eq!(m.read("ps/app/db/password:9").unwrap_err().raw_os_error(), Some(libc::ENOENT));
+    assert_eq!(m.read("sm/app/db:NOSUCHSTAGE").unwrap_err().raw_os_error(), Some(libc::ENOENT));
     assert_eq!(listings(), before, "no listing call for a name with a selector");
     // Never listed.
     assert!(!run("ls", &["-1", m.path("ps/app/db").to_str().unwrap()]).contains(':'));

@@ -17,19 +17,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_ssm::types::ParameterType;
 use fault_proxy::{Fault, FaultProxy, ALL_ACTIONS};
 use moto::{Aws, Moto};
-use mount::{Mounted, BINARY};
-
-/// The builds compared: the baseline (if given) and this one.
-fn builds() -> Vec<(&'static str, PathBuf)> {
-    let mut builds = Vec::new();
-    if let Some(baseline) = std::env::var_os("SECRETFS_BASELINE") {
-        builds.push(("baseline", PathBuf::from(baseline)));
-    }
-    // SECRETFS_BUILD: this tree's release binary (the test itself may be a debug build).
-    let this = std::env::var_os("SECRETFS_BUILD").map_or_else(|| PathBuf::from(BINARY), PathBuf::from);
-    builds.push(("this build", this));
-    builds
-}
+use mount::Mounted;
 
 fn report(scenario: &str, figures: &[(&str, String)]) {
     let cells: Vec<String> = figures.iter().map(|(build, figure)| format!("{build}: {figure}")).collect();
@@ -68,17 +56,24 @@ fn mount(binary: &Path, args: &[&str], env: &[(&str, String)]) -> (Mounted, Dura
     (mounted, start.elapsed())
 }
 
+/// `binary` mounted with `args` against moto behind the fault proxy, with `ps/app/token`
+/// read once (so it is cached). Dropped in order: the mount, the proxy, moto.
+fn mounted_with_a_read_token(binary: &Path, args: &[&str]) -> (Mounted, FaultProxy, Moto) {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    aws.put_parameter("/app/token", "tok", ParameterType::SecureString);
+    let proxy = FaultProxy::start(moto.port);
+    let (m, _) = mount(binary, args, &moto.env_via(proxy.endpoint()));
+    std::fs::read(m.path("ps/app/token")).unwrap();
+    (m, proxy, moto)
+}
+
 #[test]
 #[ignore = "benchmark: scripts/bench.sh"]
 fn bench_cached_read_during_an_outage() {
     let mut figures = Vec::new();
-    for (build, binary) in builds() {
-        let moto = Moto::start();
-        let aws = Aws::new(&moto);
-        aws.put_parameter("/app/token", "tok", ParameterType::SecureString);
-        let proxy = FaultProxy::start(moto.port);
-        let (m, _) = mount(&binary, &["--cache-ttl", "2"], &moto.env_via(proxy.endpoint()));
-        std::fs::read(m.path("ps/app/token")).unwrap();
+    for (build, binary) in mount::benchmark_builds() {
+        let (m, proxy, _moto) = mounted_with_a_read_token(&binary, &["--cache-ttl", "2"]);
         let healthy = median((0..50).map(|_| read_within(m.path("ps/app/token"), Duration::from_secs(5)).1).collect());
         proxy.fail(ALL_ACTIONS, Fault::Blackhole);
         std::thread::sleep(Duration::from_secs(3));
@@ -104,13 +99,8 @@ fn bench_cached_read_during_an_outage() {
 fn bench_warm_reads_while_cold_reads_hang() {
     for hanging in [0usize, 64, 256, 1000] {
         let mut figures = Vec::new();
-        for (build, binary) in builds() {
-            let moto = Moto::start();
-            let aws = Aws::new(&moto);
-            aws.put_parameter("/app/token", "tok", ParameterType::SecureString);
-            let proxy = FaultProxy::start(moto.port);
-            let (m, _) = mount(&binary, &["--timeout", "5"], &moto.env_via(proxy.endpoint()));
-            std::fs::read(m.path("ps/app/token")).unwrap();
+        for (build, binary) in mount::benchmark_builds() {
+            let (m, proxy, _moto) = mounted_with_a_read_token(&binary, &["--timeout", "5"]);
             proxy.fail(ALL_ACTIONS, Fault::Blackhole);
             // Cold reads of names nobody listed, each hanging on the blackholed endpoint.
             for i in 0..hanging {
@@ -134,7 +124,7 @@ fn bench_warm_reads_while_cold_reads_hang() {
 #[ignore = "benchmark: scripts/bench.sh"]
 fn bench_calls_per_readers_of_a_broken_key() {
     let mut figures = Vec::new();
-    for (build, binary) in builds() {
+    for (build, binary) in mount::benchmark_builds() {
         let moto = Moto::start();
         let aws = Aws::new(&moto);
         seed_parameters(&aws, "/broken", 3);
@@ -180,7 +170,7 @@ fn bench_mount_ready_time_against_account_size() {
             proxy.set_latency(Duration::from_millis(20));
         }
         let mut figures = Vec::new();
-        for (build, binary) in builds() {
+        for (build, binary) in mount::benchmark_builds() {
             let (m, took) = mount(&binary, &[], &moto.env_via(proxy.endpoint()));
             let calls = proxy.seen_all();
             figures.push((build, format!("{:.2} s", took.as_secs_f64())));
@@ -196,7 +186,7 @@ fn bench_mount_ready_time_against_account_size() {
 fn bench_cold_directory_reads_at_20ms() {
     let mut figures_ps = Vec::new();
     let mut figures_sm = Vec::new();
-    for (build, binary) in builds() {
+    for (build, binary) in mount::benchmark_builds() {
         let moto = Moto::start();
         let aws = Aws::new(&moto);
         seed_parameters(&aws, "/dir", 100);
@@ -229,7 +219,7 @@ fn bench_cold_directory_reads_at_20ms() {
 #[ignore = "benchmark: scripts/bench.sh"]
 fn bench_steady_state_calls_per_ttl() {
     let mut figures = Vec::new();
-    for (build, binary) in builds() {
+    for (build, binary) in mount::benchmark_builds() {
         let moto = Moto::start();
         let aws = Aws::new(&moto);
         seed_parameters(&aws, "/steady", 100);

@@ -13,7 +13,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use mount::{Mounted, BINARY};
+use mount::Mounted;
 
 const CYCLES: usize = 20_000;
 const THREADS: usize = 32;
@@ -156,13 +156,7 @@ fn bench_hot_path_against_tmpfs() {
     let tmpfs = tmpfs_copy();
     let tmpfs_figures = measure(tmpfs.path(), None);
     report("tmpfs", &tmpfs_figures, &tmpfs_figures);
-    // SECRETFS_BUILD: this tree's release binary (the test itself may be a debug build).
-    let this = std::env::var_os("SECRETFS_BUILD").map_or_else(|| PathBuf::from(BINARY), PathBuf::from);
-    let mut builds = vec![("this build", this)];
-    if let Some(baseline) = std::env::var_os("SECRETFS_BASELINE") {
-        builds.insert(0, ("baseline", PathBuf::from(baseline)));
-    }
-    for (build, binary) in builds {
+    for (build, binary) in mount::benchmark_builds() {
         for (mode, args) in [("read-write", vec![]), ("--read-only", vec!["--read-only"])] {
             let mut all = vec!["--local", store.to_str().unwrap()];
             all.extend(args);

@@ -20,6 +20,19 @@ pub fn local_copy() -> (tempfile::TempDir, PathBuf) {
     (dir, store)
 }
 
+/// The builds a benchmark compares: the baseline (`SECRETFS_BASELINE`, if given), then this
+/// tree's (`SECRETFS_BUILD`, its release binary, since the test itself may be a debug build;
+/// else the binary this test was built with).
+pub fn benchmark_builds() -> Vec<(&'static str, PathBuf)> {
+    let mut builds = Vec::new();
+    if let Some(baseline) = std::env::var_os("SECRETFS_BASELINE") {
+        builds.push(("baseline", PathBuf::from(baseline)));
+    }
+    let this = std::env::var_os("SECRETFS_BUILD").map_or_else(|| PathBuf::from(BINARY), PathBuf::from);
+    builds.push(("this build", this));
+    builds
+}
+
 /// Run `script` with `sh -c`.
 pub fn sh(script: &str) -> std::process::Output {
     Command::new("sh").arg("-c").arg(script).output().unwrap()
@@ -131,6 +144,11 @@ impl Mounted {
 
     pub fn path(&self, relative: &str) -> PathBuf {
         self.dir.join(relative)
+    }
+
+    /// The text of the file at `relative` in the mount.
+    pub fn read(&self, relative: &str) -> std::io::Result<String> {
+        std::fs::read_to_string(self.path(relative))
     }
 
     /// Unmount with `secretfs unmount` and wait for the daemon to exit; returns its stderr.
