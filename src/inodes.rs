@@ -15,8 +15,15 @@ impl Ino {
     pub const ROOT: Ino = Ino(1);
 }
 
+/// The control directory at the mount root (refresh, status, metrics). No secret can have this
+/// path: secrets live under the service directories only.
+pub const CONTROL_DIR: &str = ".secretfs";
+/// The files of the control directory.
+pub const CONTROL_FILES: [&str; 3] = ["refresh", "status", "metrics"];
+
 /// Where a node sits: the mount root (no service), or a path of names inside one service's tree.
 /// The path mixes listed name parts, JSON keys and the `.value` file; resolution tells them apart.
+/// With no service, a non-empty path is in the control directory (`[".secretfs", "status"]`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct NodePath {
     /// The service directory the node is in; `None` for the mount root.
@@ -38,9 +45,18 @@ impl NodePath {
         Some(NodePath { service: Some(service), parts: relative.split('/').map(str::to_string).collect() })
     }
 
+    /// Whether this is the control directory or a file in it.
+    pub fn is_control(&self) -> bool {
+        self.service.is_none() && !self.parts.is_empty()
+    }
+
     /// The path of child `name` of this node.
     pub fn child(&self, name: &str) -> Option<NodePath> {
+        let control = |parts: &[&str]| NodePath { service: None, parts: parts.iter().map(|p| p.to_string()).collect() };
         match self.service {
+            None if self.parts.is_empty() && name == CONTROL_DIR => Some(control(&[CONTROL_DIR])),
+            None if self.parts.len() == 1 => CONTROL_FILES.contains(&name).then(|| control(&[CONTROL_DIR, name])),
+            None if !self.parts.is_empty() => None,
             None => Service::ALL
                 .into_iter()
                 .find(|s| s.dir_name() == name)
@@ -63,8 +79,10 @@ impl NodePath {
 
     /// The parent path (the root is its own parent).
     pub fn parent(&self) -> NodePath {
-        match (self.service, self.parts.split_last()) {
-            (Some(service), Some((_, rest))) => NodePath { service: Some(service), parts: rest.to_vec() },
+        match self.parts.split_last() {
+            Some((_, rest)) if self.service.is_some() || !rest.is_empty() => {
+                NodePath { service: self.service, parts: rest.to_vec() }
+            }
             _ => NodePath::root(),
         }
     }

@@ -16,3 +16,4 @@ pub mod inodes;
 pub mod logging;
 pub mod namespace;
 pub mod provider;
+pub mod request_stats;

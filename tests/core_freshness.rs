@@ -206,6 +206,7 @@ fn refresh_ahead_asks_versions_and_fetches_only_what_moved() {
 fn a_stale_value_is_served_at_once_while_its_refresh_runs_in_the_background() {
     let h = Harness::new(1000);
     assert_eq!(h.read("ps/app/token").unwrap(), "tok-1");
+    assert_eq!(h.read("ps/app/db/user").unwrap(), "admin");
     h.ps.insert("/app/token", ValueKind::SecureString, "tok-2");
     h.advance(TTL + TTL / 2);
     let fetches = h.calls(FETCH_ACTION);
@@ -334,6 +335,10 @@ impl Provider for Gated {
     fn call_counts(&self) -> secretfs::provider::CallCounts {
         self.inner.call_counts()
     }
+
+    fn call_outcomes(&self) -> secretfs::provider::OutcomeCounts {
+        self.inner.call_outcomes()
+    }
 }
 
 #[test]
@@ -366,6 +371,7 @@ fn a_refresh_that_started_before_a_write_never_lands_over_it() {
 fn refresh_all_revalidates_everything_at_once_and_keeps_values_through_failures() {
     let h = Harness::new(1000);
     assert_eq!(h.read("ps/app/token").unwrap(), "tok-1");
+    assert_eq!(h.read("ps/app/db/user").unwrap(), "admin");
     h.ps.insert("/app/token", ValueKind::SecureString, "tok-2");
     h.cache.refresh_all();
     h.jobs.run_all();
@@ -442,4 +448,35 @@ fn a_change_found_by_a_refresh_brings_its_siblings_changes_along() {
     changed.sort();
     assert_eq!(changed, ["/app/tls/cert", "/app/tls/key"], "found in the same refresh");
     assert_eq!(h.read("ps/app/tls/key").unwrap(), "key-2");
+}
+
+#[test]
+fn a_refresh_on_demand_fetches_at_once_lists_a_subtree_and_respects_backoff() {
+    let h = Harness::new(1000);
+    assert_eq!(h.read("ps/app/token").unwrap(), "tok-1");
+    assert_eq!(h.read("ps/app/db/user").unwrap(), "admin");
+    h.ps.insert("/app/token", ValueKind::SecureString, "tok-2");
+    assert_eq!(h.read("ps/app/token").unwrap(), "tok-1", "within the TTL");
+    let fetches = h.calls(FETCH_ACTION);
+    h.cache.refresh_now(&["/app/token".to_string()], None).unwrap();
+    assert_eq!(h.calls(FETCH_ACTION), fetches + 1, "one fetch, landed before the call returned");
+    assert_eq!(h.read("ps/app/token").unwrap(), "tok-2");
+
+    // A directory: listed again (a name created out of band appears) and its values fetched.
+    h.ps.insert("/app/created", ValueKind::String, "new");
+    h.ps.insert("/app/db/user", ValueKind::String, "root");
+    assert_eq!(h.read("ps/app/db/user").unwrap(), "admin", "within the TTL");
+    h.cache.refresh_now(&[], Some("/app/")).unwrap();
+    assert!(names(&h.fs, "ps/app").contains(&"created".to_string()));
+    assert_eq!(h.read("ps/app/db/user").unwrap(), "root");
+
+    // A failing service: the failure is the answer, and a second refresh within the backoff
+    // makes no call.
+    h.ps.fail(FETCH_ACTION, Some(Error::Transient("down".into())));
+    let fetches = h.calls(FETCH_ACTION);
+    assert!(matches!(h.cache.refresh_now(&["/app/token".to_string()], None), Err(Error::Transient(_))));
+    assert!(matches!(h.cache.refresh_now(&["/app/token".to_string()], None), Err(Error::Transient(_))));
+    assert_eq!(h.calls(FETCH_ACTION), fetches + 1, "the second refresh waited out the backoff");
+    assert_eq!(h.read("ps/app/token").unwrap(), "tok-2", "the known value is still served");
+    assert_eq!(h.cache.stats().refresh_requests, 1 + 3 + 2);
 }

@@ -205,6 +205,10 @@ impl Provider for Instrumented {
     fn call_counts(&self) -> CallCounts {
         self.inner.call_counts()
     }
+
+    fn call_outcomes(&self) -> secretfs::provider::OutcomeCounts {
+        self.inner.call_outcomes()
+    }
 }
 
 fn instrumented(delay: Duration, failing: Option<(String, Error)>) -> Arc<Instrumented> {

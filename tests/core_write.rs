@@ -45,7 +45,7 @@ fn nothing_is_stored_before_close_and_offsets_and_appends_act_on_the_buffer() {
     let (ps, sm) = stores();
     let fs = filesystem(ps.clone(), sm, true);
     let attr = stat(&fs, "ps/prod/db/root").unwrap();
-    let fh = fs.open(attr.ino, OpenMode { write: true, truncate: false, append: false }).unwrap();
+    let fh = fs.open(attr.ino, OpenMode { write: true, truncate: false, ..OpenMode::default() }).unwrap();
     fs.write(fh, 3, b"-NEW").unwrap();
     fs.write(fh, 7, b"+tail").unwrap();
     assert_eq!(updates(&ps), 0, "buffered until close");
@@ -112,7 +112,7 @@ fn bad_input_is_refused_and_the_old_value_stays() {
     assert_eq!(updates(&ps) + updates(&sm), 0);
     // A write that fails part-way poisons the handle: close stores nothing.
     let attr = stat(&fs, "sm/prod/bin").unwrap();
-    let fh = fs.open(attr.ino, OpenMode { write: true, truncate: true, append: false }).unwrap();
+    let fh = fs.open(attr.ino, OpenMode { write: true, truncate: true, ..OpenMode::default() }).unwrap();
     fs.write(fh, 0, &vec![7u8; 65_536]).unwrap();
     assert_eq!(fs.write(fh, 65_536, b"one too many").unwrap_err(), Error::TooLarge);
     assert_eq!(fs.release(fh).unwrap_err(), Error::TooLarge);
@@ -145,7 +145,7 @@ fn a_write_reported_as_failed_is_never_stored_later() {
     let (ps, sm) = stores();
     let fs = filesystem(ps.clone(), sm, true);
     let ino = stat(&fs, "ps/prod/db/root").unwrap().ino;
-    let fh = fs.open(ino, OpenMode { write: true, truncate: true, append: false }).unwrap();
+    let fh = fs.open(ino, OpenMode { write: true, truncate: true, ..OpenMode::default() }).unwrap();
     fs.write(fh, 0, b"NEW").unwrap();
     ps.fail(UPDATE_ACTION, Some(Error::Transient("ThrottlingException".into())));
     assert!(matches!(fs.flush(fh), Err(Error::Transient(_))), "close() reports the failure");
@@ -154,7 +154,7 @@ fn a_write_reported_as_failed_is_never_stored_later() {
     assert_eq!(updates(&ps), 1, "the release made no second attempt");
     assert_eq!(ps.get("/prod/db/root").unwrap().bytes.as_slice(), b"old-root");
     // Writing again and closing again does store.
-    let fh = fs.open(ino, OpenMode { write: true, truncate: true, append: false }).unwrap();
+    let fh = fs.open(ino, OpenMode { write: true, truncate: true, ..OpenMode::default() }).unwrap();
     fs.write(fh, 0, b"NEW").unwrap();
     ps.fail(UPDATE_ACTION, Some(Error::AccessDenied("denied".into())));
     assert!(fs.flush(fh).is_err());
@@ -171,7 +171,7 @@ fn an_oversized_write_fails_at_close_in_both_services() {
     let fs = filesystem(ps.clone(), sm.clone(), true);
     for (path, limit) in [("ps/prod/db/root", 8192), ("sm/prod/db/.value", 65_536)] {
         let ino = stat(&fs, path).unwrap().ino;
-        let fh = fs.open(ino, OpenMode { write: true, truncate: true, append: false }).unwrap();
+        let fh = fs.open(ino, OpenMode { write: true, truncate: true, ..OpenMode::default() }).unwrap();
         assert_eq!(fs.write(fh, 0, &vec![b'x'; limit + 1]).unwrap_err(), Error::TooLarge);
         assert_eq!(fs.flush(fh).unwrap_err(), Error::TooLarge, "{path}: close() fails too");
         let _ = fs.release(fh);

@@ -52,6 +52,10 @@ impl Provider for SlowUpdates {
     fn call_counts(&self) -> CallCounts {
         self.inner.call_counts()
     }
+
+    fn call_outcomes(&self) -> secretfs::provider::OutcomeCounts {
+        self.inner.call_outcomes()
+    }
 }
 
 fn cache() -> (Arc<SlowUpdates>, ServiceCache) {

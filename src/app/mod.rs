@@ -77,7 +77,7 @@ struct Running {
     fs: Arc<SecretFs>,
     caches: Vec<ServiceCache>,
     busy: Arc<std::sync::atomic::AtomicUsize>,
-    requests: Arc<crate::fuse_adapter::requests::RequestCounts>,
+    requests: Arc<crate::request_stats::RequestStats>,
 }
 
 /// Normalise a Parameter Store prefix: `prod` and `/prod/` both become `/prod/`.
@@ -260,7 +260,7 @@ fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<Runnin
     let (notices, queue) = notifier::queue(&changes);
     let adapter = FuseAdapter::new(fs.clone(), notices, Some(handle.clone()), config.cache.patience);
     let busy = adapter.busy();
-    let requests = adapter.request_counts();
+    let requests = fs.request_stats();
     let session = fuser::spawn_mount(adapter, &config.mountpoint, &fuse_config)
         .map_err(|e| mount_failure(&config.mountpoint, &e))?;
     queue

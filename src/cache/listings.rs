@@ -211,6 +211,7 @@ impl Inner {
         let result = catch_unwind(AssertUnwindSafe(|| self.provider.list(prefix)))
             .unwrap_or_else(|_| Err(Error::Transient("listing aborted".into())))
             .map(|names| Arc::new(Listing { names }));
+        self.counters.outcome(&result);
         let now = self.runtime.clock.now();
         let (mut added, mut removed) = (Vec::new(), Vec::new());
         if let Ok(listing) = &result {

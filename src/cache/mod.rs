@@ -10,9 +10,11 @@ pub mod clock;
 mod listings;
 pub mod memory_only;
 pub mod name_locks;
+mod on_demand;
 mod refresh;
 pub mod slot;
 pub mod spawn;
+pub mod stats;
 mod values;
 mod writes;
 
@@ -31,6 +33,7 @@ use name_locks::NameLocks;
 use slot::{Policy, Slot};
 use spawn::{Spawner, ThreadPerJob};
 
+pub use stats::CacheStats;
 pub use values::CachedValue;
 
 /// Default time a value or listing is served as fresh (s1crets: 900 s).
@@ -139,6 +142,7 @@ struct Inner {
     writers: NameLocks,
     jitter_seed: RandomState,
     watched: OnceLock<Watched>,
+    counters: stats::Counters,
 }
 
 /// Names kept refreshed whether or not they were read lately (on-change commands watch them).
@@ -185,6 +189,7 @@ impl ServiceCache {
                 writers: NameLocks::default(),
                 jitter_seed: RandomState::new(),
                 watched: OnceLock::new(),
+                counters: stats::Counters::default(),
             }),
         }
     }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::slot::{ends_stale, Flight, Slot};
+use super::stats::Counters;
 use super::{lock, Inner, ServiceCache};
 use crate::error::Error;
 
@@ -93,8 +94,11 @@ impl Inner {
     /// read values without describing them); if it fails transiently, keep the values and back
     /// off.
     fn revalidate(self: &Arc<Self>, names: &[String]) {
-        let asked = catch_unwind(AssertUnwindSafe(|| self.provider.versions(names)));
-        let versions = match asked.unwrap_or_else(|_| Err(Error::Transient("version check aborted".into()))) {
+        let asked = catch_unwind(AssertUnwindSafe(|| self.provider.versions(names)))
+            .unwrap_or_else(|_| Err(Error::Transient("version check aborted".into())));
+        self.counters.outcome(&asked);
+        Counters::add(&self.counters.version_checks, 1);
+        let versions = match asked {
             Ok(versions) => versions,
             Err(err) if ends_stale(&err) => {
                 self.fetch_in_parallel(names.to_vec());

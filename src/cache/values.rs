@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::changes::{ChangeKind, Origin};
 use super::memory_only;
 use super::slot::{Decision, Flight, Slot};
+use super::stats::Counters;
 use super::{lock, Inner, ServiceCache};
 use crate::deadline;
 use crate::error::{Error, Result};
@@ -102,6 +103,16 @@ impl ServiceCache {
             (decision, batches, own_flight)
         };
         let mut batches = batches.into_iter();
+        let counters = &inner.counters;
+        match &decision {
+            Decision::Serve(_) => Counters::add(&counters.hits, 1),
+            Decision::ServeAndRefresh(_) => {
+                Counters::add(&counters.hits, 1);
+                Counters::add(&counters.stale_serves, 1);
+            }
+            Decision::Wait(_) | Decision::Fetch => Counters::add(&counters.misses, 1),
+            Decision::Fail(_) => {}
+        }
         match decision {
             Decision::Serve(value) => Ok(value),
             Decision::Fail(err) => Err(err),
@@ -296,6 +307,8 @@ impl Inner {
             }
             self.evict_over_capacity(&mut values);
         }
+        self.counters.outcome(&result);
+        Counters::add(&self.counters.changes_found, changed.len() as u64);
         if let Err(err) = &result {
             let wait = self.policy.backoff(failures, 1.0);
             tracing::warn!(
@@ -317,10 +330,15 @@ impl Inner {
     /// transient failure while it is servable.
     fn answer(&self, name: &str, outcome: Result<Arc<CachedValue>>) -> Result<Arc<CachedValue>> {
         let now = self.runtime.clock.now();
-        match lock(&self.values).get(name) {
+        let failed = outcome.is_err();
+        let answer = match lock(&self.values).get(name) {
             Some(slot) => slot.answer(outcome, now, self.value_ttl(name), &self.policy),
             None => outcome,
+        };
+        if failed && answer.is_ok() {
+            Counters::add(&self.counters.stale_serves, 1);
         }
+        answer
     }
 
     /// Store a value just written.
@@ -351,6 +369,7 @@ impl Inner {
         let excess = values.len().saturating_sub(keep);
         for (_, name) in idle.into_iter().take(excess) {
             values.remove(&name);
+            Counters::add(&self.counters.evictions, 1);
         }
     }
 }

@@ -33,6 +33,7 @@ impl SecretFs {
             bytes: SecretBytes::new(Vec::new()),
             writer: Some(buffer),
             append: false,
+            refresh: None,
         });
         Ok((self.file_attr(ino, 0, made), fh))
     }

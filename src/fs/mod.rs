@@ -3,6 +3,7 @@
 
 mod changes;
 mod commit;
+pub mod control;
 pub mod handles;
 pub mod json_view;
 pub mod ownership;
@@ -19,6 +20,8 @@ use crate::error::{Error, Result};
 use crate::inodes::{Ino, InodeTable, NodePath};
 use crate::namespace::NsNode;
 use crate::provider::{SecretBytes, Service, ValueKind};
+use crate::request_stats::RequestStats;
+use control::{ControlNode, RefreshRequest, Requester};
 use handles::HandleTable;
 use json_view::{listed_keys, RAW_VALUE_FILE};
 use pending::{PendingNode, PendingTable};
@@ -101,6 +104,9 @@ pub struct Attr {
     pub uid: u32,
     /// Group.
     pub gid: u32,
+    /// Made when read (a control file's text): the kernel must not keep the entry or the
+    /// attributes.
+    pub volatile: bool,
 }
 
 /// One directory entry.
@@ -123,6 +129,8 @@ struct OpenFile {
     /// (which computes the offset from a size it may have cached before an outside change)
     /// says it goes.
     append: bool,
+    /// The paths written to the control directory's refresh file through this handle.
+    refresh: Option<Arc<Mutex<RefreshRequest>>>,
 }
 
 impl OpenFile {
@@ -159,6 +167,8 @@ pub struct OpenMode {
     pub truncate: bool,
     /// Opened with O_APPEND: writes go to the end of the content.
     pub append: bool,
+    /// Who opens it.
+    pub by: Requester,
 }
 
 /// The filesystem: paths over the per-service caches.
@@ -174,6 +184,7 @@ pub struct SecretFs {
     /// keep its pages and attributes, and reads need no open.
     pinned: Option<Mutex<HashMap<Ino, (SecretBytes, SystemTime)>>>,
     started: SystemTime,
+    requests: Arc<RequestStats>,
 }
 
 impl SecretFs {
@@ -189,7 +200,14 @@ impl SecretFs {
             dirs: HandleTable::default(),
             pending: PendingTable::default(),
             started: SystemTime::now(),
+            requests: Arc::default(),
         }
+    }
+
+    /// The kernel's requests, counted and timed by the FUSE adapter, shown by the status and
+    /// metrics files.
+    pub fn request_stats(&self) -> Arc<RequestStats> {
+        self.requests.clone()
     }
 
     /// The mount paths of files written to but not stored (never closed, or their last commit
@@ -240,6 +258,9 @@ impl SecretFs {
         if let Some(node) = self.pending.get(&path) {
             return Ok(self.pending_attr(self.inodes.lookup(path), &node));
         }
+        if let Some(node) = ControlNode::at(&path) {
+            return Ok(self.control_lookup(path, node));
+        }
         let resolved = self.resolve(&path)?;
         let Some(pinned) = &self.pinned else {
             let ino = self.inodes.lookup(path);
@@ -289,21 +310,28 @@ impl SecretFs {
         }
     }
 
-    /// One line of counts for operators (SIGUSR1): inodes the kernel holds, open handles, the
-    /// allocator's bytes in use, and per service the values and listings cached. Names and values never appear in it.
+    /// One line of counts for operators (SIGUSR1 and the status file): inodes the kernel
+    /// holds, open handles, the allocator's bytes in use, and per service the values and
+    /// listings cached. Names and values never appear in it.
     pub fn status_line(&self) -> String {
         // SAFETY: mallinfo2 only reads the allocator's statistics.
         let heap = unsafe { libc::mallinfo2() };
+        // SAFETY: sysconf only reads a constant of the system.
+        let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let resident = std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map_or_else(|| "unknown".to_string(), |pages| format!("{} KiB", pages * page / 1024));
         let mut line = format!(
-            "inodes {}, open files {}, open directories {}, heap in use {} KiB",
+            "inodes {}, open files {}, open directories {}, heap allocated {} KiB (the kernel request buffers included, mostly untouched), resident {resident}",
             self.inodes.len(),
             self.files.len(),
             self.dirs.len(),
-            (heap.uordblks + heap.hblkhd) / 1024
+            (heap.uordblks + heap.hblkhd) / 1024,
         );
         for (service, cache) in &self.services {
-            let (values, listings) = cache.entry_counts();
-            line.push_str(&format!("; {}: {values} values, {listings} listings", service.dir_name()));
+            let stats = cache.stats();
+            line.push_str(&format!("; {}: {} values, {} listings", service.dir_name(), stats.values, stats.listings));
         }
         line
     }
@@ -315,6 +343,13 @@ impl SecretFs {
         let path = self.path(ino)?;
         if let Some((bytes, mtime)) = self.pinned(ino) {
             return Ok(self.file_attr(ino, bytes.len() as u64, mtime));
+        }
+        if let Some(node) = ControlNode::at(&path) {
+            let size = match fh.and_then(|fh| self.files.get(fh)) {
+                Some(open) => open.size(),
+                None => self.control_bytes(node).len() as u64,
+            };
+            return Ok(self.control_attr(ino, node, size));
         }
         let fh = fh.or_else(|| self.inodes.is_retired(ino).then(|| self.files.find(|f| f.ino == ino)).flatten());
         if let Some(node) = self.pending.get(&path) {
@@ -343,10 +378,14 @@ impl SecretFs {
                 bytes: SecretBytes::new(Vec::new()),
                 writer: Some(buffer),
                 append,
+                refresh: None,
             }));
         }
+        if let Some(node) = ControlNode::at(&path) {
+            return self.control_open(ino, node, mode);
+        }
         if let Some((bytes, _)) = self.pinned(ino).filter(|_| !mode.write) {
-            return Ok(self.files.insert(OpenFile { ino, bytes, writer: None, append: false }));
+            return Ok(self.files.insert(OpenFile { ino, bytes, writer: None, append: false, refresh: None }));
         }
         let resolved = self.resolve(&path)?;
         let bytes = resolved.bytes()?;
@@ -354,7 +393,7 @@ impl SecretFs {
             false => None,
             true => Some(Arc::new(Mutex::new(self.write_buffer(&path, &resolved, mode.truncate)?))),
         };
-        Ok(self.files.insert(OpenFile { ino, bytes, writer, append: mode.append }))
+        Ok(self.files.insert(OpenFile { ino, bytes, writer, append: mode.append, refresh: None }))
     }
 
     /// The buffer of a file opened for writing. Without O_TRUNC it starts from the value stored
@@ -390,6 +429,10 @@ impl SecretFs {
     /// Write `data` at `offset` into an open handle's buffer (at its end for O_APPEND).
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
         let open = self.files.get(fh).ok_or(Error::BadHandle)?;
+        if let Some(request) = &open.refresh {
+            self.refresh_written(request, data)?;
+            return u32::try_from(data.len()).map_err(|_| Error::TooLarge);
+        }
         let writer = open.writer.ok_or(Error::BadHandle)?;
         let mut buffer = lock(&writer);
         let offset = if open.append { buffer.data.len() as u64 } else { offset };
@@ -423,9 +466,14 @@ impl SecretFs {
         self.commit_handle(fh, true)
     }
 
+    /// Whether `fh` is open on the refresh file for writing: its writes wait for refreshes.
+    pub fn is_refresh(&self, fh: u64) -> bool {
+        self.files.get(fh).is_some_and(|open| open.refresh.is_some())
+    }
+
     /// Whether `fh` is a file handle open for writing (its flush or release may commit).
     pub fn is_writer(&self, fh: u64) -> bool {
-        self.files.get(fh).is_some_and(|open| open.writer.is_some())
+        self.files.get(fh).is_some_and(|open| open.writer.is_some() || open.refresh.is_some())
     }
 
     /// Close a file handle, committing anything still uncommitted (an O_TRUNC open with no
@@ -438,6 +486,9 @@ impl SecretFs {
 
     fn commit_handle(&self, fh: u64, only_if_touched: bool) -> Result<()> {
         let open = self.files.get(fh).ok_or(Error::BadHandle)?;
+        if let Some(request) = &open.refresh {
+            return self.refresh_rest(request);
+        }
         let Some(writer) = open.writer else { return Ok(()) };
         let mut buffer = lock(&writer);
         if only_if_touched && !buffer.touched {
@@ -476,6 +527,9 @@ impl SecretFs {
     /// `child_kind`).
     pub fn entries(&self, ino: Ino) -> Result<Vec<DirEntry>> {
         let path = self.path(ino)?;
+        if let Some(node) = ControlNode::at(&path) {
+            return self.control_entries(ino, &path, node);
+        }
         let mut entries = match self.pending.get(&path) {
             Some(PendingNode::Dir(_)) => self.dot_entries(ino, &path),
             Some(PendingNode::File(..)) => return Err(Error::NotADirectory),
@@ -513,6 +567,7 @@ impl SecretFs {
                 for (service, _) in &self.services {
                     push(service.dir_name(), NodeKind::Dir);
                 }
+                push(crate::inodes::CONTROL_DIR, NodeKind::Dir);
             }
             Resolved::Tree { tree_path, value, .. } => {
                 let service = path.service.ok_or(Error::NotFound)?;
@@ -580,7 +635,8 @@ impl SecretFs {
 
     fn resolve(&self, path: &NodePath) -> Result<Resolved> {
         match path.service {
-            None => Ok(Resolved::Root),
+            None if path.parts.is_empty() => Ok(Resolved::Root),
+            None => Err(Error::NotPermitted),
             Some(service) => {
                 let cache = self.cache(service).ok_or(Error::NotFound)?;
                 resolve_in_service(cache, &path.parts, self.config.json_keys)
@@ -619,37 +675,30 @@ impl SecretFs {
     }
 
     fn dir_attr(&self, ino: Ino, mtime: SystemTime) -> Attr {
-        let rule = self.rule(ino);
-        Attr {
-            ino,
-            kind: NodeKind::Dir,
-            size: 0,
-            mtime,
-            perm: rule.and_then(|r| r.dir_mode).unwrap_or(self.config.dir_mode),
-            uid: rule.and_then(|r| r.uid).unwrap_or(self.config.uid),
-            gid: rule.and_then(|r| r.gid).unwrap_or(self.config.gid),
-        }
+        self.owned_attr(ino, NodeKind::Dir, 0, mtime)
     }
 
     fn file_attr(&self, ino: Ino, size: u64, mtime: SystemTime) -> Attr {
-        let rule = self.rule(ino);
-        Attr {
-            ino,
-            kind: NodeKind::File,
-            size,
-            mtime,
-            perm: rule.and_then(|r| r.file_mode).unwrap_or(self.config.file_mode),
-            uid: rule.and_then(|r| r.uid).unwrap_or(self.config.uid),
-            gid: rule.and_then(|r| r.gid).unwrap_or(self.config.gid),
-        }
+        self.owned_attr(ino, NodeKind::File, size, mtime)
     }
 
-    /// The owner rule for the node `ino`, if any matches its mount path.
-    fn rule(&self, ino: Ino) -> Option<&ownership::OwnerRule> {
-        if self.config.rules.is_empty() {
-            return None;
-        }
-        ownership::rule_for(&self.config.rules, &self.describe(ino, None))
+    fn owned_attr(&self, ino: Ino, kind: NodeKind, size: u64, mtime: SystemTime) -> Attr {
+        let (perm, uid, gid) = match self.config.rules.is_empty() {
+            true => self.ownership_at("", kind),
+            false => self.ownership_at(&self.describe(ino, None), kind),
+        };
+        Attr { ino, kind, size, mtime, perm, uid, gid, volatile: false }
+    }
+
+    /// The permission bits, owner and group of a node of `kind` at `mount_path`: the first
+    /// owner rule matching the path, else the mount's defaults.
+    fn ownership_at(&self, mount_path: &str, kind: NodeKind) -> (u16, u32, u32) {
+        let rule = ownership::rule_for(&self.config.rules, mount_path);
+        let perm = match kind {
+            NodeKind::File => rule.and_then(|r| r.file_mode).unwrap_or(self.config.file_mode),
+            NodeKind::Dir => rule.and_then(|r| r.dir_mode).unwrap_or(self.config.dir_mode),
+        };
+        (perm, rule.and_then(|r| r.uid).unwrap_or(self.config.uid), rule.and_then(|r| r.gid).unwrap_or(self.config.gid))
     }
 }
 

@@ -24,7 +24,6 @@
 //!   a directory lock the request holds.
 
 pub mod notifier;
-pub mod requests;
 
 use std::ffi::OsStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,10 +42,11 @@ use fuser::{
 use crate::cache::memory_only;
 use crate::deadline;
 use crate::error::Error;
+use crate::fs::control::Requester;
 use crate::fs::{Attr, Invalidation, NodeKind, OpenMode, SecretFs};
 use crate::inodes::Ino;
+use crate::request_stats::{RequestStats, Timing};
 use notifier::Notices;
-use requests::RequestCounts;
 
 /// How long the kernel may keep entries and attributes: short, but never zero (zero TTLs
 /// cause cascades of lookups).
@@ -66,7 +66,13 @@ struct Shared {
     fs: Arc<SecretFs>,
     notices: Notices,
     busy: Arc<AtomicUsize>,
-    requests: Arc<RequestCounts>,
+    requests: Arc<RequestStats>,
+}
+
+/// One request's debug span and its timing (recorded when the reply is sent and this dropped).
+struct Traced {
+    span: Span,
+    _timing: Timing,
 }
 
 impl FuseAdapter {
@@ -75,13 +81,8 @@ impl FuseAdapter {
     /// (`--timeout` plus a margin), time spent queued included.
     pub fn new(fs: Arc<SecretFs>, notices: Notices, pool: Option<Handle>, patience: Duration) -> Self {
         let busy = Arc::new(AtomicUsize::new(0));
-        let requests = Arc::new(RequestCounts::default());
+        let requests = fs.request_stats();
         FuseAdapter { shared: Arc::new(Shared { fs, notices, busy, requests }), pool, patience }
-    }
-
-    /// The kernel's requests counted by operation.
-    pub fn request_counts(&self) -> Arc<RequestCounts> {
-        self.shared.requests.clone()
     }
 
     /// How many requests are being answered on the blocking pool right now (commits among
@@ -91,15 +92,15 @@ impl FuseAdapter {
     }
 
     /// A debug span for one request (the operation, the path, the caller's uid and pid), and
-    /// the request counted.
-    fn span(&self, req: &Request, op: &'static str, ino: INodeNo, name: Option<&OsStr>) -> Span {
-        self.shared.requests.count(op);
+    /// the request counted and timed.
+    fn span(&self, req: &Request, op: &'static str, ino: INodeNo, name: Option<&OsStr>) -> Traced {
+        let timing = self.shared.requests.start(op);
         let span = tracing::debug_span!("fuse", op, path = tracing::field::Empty, uid = req.uid(), pid = req.pid());
         if !span.is_disabled() {
             let path = self.shared.fs.describe(Ino(ino.0), name.map(|n| n.to_string_lossy()).as_deref());
             span.record("path", path.as_str());
         }
-        span
+        Traced { span, _timing: timing }
     }
 
     /// Answer with `op` at once, on this FUSE thread, if it needs nothing but memory; if it
@@ -107,13 +108,13 @@ impl FuseAdapter {
     /// and answer from there. `reply` gets the outcome either way.
     fn memory_first<T: 'static>(
         &self,
-        span: Span,
+        traced: Traced,
         op: impl Fn(&Shared) -> crate::error::Result<T> + Send + 'static,
         reply: impl FnOnce(&Shared, crate::error::Result<T>) + Send + 'static,
     ) {
-        match span.in_scope(|| memory_only::from_memory(|| op(&self.shared))) {
-            Err(Error::WouldBlock) => self.offload(span, move |s| reply(s, op(s))),
-            answered => span.in_scope(|| reply(&self.shared, answered)),
+        match traced.span.in_scope(|| memory_only::from_memory(|| op(&self.shared))) {
+            Err(Error::WouldBlock) => self.offload(traced, move |s| reply(s, op(s))),
+            answered => traced.span.in_scope(|| reply(&self.shared, answered)),
         }
     }
 
@@ -139,12 +140,13 @@ impl FuseAdapter {
 
     /// Run `job` on the blocking pool (or here, without one), inside `span`, under the request
     /// deadline (`patience` from now).
-    fn offload(&self, span: Span, job: impl FnOnce(&Shared) + Send + 'static) {
+    fn offload(&self, traced: Traced, job: impl FnOnce(&Shared) + Send + 'static) {
         let shared = self.shared.clone();
         shared.busy.fetch_add(1, Ordering::SeqCst);
         let ends = std::time::Instant::now() + self.patience;
         let run = move || {
-            span.in_scope(|| deadline::within(ends, || job(&shared)));
+            traced.span.in_scope(|| deadline::within(ends, || job(&shared)));
+            drop(traced);
             shared.busy.fetch_sub(1, Ordering::SeqCst);
         };
         match &self.pool {
@@ -174,6 +176,14 @@ impl Shared {
     }
 }
 
+/// Answer a write with the bytes taken or the failure.
+fn reply_written(result: crate::error::Result<u32>, reply: ReplyWrite) {
+    match result {
+        Ok(written) => reply.written(written),
+        Err(e) => reply.error(errno(&e)),
+    }
+}
+
 /// Answer a readdir from `offset` of `entries`.
 fn reply_entries(entries: crate::error::Result<Vec<crate::fs::DirEntry>>, offset: u64, mut reply: ReplyDirectory) {
     let entries = match entries {
@@ -190,10 +200,20 @@ fn reply_entries(entries: crate::error::Result<Vec<crate::fs::DirEntry>>, offset
 }
 
 /// How long the kernel may keep `attr`: long for a file inode whose content never changes (a
-/// read-only mount), [`KERNEL_TTL`] otherwise.
+/// read-only mount), none for a control file, [`KERNEL_TTL`] otherwise.
 fn attr_ttl(fs: &SecretFs, attr: &Attr) -> Duration {
-    match fs.pins_inodes() && attr.kind == NodeKind::File {
-        true => PINNED_ATTR_TTL,
+    match (attr.volatile, fs.pins_inodes() && attr.kind == NodeKind::File) {
+        (true, _) => Duration::ZERO,
+        (false, true) => PINNED_ATTR_TTL,
+        (false, false) => KERNEL_TTL,
+    }
+}
+
+/// How long the kernel may keep an entry: [`KERNEL_TTL`], none for a control file (each open
+/// looks it up again, so a read-only mount hands out the inode of the current text).
+fn entry_ttl(attr: &Attr) -> Duration {
+    match attr.volatile {
+        true => Duration::ZERO,
         false => KERNEL_TTL,
     }
 }
@@ -248,7 +268,7 @@ impl Filesystem for FuseAdapter {
             span,
             move |s| s.fs.lookup(Ino(parent.0), &name),
             |_, result| match result {
-                Ok(attr) => reply.entry(&KERNEL_TTL, &to_file_attr(&attr), Generation(0)),
+                Ok(attr) => reply.entry(&entry_ttl(&attr), &to_file_attr(&attr), Generation(0)),
                 Err(e) => reply.error(errno(&e)),
             },
         );
@@ -323,6 +343,7 @@ impl Filesystem for FuseAdapter {
             write: flags.acc_mode() != OpenAccMode::O_RDONLY,
             truncate: flags.0 & libc::O_TRUNC != 0,
             append: flags.0 & libc::O_APPEND != 0,
+            by: Requester { uid: req.uid(), gid: req.gid() },
         };
         self.memory_first(
             self.span(req, "open", ino, None),
@@ -349,7 +370,8 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
-        let _span = self.span(req, "read", ino, None).entered();
+        let traced = self.span(req, "read", ino, None);
+        let _entered = traced.span.enter();
         let mut reply = Some(reply);
         let answer = |bytes: &[u8]| {
             if let Some(reply) = reply.take() {
@@ -378,11 +400,14 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyWrite,
     ) {
-        let _span = self.span(req, "write", ino, None).entered();
-        match self.shared.fs.write(fh.0, offset, data) {
-            Ok(written) => reply.written(written),
-            Err(e) => reply.error(errno(&e)),
+        let traced = self.span(req, "write", ino, None);
+        if self.shared.fs.is_refresh(fh.0) {
+            // Paths written to the refresh file: the write returns once they are refreshed.
+            let data = data.to_vec();
+            return self.offload(traced, move |s| reply_written(s.fs.write(fh.0, offset, &data), reply));
         }
+        let _entered = traced.span.enter();
+        reply_written(self.shared.fs.write(fh.0, offset, data), reply);
     }
 
     fn flush(&self, req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: fuser::LockOwner, reply: ReplyEmpty) {
@@ -408,7 +433,7 @@ impl Filesystem for FuseAdapter {
         let span = self.span(req, "release", ino, None);
         match self.shared.fs.is_writer(fh.0) {
             true => self.offload(span, move |s| s.reply_commit(ino, s.fs.release(fh.0), reply)),
-            false => span.in_scope(|| self.shared.reply_commit(ino, self.shared.fs.release(fh.0), reply)),
+            false => span.span.in_scope(|| self.shared.reply_commit(ino, self.shared.fs.release(fh.0), reply)),
         }
     }
 
@@ -441,7 +466,7 @@ impl Filesystem for FuseAdapter {
     fn readdir(&self, req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, reply: ReplyDirectory) {
         let span = self.span(req, "readdir", ino, None);
         if fh.0 != 0 {
-            let _entered = span.entered();
+            let _entered = span.span.enter();
             return reply_entries(self.shared.fs.readdir(fh.0).map(|e| e.to_vec()), offset, reply);
         }
         // No handle: a read-only mount opens no directory; the listing is made for this read.

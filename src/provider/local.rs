@@ -17,7 +17,7 @@ use base64::Engine;
 use serde::Deserialize;
 
 use super::memory::MemoryProvider;
-use super::{CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, Service, ValueKind};
+use super::{CallCounts, FetchResult, Fetched, Listed, OutcomeCounts, Provider, SecretBytes, Service, ValueKind};
 use crate::error::{Error, Result};
 
 #[derive(Deserialize)]
@@ -192,6 +192,10 @@ impl Provider for LocalProvider {
 
     fn call_counts(&self) -> CallCounts {
         self.store.memory(self.service).call_counts()
+    }
+
+    fn call_outcomes(&self) -> OutcomeCounts {
+        self.store.memory(self.service).call_outcomes()
     }
 }
 

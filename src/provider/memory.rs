@@ -5,7 +5,8 @@ use std::sync::{Mutex, RwLock};
 use std::time::SystemTime;
 
 use super::{
-    under_prefix, ApiCounters, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, Service, ValueKind,
+    outcome_of, under_prefix, ApiCounters, CallCounts, FetchResult, Fetched, Listed, OutcomeCounts, Provider,
+    SecretBytes, Service, ValueKind,
 };
 use crate::error::{Error, Result};
 
@@ -98,10 +99,12 @@ impl MemoryProvider {
     /// Count a call of `action`, failing it if a fault is set.
     fn call(&self, action: &'static str) -> Result<()> {
         self.counters.record(action);
-        match self.faults.lock().unwrap_or_else(|p| p.into_inner()).get(action) {
+        let answer = match self.faults.lock().unwrap_or_else(|p| p.into_inner()).get(action) {
             Some(error) => Err(error.clone()),
             None => Ok(()),
-        }
+        };
+        self.counters.record_outcome(action, outcome_of(&answer));
+        answer
     }
 
     /// Every stored value, by name (for saving a local store).
@@ -179,6 +182,10 @@ impl Provider for MemoryProvider {
 
     fn call_counts(&self) -> CallCounts {
         self.counters.snapshot()
+    }
+
+    fn call_outcomes(&self) -> OutcomeCounts {
+        self.counters.outcomes()
     }
 }
 

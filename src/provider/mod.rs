@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use crate::error::Result;
-pub use counters::{ApiCounters, CallCounts};
+pub use counters::{outcome_of, ApiCounters, CallCounts, OutcomeCounts};
 pub use secret_bytes::{wipe_json, wipe_json_object, SecretBytes};
 
 /// The two AWS services secretfs shows, each under its own top-level directory.
@@ -146,4 +146,7 @@ pub trait Provider: Send + Sync {
 
     /// Calls made so far, per API action.
     fn call_counts(&self) -> CallCounts;
+
+    /// Calls ended so far, per API action and outcome.
+    fn call_outcomes(&self) -> OutcomeCounts;
 }

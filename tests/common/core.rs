@@ -89,7 +89,7 @@ pub fn names(fs: &SecretFs, path: &str) -> Vec<String> {
 /// Open `path` for writing (truncating), write `content`, and close; returns close's result.
 pub fn write(fs: &SecretFs, path: &str, content: &[u8]) -> Result<()> {
     let attr = stat(fs, path)?;
-    let fh = fs.open(attr.ino, OpenMode { write: true, truncate: true, append: false })?;
+    let fh = fs.open(attr.ino, OpenMode { write: true, truncate: true, ..OpenMode::default() })?;
     let written = fs.write(fh, 0, content);
     let closed = fs.release(fh);
     written?;

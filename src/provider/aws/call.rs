@@ -18,7 +18,7 @@ use tokio::sync::Mutex;
 use super::classify;
 use crate::deadline;
 use crate::error::{Error, Result};
-use crate::provider::{ApiCounters, CallCounts};
+use crate::provider::{outcome_of, ApiCounters, CallCounts, OutcomeCounts};
 
 /// A token bucket: `rate` requests a second on average, at most `rate` at once after a pause.
 /// Each request reserves the next slot, so waiters are served in order.
@@ -141,7 +141,9 @@ impl Caller {
             loop {
                 self.limiter.acquire().await;
                 self.counters.record(action);
-                let err = match attempt().await {
+                let answer = attempt().await;
+                self.counters.record_outcome(action, outcome_of(&answer));
+                let err = match answer {
                     Err(err @ Error::Transient(_)) => err,
                     other => return other,
                 };
@@ -156,7 +158,10 @@ impl Caller {
         };
         match tokio::time::timeout_at(deadline, tries).await {
             Ok(result) => result,
-            Err(_) => Err(Error::Transient(format!("{action}: no answer within {:.1}s", budget.as_secs_f64()))),
+            Err(_) => {
+                self.counters.record_outcome(action, "timeout");
+                Err(Error::Transient(format!("{action}: no answer within {:.1}s", budget.as_secs_f64())))
+            }
         }
     }
 
@@ -171,6 +176,11 @@ impl Caller {
     /// Calls made so far, per action (every attempt counts).
     pub fn call_counts(&self) -> CallCounts {
         self.counters.snapshot()
+    }
+
+    /// Calls ended so far, per action and outcome.
+    pub fn call_outcomes(&self) -> OutcomeCounts {
+        self.counters.outcomes()
     }
 }
 

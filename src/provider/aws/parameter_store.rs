@@ -15,7 +15,8 @@ use super::call::Caller;
 use super::{to_system_time, Bridge};
 use crate::error::{Error, Result};
 use crate::provider::{
-    selector, under_prefix, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, Service, ValueKind,
+    selector, under_prefix, CallCounts, FetchResult, Fetched, Listed, OutcomeCounts, Provider, SecretBytes, Service,
+    ValueKind,
 };
 
 /// Largest value of a Standard-tier parameter (Advanced: 8 KB).
@@ -260,5 +261,9 @@ impl Provider for ParameterStore {
 
     fn call_counts(&self) -> CallCounts {
         self.caller.call_counts()
+    }
+
+    fn call_outcomes(&self) -> OutcomeCounts {
+        self.caller.call_outcomes()
     }
 }

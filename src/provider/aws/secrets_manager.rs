@@ -12,7 +12,8 @@ use super::call::Caller;
 use super::{classify_code, to_system_time, Bridge};
 use crate::error::{Error, Result};
 use crate::provider::{
-    selector, under_prefix, CallCounts, FetchResult, Fetched, Listed, Provider, SecretBytes, Service, ValueKind,
+    selector, under_prefix, CallCounts, FetchResult, Fetched, Listed, OutcomeCounts, Provider, SecretBytes, Service,
+    ValueKind,
 };
 
 /// The version stage that names a secret's current value.
@@ -237,5 +238,9 @@ impl Provider for SecretsManager {
 
     fn call_counts(&self) -> CallCounts {
         self.caller.call_counts()
+    }
+
+    fn call_outcomes(&self) -> OutcomeCounts {
+        self.caller.call_outcomes()
     }
 }
