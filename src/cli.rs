@@ -36,6 +36,15 @@ pub enum Command {
     /// Print the man page (roff), as packaged in secretfs(8).
     #[command(hide = true)]
     Manpage,
+    /// Fetch values of a running mount again now (mount paths such as sm/prod/db, or paths
+    /// inside MOUNTPOINT; a directory means everything below it; none means everything).
+    /// Returns once they are fetched; exits 1 if any failed.
+    Refresh {
+        /// The mount point.
+        mountpoint: PathBuf,
+        /// The paths to refresh.
+        paths: Vec<String>,
+    },
     /// Unmount a secretfs mount (also a dead one left by a killed daemon).
     Unmount {
         /// The mount point to release.

@@ -44,6 +44,7 @@ fn main() {
     let result = match cli.command {
         cli::Command::Mount(args) => secretfs::app::mount(args.into_config(file.rules, file.on_change)),
         cli::Command::Unmount { mountpoint, lazy } => secretfs::app::unmount(&mountpoint, lazy),
+        cli::Command::Refresh { mountpoint, paths } => secretfs::app::refresh::refresh(&mountpoint, &paths),
         cli::Command::Completions { shell } => {
             clap_complete::generate(shell, &mut cli::Cli::command(), "secretfs", &mut std::io::stdout());
             Ok(())

@@ -54,6 +54,21 @@ fn writing_a_path_to_the_refresh_file_fetches_it_again_once_for_every_writer() {
     assert_eq!(proxy.seen("GetParameters") - before, 1, "one fetch");
     assert_eq!(m.read("ps/app/db/password").unwrap(), format!("{CANARY}-2"), "the write returned after it landed");
 
+    // The same from the command line, with an absolute path inside the mount.
+    aws.put_parameter("/app/db/password", &format!("{CANARY}-3"), ParameterType::SecureString);
+    let cli = std::process::Command::new(mount::BINARY)
+        .args(["refresh", m.dir.to_str().unwrap(), m.path("ps/app/db/password").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(cli.status.success(), "{cli:?}");
+    assert_eq!(m.read("ps/app/db/password").unwrap(), format!("{CANARY}-3"));
+    let cli = std::process::Command::new(mount::BINARY)
+        .args(["refresh", m.dir.to_str().unwrap(), "ps/app/nope"])
+        .output()
+        .unwrap();
+    assert_eq!(cli.status.code(), Some(1), "{cli:?}");
+    assert!(String::from_utf8_lossy(&cli.stderr).contains("ps/app/nope: No such file or directory"), "{cli:?}");
+
     // A directory refreshes its subtree: new names appear, changed values are fetched.
     aws.put_parameter("/app/db/host", "db.internal", ParameterType::String);
     aws.put_parameter("/app/db/user", "root", ParameterType::String);
@@ -167,7 +182,7 @@ fn status_and_metrics_tell_health_counts_and_latencies() {
 /// Every sample of `text` as Prometheus' Python client parses it: `name {labels} value` lines,
 /// and `TYPE name type` for each family (the parse fails on malformed text).
 fn parse_metrics(text: &str) -> String {
-    let python = std::env::var("MOTO_SERVER").expect("MOTO_SERVER").replace("moto_server", "python");
+    let python = moto::venv_python();
     let script = r#"
 import json, sys
 from prometheus_client.parser import text_string_to_metric_families

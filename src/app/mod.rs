@@ -5,6 +5,7 @@ pub mod daemon;
 pub mod hardening;
 pub mod mountpoint;
 pub mod on_change;
+pub mod refresh;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -30,6 +30,11 @@ fn moto_binary() -> PathBuf {
     PathBuf::from("moto_server")
 }
 
+/// The Python of moto's virtualenv (it also has Prometheus' text parser).
+pub fn venv_python() -> PathBuf {
+    moto_binary().with_file_name("python")
+}
+
 /// A running moto server; killed when dropped.
 pub struct Moto {
     child: Child,
