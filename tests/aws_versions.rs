@@ -68,3 +68,33 @@ fn versions_labels_and_stages_are_files_that_cost_no_listing_and_refuse_writes()
     assert_eq!(aws.secret("app/db"), r#"{"user":"admin","password":"new"}"#);
     drop(m);
 }
+
+#[test]
+fn metadata_is_shown_as_extended_attributes_and_never_a_value() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    aws.put_parameter("/app/db/password", "pw-1", ParameterType::SecureString);
+    aws.put_parameter("/app/db/password", "pw-2", ParameterType::SecureString);
+    aws.create_secret("app/db", r#"{"user":"admin","password":"s3cret"}"#);
+    let m = Mounted::start(&[], &moto.env());
+    let attributes = |path: &str| run("getfattr", &["-d", "--absolute-names", m.path(path).to_str().unwrap()]);
+    let parameter = attributes("ps/app/db/password");
+    assert!(parameter.contains(r#"user.secretfs.version="2""#), "{parameter}");
+    assert!(parameter.contains(r#"user.secretfs.type="SecureString""#), "{parameter}");
+    assert!(parameter.contains(r#"user.secretfs.arn="arn:aws:ssm:"#), "{parameter}");
+    assert!(parameter.contains("user.secretfs.last_modified=\"20"), "{parameter}");
+    let secret = attributes("sm/app/db");
+    assert!(secret.contains(r#"user.secretfs.stages="AWSCURRENT""#), "{secret}");
+    assert!(secret.contains(r#"user.secretfs.type="string""#), "{secret}");
+    assert!(secret.contains(r#"user.secretfs.arn="arn:aws:secretsmanager:"#), "{secret}");
+    let key = attributes("sm/app/db/password");
+    assert!(key.contains("user.secretfs.version="), "a JSON key shows its secret's metadata: {key}");
+    assert_eq!(attributes("ps/app"), "", "a plain directory has none");
+    for shown in [&parameter, &secret, &key] {
+        assert!(!shown.contains("pw-") && !shown.contains("s3cret") && !shown.contains("admin"), "{shown}");
+    }
+    let refused = sh(&format!("setfattr -n user.secretfs.version -v 9 {}", m.path("ps/app/db/password").display()));
+    assert!(!refused.status.success(), "{refused:?}");
+    let one = run("getfattr", &["--only-values", "-n", "user.secretfs.version", m.path("ps/app/db/password").to_str().unwrap()]);
+    assert_eq!(one, "2");
+}

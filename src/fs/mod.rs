@@ -10,6 +10,7 @@ pub mod ownership;
 pub mod pending;
 pub mod resolve;
 pub mod write;
+pub mod xattrs;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

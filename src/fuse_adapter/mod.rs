@@ -43,6 +43,7 @@ use crate::cache::memory_only;
 use crate::deadline;
 use crate::error::Error;
 use crate::fs::control::Requester;
+use crate::fs::xattrs::XATTR_PREFIX;
 use crate::fs::{Attr, Invalidation, NodeKind, OpenMode, SecretFs};
 use crate::inodes::Ino;
 use crate::request_stats::{RequestStats, Timing};
@@ -173,6 +174,15 @@ impl Shared {
                 reply.error(errno(&e));
             }
         }
+    }
+}
+
+/// Answer a getxattr or listxattr: the size asked for with `size` 0, the bytes if they fit.
+fn reply_xattr(bytes: &[u8], size: u32, reply: fuser::ReplyXattr) {
+    match size {
+        0 => reply.size(u32::try_from(bytes.len()).unwrap_or(u32::MAX)),
+        size if (size as usize) < bytes.len() => reply.error(Errno::ERANGE),
+        _ => reply.data(bytes),
     }
 }
 
@@ -574,15 +584,38 @@ impl Filesystem for FuseAdapter {
         });
     }
 
-    // Extended attributes and ioctls are not offered: answered quietly (the kernel stops asking
-    // for xattrs after the first ENOSYS), so `ls`, `cp` and editors do not flood the log.
+    // Extended attributes: a value's metadata, read-only (see `fs::xattrs`).
 
-    fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: fuser::ReplyXattr) {
-        reply.error(Errno::ENOSYS);
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: fuser::ReplyXattr) {
+        let traced = self.span(req, "getxattr", ino, None);
+        let name = name.to_string_lossy().into_owned();
+        if !name.starts_with(XATTR_PREFIX) {
+            // `ls -l` asks for ACLs and security labels of every entry: answered without a look.
+            return reply.error(Errno::NO_XATTR);
+        }
+        self.memory_first(
+            traced,
+            move |s| s.fs.xattrs(Ino(ino.0)),
+            move |_, result| match result.map(|all| all.into_iter().find(|(n, _)| *n == name)) {
+                Ok(Some((_, value))) => reply_xattr(&value, size, reply),
+                Ok(None) => reply.error(Errno::NO_XATTR),
+                Err(e) => reply.error(errno(&e)),
+            },
+        );
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: fuser::ReplyXattr) {
-        reply.error(Errno::ENOSYS);
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: fuser::ReplyXattr) {
+        self.memory_first(
+            self.span(req, "listxattr", ino, None),
+            move |s| s.fs.xattrs(Ino(ino.0)),
+            move |_, result| match result {
+                Ok(all) => {
+                    let names: Vec<u8> = all.iter().flat_map(|(name, _)| name.bytes().chain([0])).collect();
+                    reply_xattr(&names, size, reply);
+                }
+                Err(e) => reply.error(errno(&e)),
+            },
+        );
     }
 
     fn setxattr(
@@ -595,11 +628,11 @@ impl Filesystem for FuseAdapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::ENOSYS);
+        reply.error(Errno::ENOTSUP);
     }
 
     fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::ENOSYS);
+        reply.error(Errno::ENOTSUP);
     }
 
     fn ioctl(

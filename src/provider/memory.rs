@@ -5,7 +5,7 @@ use std::sync::{Mutex, RwLock};
 use std::time::SystemTime;
 
 use super::{
-    outcome_of, under_prefix, ApiCounters, CallCounts, FetchResult, Fetched, Listed, OutcomeCounts, Provider,
+    outcome_of, under_prefix, ApiCounters, CallCounts, FetchResult, Fetched, Listed, Metadata, OutcomeCounts, Provider,
     SecretBytes, Service, ValueKind,
 };
 use crate::error::{Error, Result};
@@ -61,6 +61,7 @@ impl MemoryProvider {
             kind,
             version: Some((previous + 1).to_string()),
             last_modified: Some(SystemTime::now()),
+            meta: Metadata::default(),
         };
         self.put(name, fetched);
     }
@@ -152,6 +153,7 @@ impl Provider for MemoryProvider {
             kind: current.kind,
             version: Some(next.to_string()),
             last_modified: Some(SystemTime::now()),
+            meta: old.meta.clone(),
         };
         values.insert(name.to_string(), fetched.clone());
         Ok(fetched)
@@ -166,7 +168,8 @@ impl Provider for MemoryProvider {
         if values.contains_key(name) {
             return Err(Error::AlreadyExists);
         }
-        let fetched = Fetched { bytes, kind, version: Some("1".to_string()), last_modified: Some(SystemTime::now()) };
+        let last_modified = Some(SystemTime::now());
+        let fetched = Fetched { bytes, kind, version: Some("1".to_string()), last_modified, meta: Metadata::default() };
         values.insert(name.to_string(), fetched.clone());
         Ok(fetched)
     }

@@ -95,6 +95,17 @@ pub struct Fetched {
     pub version: Option<String>,
     /// When this version was stored, if the service says.
     pub last_modified: Option<SystemTime>,
+    /// What else the service says about it (shown as extended attributes).
+    pub meta: Metadata,
+}
+
+/// A value's metadata beyond its version: never part of the value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metadata {
+    /// The value's ARN.
+    pub arn: Option<String>,
+    /// The staging labels of a secret's version (AWSCURRENT, AWSPREVIOUS, ...).
+    pub stages: Vec<String>,
 }
 
 /// The answer for one name in a batch fetch.

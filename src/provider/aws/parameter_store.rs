@@ -15,7 +15,7 @@ use super::call::Caller;
 use super::{to_system_time, Bridge};
 use crate::error::{Error, Result};
 use crate::provider::{
-    selector, under_prefix, CallCounts, FetchResult, Fetched, Listed, OutcomeCounts, Provider, SecretBytes, Service,
+    selector, under_prefix, CallCounts, FetchResult, Fetched, Listed, Metadata, OutcomeCounts, Provider, SecretBytes, Service,
     ValueKind,
 };
 
@@ -79,6 +79,7 @@ impl ParameterStore {
             kind,
             version: Some(out.version().to_string()),
             last_modified: Some(std::time::SystemTime::now()),
+            meta: Metadata::default(),
         })
     }
 
@@ -125,6 +126,7 @@ impl ParameterStore {
                 kind,
                 version: Some(parameter.version().to_string()),
                 last_modified: to_system_time(parameter.last_modified_date()),
+                meta: Metadata { arn: parameter.arn().map(str::to_string), stages: Vec::new() },
             };
             results.push((name.to_string(), Ok(fetched)));
         }

@@ -12,7 +12,7 @@ use super::call::Caller;
 use super::{classify_code, to_system_time, Bridge};
 use crate::error::{Error, Result};
 use crate::provider::{
-    selector, under_prefix, CallCounts, FetchResult, Fetched, Listed, OutcomeCounts, Provider, SecretBytes, Service,
+    selector, under_prefix, CallCounts, FetchResult, Fetched, Listed, Metadata, OutcomeCounts, Provider, SecretBytes, Service,
     ValueKind,
 };
 
@@ -77,6 +77,7 @@ impl SecretsManager {
             out.secret_binary().map(|b| b.as_ref()),
             out.version_id(),
             out.created_date(),
+            Metadata { arn: out.arn().map(str::to_string), stages: out.version_stages().to_vec() },
         ))
     }
 
@@ -97,6 +98,7 @@ impl SecretsManager {
                     entry.secret_binary().map(|b| b.as_ref()),
                     entry.version_id(),
                     entry.created_date(),
+                    Metadata { arn: entry.arn().map(str::to_string), stages: entry.version_stages().to_vec() },
                 );
                 results.push((name.to_string(), Ok(fetched)));
             }
@@ -119,6 +121,7 @@ fn to_fetched(
     binary: Option<&[u8]>,
     version: Option<&str>,
     created: Option<&aws_sdk_secretsmanager::primitives::DateTime>,
+    meta: Metadata,
 ) -> Fetched {
     let (kind, bytes) = match (string, binary) {
         (Some(s), _) => (ValueKind::SecretString, s.as_bytes().to_vec()),
@@ -130,6 +133,7 @@ fn to_fetched(
         kind,
         version: version.map(str::to_string),
         last_modified: to_system_time(created),
+        meta,
     }
 }
 
@@ -140,7 +144,8 @@ fn secret_text(bytes: &SecretBytes) -> Result<&str> {
 
 /// The value just written, as the cache should now hold it.
 fn stored(bytes: SecretBytes, kind: ValueKind, version: Option<&str>) -> Fetched {
-    Fetched { bytes, kind, version: version.map(str::to_string), last_modified: Some(std::time::SystemTime::now()) }
+    let last_modified = Some(std::time::SystemTime::now());
+    Fetched { bytes, kind, version: version.map(str::to_string), last_modified, meta: Metadata::default() }
 }
 
 impl Provider for SecretsManager {
