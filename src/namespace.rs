@@ -19,6 +19,12 @@ impl NsNode {
         path.iter().try_fold(self, |node, part| node.children.get(part))
     }
 
+    /// Whether nothing is known at this node: no value and no children (a path walked through
+    /// while listing is denied, which may or may not be a directory).
+    pub fn is_unconfirmed(&self) -> bool {
+        self.value.is_none() && self.children.is_empty()
+    }
+
     /// Full service names of the children that hold a value, in listing order.
     pub fn child_value_names(&self) -> impl Iterator<Item = &str> {
         self.children.values().filter_map(|c| c.value.as_ref().map(|l| l.name.as_str()))

@@ -216,6 +216,12 @@ fn exact_names_work_beyond_the_listing_and_without_listing_permission() {
     let known: Vec<String> =
         std::fs::read_dir(m.path("ps/app")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(known, ["token"], "a directory shows what is known");
+    // A name that does not exist: not a file to read, never listed.
+    assert_eq!(m.read("ps/app/nope").unwrap_err().raw_os_error(), Some(libc::ENOENT));
+    assert_eq!(std::fs::read_dir(m.path("ps/app/nope")).unwrap_err().raw_os_error(), Some(libc::ENOENT));
+    let known: Vec<String> =
+        std::fs::read_dir(m.path("ps/app")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(known, ["token"], "no phantom entry");
     assert_eq!(proxy.seen("GetParametersByPath"), 0);
     let stderr = m.stop();
     assert!(stderr.contains("denied"), "{stderr}");

@@ -95,6 +95,9 @@ fn metadata_is_shown_as_extended_attributes_and_never_a_value() {
     }
     let refused = sh(&format!("setfattr -n user.secretfs.version -v 9 {}", m.path("ps/app/db/password").display()));
     assert!(!refused.status.success(), "{refused:?}");
-    let one = run("getfattr", &["--only-values", "-n", "user.secretfs.version", m.path("ps/app/db/password").to_str().unwrap()]);
+    let one = run(
+        "getfattr",
+        &["--only-values", "-n", "user.secretfs.version", m.path("ps/app/db/password").to_str().unwrap()],
+    );
     assert_eq!(one, "2");
 }

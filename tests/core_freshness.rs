@@ -244,6 +244,16 @@ fn a_denied_listing_still_serves_exact_names() {
     h.cache.refresh_due();
     h.jobs.run_all();
     assert_eq!(h.read("ps/app/token").unwrap(), "tok-2", "a denied metadata call falls back to reading values");
+    // A name that does not exist may be walked through (it could be a directory of names not
+    // read yet), but it cannot be opened, and it never shows in a listing.
+    assert!(stat(&h.fs, "ps/app/nope").is_ok_and(|attr| attr.kind == secretfs::fs::NodeKind::Dir));
+    assert_eq!(core::list(&h.fs, "ps/app/nope").unwrap_err(), Error::NotFound);
+    assert!(!names(&h.fs, "ps/app").contains(&"nope".to_string()), "{:?}", names(&h.fs, "ps/app"));
+    assert_eq!(core::list(&h.fs, "ps/app/deeper/new").unwrap_err(), Error::NotFound);
+    h.ps.insert("/app/deeper/new", ValueKind::String, "found");
+    h.advance(Duration::from_secs(11));
+    assert_eq!(h.read("ps/app/deeper/new").unwrap(), "found", "a walked-through path finds names below it");
+    assert!(names(&h.fs, "ps/app").contains(&"deeper".to_string()), "and is listed once it holds one");
 }
 
 #[test]

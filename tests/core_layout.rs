@@ -39,7 +39,7 @@ fn stores() -> (Arc<MemoryProvider>, Arc<MemoryProvider>) {
 fn root_holds_ps_and_sm() {
     let (ps, sm) = stores();
     let fs = filesystem(ps, sm, true);
-    assert_eq!(names(&fs, ""), ["ps", "sm"]);
+    assert_eq!(names(&fs, ""), [".secretfs", "ps", "sm"], "the services and the control directory");
     assert_eq!(stat(&fs, "").unwrap().perm, 0o500);
     assert_eq!(stat(&fs, "nope").unwrap_err(), Error::NotFound);
 }

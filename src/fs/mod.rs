@@ -575,7 +575,13 @@ impl SecretFs {
                 let cache = self.cache(service).ok_or(Error::NotFound)?;
                 let namespace = cache.list_dir(&resolve::dir_prefix(cache.prefix(), tree_path))?;
                 let node = namespace.root().descend(tree_path).ok_or(Error::NotFound)?;
-                for (name, child) in &node.children {
+                if node.is_unconfirmed() && !tree_path.is_empty() {
+                    // Listing is denied and nothing is known below this path: it may be a
+                    // directory of unread names, or nothing at all. It can be walked through,
+                    // not opened.
+                    return Err(Error::NotFound);
+                }
+                for (name, child) in node.children.iter().filter(|(_, child)| !child.is_unconfirmed()) {
                     push(name, self.child_kind(cache, child));
                 }
                 if let Some(value) = value {

@@ -198,7 +198,9 @@ fn discovered(cache: &ServiceCache, parts: &[String]) -> Result<Arc<Namespace>> 
     for depth in 0..parts.len() {
         let Some(node) = namespace.root().descend(&parts[..depth]) else { break };
         let part = &parts[depth];
-        if node.children.contains_key(part) {
+        // A path only walked through while listing is denied is asked about again (within the
+        // negative-cache period the answer is remembered): a name may have been created there.
+        if node.children.get(part).is_some_and(|child| !child.is_unconfirmed()) {
             continue;
         }
         if node.value.is_some() || is_temp_name(part) || !is_valid_file_name(part) {

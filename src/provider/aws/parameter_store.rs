@@ -15,8 +15,8 @@ use super::call::Caller;
 use super::{to_system_time, Bridge};
 use crate::error::{Error, Result};
 use crate::provider::{
-    selector, under_prefix, CallCounts, FetchResult, Fetched, Listed, Metadata, OutcomeCounts, Provider, SecretBytes, Service,
-    ValueKind,
+    selector, under_prefix, CallCounts, FetchResult, Fetched, Listed, Metadata, OutcomeCounts, Provider, SecretBytes,
+    Service, ValueKind,
 };
 
 /// Largest value of a Standard-tier parameter (Advanced: 8 KB).
