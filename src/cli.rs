@@ -14,6 +14,7 @@ use secretfs::fs::FsConfig;
 use secretfs::provider::aws::{
     AssumeRole, AwsSettings, DEFAULT_ATTEMPTS, DEFAULT_PS_TPS, DEFAULT_SM_TPS, DEFAULT_TIMEOUT,
 };
+use secretfs::provider::ps_options::{PsFilter, PsOptions};
 use secretfs::provider::{Service, ValueKind};
 
 /// AWS Parameter Store parameters and Secrets Manager secrets as files.
@@ -153,6 +154,17 @@ pub struct MountArgs {
     /// Secrets Manager requests a second at most.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_SM_TPS, value_parser = clap::value_parser!(u32).range(1..))]
     pub sm_max_tps: u32,
+    /// Show only parameters passing this filter: Type=String|StringList|SecureString (several
+    /// comma-separated) or KeyId=KEY (a key id, ARN or alias). Repeatable; all must pass.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = PsFilter::parse, conflicts_with = "local")]
+    pub ps_filter: Vec<PsFilter>,
+    /// Show SecureString parameters as the service returns them without decryption.
+    #[arg(long, conflicts_with = "local")]
+    pub no_decrypt: bool,
+    /// The version stage plain secret names show, and writes to them store (a new version with
+    /// that stage): AWSCURRENT, AWSPENDING, AWSPREVIOUS or a custom stage.
+    #[arg(long, value_name = "STAGE", default_value = "AWSCURRENT")]
+    pub version_stage: String,
     /// Seconds a value or a listing is cached before it is fetched again.
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TTL.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub cache_ttl: u64,
@@ -271,6 +283,8 @@ impl MountArgs {
                 attempts: self.retries,
                 ps_max_tps: self.ps_max_tps,
                 sm_max_tps: self.sm_max_tps,
+                ps_options: PsOptions { decrypt: !self.no_decrypt, filters: self.ps_filter },
+                version_stage: self.version_stage,
             }),
         };
         let mut services: Vec<Service> = self.services.iter().map(|s| s.service()).collect();

@@ -91,7 +91,13 @@ fn rules(value: &Value, text: &str, line: usize) -> Result<Vec<OwnerRule>, Strin
                 "gid" => rule.gid = Some(id(value).ok_or_else(bad)?),
                 "mode" => rule.file_mode = Some(mode(value).ok_or_else(bad)?),
                 "dir-mode" => rule.dir_mode = Some(mode(value).ok_or_else(bad)?),
-                other => return Err(format!("{line}: unknown rule key `{other}` (path, uid, gid, mode, dir-mode)")),
+                "ttl" => {
+                    let seconds = value.as_integer().and_then(|n| u64::try_from(n).ok()).filter(|n| *n > 0);
+                    rule.ttl = Some(std::time::Duration::from_secs(seconds.ok_or_else(bad)?));
+                }
+                other => {
+                    return Err(format!("{line}: unknown rule key `{other}` (path, uid, gid, mode, dir-mode, ttl)"))
+                }
             }
         }
         if rule.pattern.is_empty() {

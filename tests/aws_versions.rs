@@ -101,3 +101,78 @@ fn metadata_is_shown_as_extended_attributes_and_never_a_value() {
     );
     assert_eq!(one, "2");
 }
+
+#[test]
+fn ssm_cache_options_filters_no_decrypt_the_reference_bridge_and_string_list_items() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    aws.put_parameter("/app/password", "pw", ParameterType::SecureString);
+    aws.put_parameter("/app/host", "db.internal", ParameterType::String);
+    aws.put_parameter("/app/hosts", "a.internal,b.internal,c.internal", ParameterType::StringList);
+    aws.create_secret("app/token", "tok-1");
+    aws.create_secret("app/db", r#"{"user":"admin","password":"s3cret"}"#);
+    let proxy = FaultProxy::start(moto.port);
+    let env = moto.env_via(proxy.endpoint());
+
+    // Filters, as ssm-cache's: only SecureString parameters are shown, listed or read.
+    let m = Mounted::start(&["--ps-filter", "Type=SecureString"], &env);
+    assert_eq!(run("ls", &[m.path("ps/app").to_str().unwrap()]).split_whitespace().collect::<Vec<_>>(), ["password"]);
+    assert_eq!(m.read("ps/app/password").unwrap(), "pw");
+    assert_eq!(m.read("ps/app/host").unwrap_err().raw_os_error(), Some(libc::ENOENT));
+    drop(m);
+    let bad = sh(&format!("{} mount /nonexistent --ps-filter Type=Secret", mount::BINARY));
+    assert_eq!(bad.status.code(), Some(2), "a bad filter is refused before anything is sent");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("String, StringList or SecureString"), "{bad:?}");
+
+    // No decryption: the SecureString as the service returns it without decrypting.
+    let m = Mounted::start(&["--no-decrypt"], &env);
+    assert_ne!(m.read("ps/app/password").unwrap(), "pw");
+    assert_eq!(m.read("ps/app/host").unwrap(), "db.internal");
+    drop(m);
+
+    let m = Mounted::start(&[], &env);
+    // The reference bridge: a secret through Parameter Store, and its JSON view; never listed.
+    let listings = || proxy.seen("DescribeParameters");
+    let before = listings();
+    assert_eq!(m.read("ps/aws/reference/secretsmanager/app/token").unwrap(), "tok-1");
+    assert_eq!(m.read("ps/aws/reference/secretsmanager/app/db/password").unwrap(), "s3cret");
+    assert_eq!(m.read("ps/aws/reference/secretsmanager/app/nope").unwrap_err().raw_os_error(), Some(libc::ENOENT));
+    assert_eq!(listings(), before, "a reference is read by its exact name");
+    assert!(!run("ls", &[m.path("ps").to_str().unwrap()]).contains("aws"));
+    // StringList items, one file each, read-only.
+    assert_eq!(m.read("ps/app/hosts").unwrap(), "a.internal,b.internal,c.internal");
+    assert_eq!(m.read("ps/app/hosts:items/1").unwrap(), "b.internal");
+    let items = run("ls", &["-A", m.path("ps/app/hosts:items").to_str().unwrap()]);
+    assert_eq!(items.split_whitespace().collect::<Vec<_>>(), [".value", "0", "1", "2"]);
+    assert_eq!(m.read("ps/app/host:items").unwrap_err().raw_os_error(), Some(libc::ENOENT), "not a StringList");
+    let refused = sh(&format!("printf x > {}", m.path("ps/app/hosts:items/0").display()));
+    assert!(!refused.status.success());
+    drop(m);
+}
+
+#[test]
+fn a_version_stage_chooses_what_plain_secret_names_show_and_store() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    aws.create_secret("app/db", r#"{"password":"current"}"#);
+    aws.runtime
+        .block_on(
+            aws.sm
+                .put_secret_value()
+                .secret_id("app/db")
+                .secret_string(r#"{"password":"pending"}"#)
+                .version_stages("AWSPENDING")
+                .send(),
+        )
+        .unwrap();
+    let m = Mounted::start(&["--version-stage", "AWSPENDING", "--file-mode", "0600"], &moto.env());
+    assert_eq!(m.read("sm/app/db/password").unwrap(), "pending");
+    assert_eq!(m.read("sm/app/db:AWSCURRENT/password").unwrap(), "current");
+    std::fs::write(m.path("sm/app/db/password"), "next").unwrap();
+    assert_eq!(m.read("sm/app/db/password").unwrap(), "next");
+    drop(m);
+    assert_eq!(aws.secret("app/db"), r#"{"password":"current"}"#, "AWSCURRENT did not move");
+    let pending =
+        aws.runtime.block_on(aws.sm.get_secret_value().secret_id("app/db").version_stage("AWSPENDING").send()).unwrap();
+    assert_eq!(pending.secret_string(), Some(r#"{"password":"next"}"#), "the write gave the new version AWSPENDING");
+}

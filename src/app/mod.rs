@@ -230,6 +230,15 @@ fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<Runnin
                 let (rules, prefix) = (config.on_change.clone(), prefix.clone());
                 cache.keep_refreshed(Box::new(move |name| on_change::watched(&rules, service, &prefix, name)));
             }
+            let ttls: Vec<Duration> = config.fs.rules.iter().filter_map(|rule| rule.ttl).collect();
+            if let Some(shortest) = ttls.iter().min() {
+                let (rules, prefix) = (config.fs.rules.clone(), prefix.clone());
+                let ttl_of = move |name: &str| {
+                    let path = crate::inodes::NodePath::of_name(service, &prefix, name)?.mount_path();
+                    crate::fs::ownership::rule_for(&rules, &path)?.ttl
+                };
+                cache.set_ttl_rules(Box::new(ttl_of), *shortest);
+            }
             cache.start_refresher();
             services.push((service, cache));
         }
@@ -289,9 +298,11 @@ fn providers(source: &Source, bridge: &Bridge) -> Result<(Arc<dyn Provider>, Arc
                 Caller::new(settings.ps_max_tps, settings.timeout, settings.attempts),
                 Caller::new(settings.sm_max_tps, settings.timeout, settings.attempts),
             );
+            let ps_options = settings.ps_options.clone();
+            let stage = settings.version_stage.clone();
             Ok((
-                Arc::new(ParameterStore::new(ssm_client(&sdk), bridge.clone(), ps_caller)),
-                Arc::new(SecretsManager::new(secrets_manager_client(&sdk), bridge.clone(), sm_caller)),
+                Arc::new(ParameterStore::with_options(ssm_client(&sdk), bridge.clone(), ps_caller, ps_options)),
+                Arc::new(SecretsManager::with_stage(secrets_manager_client(&sdk), bridge.clone(), sm_caller, stage)),
             ))
         }
         Source::Local(path) => {

@@ -142,8 +142,13 @@ struct Inner {
     writers: NameLocks,
     jitter_seed: RandomState,
     watched: OnceLock<Watched>,
+    ttl_rules: OnceLock<TtlRules>,
+    shortest_ttl: OnceLock<Duration>,
     counters: stats::Counters,
 }
+
+/// The freshness period of the names that have their own (`ttl` of a config-file rule).
+pub type TtlRules = Box<dyn Fn(&str) -> Option<Duration> + Send + Sync>;
 
 /// Names kept refreshed whether or not they were read lately (on-change commands watch them).
 pub type Watched = Box<dyn Fn(&str) -> bool + Send + Sync>;
@@ -189,6 +194,8 @@ impl ServiceCache {
                 writers: NameLocks::default(),
                 jitter_seed: RandomState::new(),
                 watched: OnceLock::new(),
+                ttl_rules: OnceLock::new(),
+                shortest_ttl: OnceLock::new(),
                 counters: stats::Counters::default(),
             }),
         }
@@ -216,6 +223,15 @@ impl ServiceCache {
         let _ = self.inner.watched.set(watched);
     }
 
+    /// Give the names `rules` answers for their own freshness period instead of the TTL (set
+    /// once, before the refresher starts). `shortest` is the shortest of them: the refresher
+    /// ticks often enough for it.
+    pub fn set_ttl_rules(&self, rules: TtlRules, shortest: Duration) {
+        if self.inner.ttl_rules.set(rules).is_ok() {
+            let _ = self.inner.shortest_ttl.set(shortest.min(self.inner.policy.ttl));
+        }
+    }
+
     /// The stream this cache announces its changes on.
     pub fn changes(&self) -> &ChangeStream {
         &self.inner.runtime.changes
@@ -224,7 +240,7 @@ impl ServiceCache {
     /// Start the refresh-ahead loop on its own thread; it ends when the cache is dropped.
     pub fn start_refresher(&self) {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        let tick = refresh::tick(self.inner.policy.ttl);
+        let tick = refresh::tick(self.inner.shortest_ttl.get().copied().unwrap_or(self.inner.policy.ttl));
         let name = format!("secretfs-refresh{}", self.inner.prefix);
         let spawned = std::thread::Builder::new().name(name).spawn(move || loop {
             std::thread::sleep(tick);

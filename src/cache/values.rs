@@ -151,13 +151,13 @@ impl ServiceCache {
 pub const IMMUTABLE_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 impl Inner {
-    /// How long the value of `name` is served as fresh: the TTL, or for an immutable version
-    /// [`IMMUTABLE_TTL`].
+    /// How long the value of `name` is served as fresh: the TTL, its own rule's, or for an
+    /// immutable version [`IMMUTABLE_TTL`].
     pub(super) fn value_ttl(&self, name: &str) -> Duration {
-        match selector::is_immutable(name) {
-            true => IMMUTABLE_TTL,
-            false => self.policy.ttl,
+        if selector::is_immutable(name) {
+            return IMMUTABLE_TTL;
         }
+        self.ttl_rules.get().and_then(|rules| rules(name)).unwrap_or(self.policy.ttl)
     }
 
     /// Which names to fetch with `name`, in batches (the first holds `name`): the siblings

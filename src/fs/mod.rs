@@ -570,17 +570,18 @@ impl SecretFs {
                 }
                 push(crate::inodes::CONTROL_DIR, NodeKind::Dir);
             }
-            Resolved::Tree { tree_path, value, .. } => {
+            Resolved::Tree { tree_path, value, namespace, .. } => {
+                let known = namespace.root().descend(tree_path);
+                if !tree_path.is_empty() && known.is_none_or(NsNode::is_unconfirmed) {
+                    // Nothing is known below this path and it cannot be listed (listing is
+                    // denied, or it is the reference bridge): it may be a directory of unread
+                    // names, or nothing at all. It can be walked through, not opened.
+                    return Err(Error::NotFound);
+                }
                 let service = path.service.ok_or(Error::NotFound)?;
                 let cache = self.cache(service).ok_or(Error::NotFound)?;
                 let namespace = cache.list_dir(&resolve::dir_prefix(cache.prefix(), tree_path))?;
                 let node = namespace.root().descend(tree_path).ok_or(Error::NotFound)?;
-                if node.is_unconfirmed() && !tree_path.is_empty() {
-                    // Listing is denied and nothing is known below this path: it may be a
-                    // directory of unread names, or nothing at all. It can be walked through,
-                    // not opened.
-                    return Err(Error::NotFound);
-                }
                 for (name, child) in node.children.iter().filter(|(_, child)| !child.is_unconfirmed()) {
                     push(name, self.child_kind(cache, child));
                 }

@@ -15,6 +15,9 @@ pub struct OwnerRule {
     pub file_mode: Option<u16>,
     /// Permission bits of matching directories.
     pub dir_mode: Option<u16>,
+    /// How long values at matching paths are served before they are refreshed (ssm-cache's
+    /// per-parameter `max_age`), instead of `--cache-ttl`.
+    pub ttl: Option<std::time::Duration>,
 }
 
 impl OwnerRule {

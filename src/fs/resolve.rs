@@ -9,7 +9,8 @@ use super::pending::is_temp_name;
 use crate::cache::{CachedValue, ServiceCache};
 use crate::error::{Error, Result};
 use crate::namespace::{is_valid_file_name, Namespace, NsNode};
-use crate::provider::{selector, SecretBytes};
+use crate::provider::ps_options::REFERENCE_PREFIX;
+use crate::provider::{selector, Fetched, SecretBytes, Service, ValueKind};
 
 /// What a path names.
 #[derive(Debug)]
@@ -220,6 +221,14 @@ fn discovered(cache: &ServiceCache, parts: &[String]) -> Result<Arc<Namespace>> 
 
 /// Resolve `parts` below the service directory served by `cache`.
 pub fn resolve_in_service(cache: &ServiceCache, parts: &[String], json_keys: bool) -> Result<Resolved> {
+    match reference_depth(cache, parts) {
+        Some(depth) if parts.len() > depth => return resolve_reference(cache, parts, depth, json_keys),
+        // `aws/reference/secretsmanager` itself: a directory whether or not names exist there
+        // (asking would cost a listing; names listed there already are shown).
+        Some(_) if cache.namespace().root().descend(parts).is_none() => return Ok(unconfirmed_directory(parts)),
+        Some(_) => {}
+        None => {}
+    }
     if let Some(at) = parts.iter().position(|part| selector::has_selector(part)) {
         return resolve_selected(cache, &parts[..=at], &parts[at + 1..], json_keys);
     }
@@ -246,17 +255,85 @@ pub fn resolve_in_service(cache: &ServiceCache, parts: &[String], json_keys: boo
     }
 }
 
+/// How many parts of `parts` the reference prefix (`aws/reference/secretsmanager`) takes, if
+/// `parts` lies in it or below it in a Parameter Store directory showing every parameter.
+fn reference_depth(cache: &ServiceCache, parts: &[String]) -> Option<usize> {
+    if cache.service() != Service::ParameterStore || cache.prefix() != "/" {
+        return None;
+    }
+    let prefix: Vec<&str> = REFERENCE_PREFIX.trim_matches('/').split('/').collect();
+    let shared = parts.iter().zip(&prefix).take_while(|(part, expected)| part == *expected).count();
+    (shared == parts.len().min(prefix.len()) && !parts.is_empty()).then_some(prefix.len())
+}
+
+/// Resolve a path through the reference bridge: the directories of the prefix, then a secret
+/// read by its exact name (`/aws/reference/secretsmanager/NAME`, never listed, read-only) and
+/// its JSON view. A part that names no secret is a directory that may hold some, as with a
+/// denied listing: walked through, never opened.
+fn resolve_reference(cache: &ServiceCache, parts: &[String], depth: usize, json_keys: bool) -> Result<Resolved> {
+    for end in depth + 1..=parts.len() {
+        let name = format!("/{}", parts[..end].join("/"));
+        match cache.value(&name, []) {
+            Ok(value) => {
+                let is_dir = json_keys && value.json_object().is_some();
+                return match (&parts[end..], is_dir) {
+                    ([], _) => Ok(Resolved::Selected { name, value, is_dir }),
+                    (rest, true) => resolve_in_value(name, value, rest, json_keys),
+                    (_, false) => Err(Error::NotFound),
+                };
+            }
+            Err(Error::NotFound) => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(unconfirmed_directory(parts))
+}
+
+/// A directory that may hold names nobody can list: walked through, not opened (its tree holds
+/// nothing).
+fn unconfirmed_directory(parts: &[String]) -> Resolved {
+    Resolved::Tree {
+        namespace: Arc::new(Namespace::default()),
+        tree_path: parts.to_vec(),
+        value: None,
+        value_is_dir: false,
+    }
+}
+
 /// Resolve a path whose last part of `named` carries a version selector: that version is read
 /// by its exact name (never listed, no listing call), and `rest` inside it as JSON keys.
 fn resolve_selected(cache: &ServiceCache, named: &[String], rest: &[String], json_keys: bool) -> Result<Resolved> {
     let name = format!("{}{}", cache.prefix(), named.join("/"));
-    let value = cache.value(&name, [])?;
+    let value = match selector::split(&name) {
+        Some((base, ITEMS_SELECTOR)) if cache.service() == Service::ParameterStore => {
+            string_list_items(&*cache.value(base, [])?)?
+        }
+        _ => cache.value(&name, [])?,
+    };
     let is_dir = json_keys && value.json_object().is_some();
     match (rest.is_empty(), is_dir) {
         (true, _) => Ok(Resolved::Selected { name, value, is_dir }),
         (false, true) => resolve_in_value(name, value, rest, json_keys),
         (false, false) => Err(Error::NotFound),
     }
+}
+
+/// The selector that shows a StringList parameter's items, one file each (`NAME:items/0`).
+pub const ITEMS_SELECTOR: &str = "items";
+
+/// A StringList value's items as a JSON object `{"0": first, "1": second, ...}`, so the JSON
+/// view shows them as files `0`, `1`, ... (`.value` is that object). Not a StringList: none.
+fn string_list_items(list: &CachedValue) -> Result<Arc<CachedValue>> {
+    if list.fetched.kind != ValueKind::StringList {
+        return Err(Error::NotFound);
+    }
+    let text = std::str::from_utf8(list.fetched.bytes.as_slice()).map_err(|_| Error::NotFound)?;
+    let items: serde_json::Map<String, Value> =
+        text.split(',').enumerate().map(|(index, item)| (index.to_string(), Value::String(item.to_string()))).collect();
+    let object = Value::Object(items);
+    let bytes = SecretBytes::new(object.to_string().into_bytes());
+    crate::provider::wipe_json(object);
+    Ok(Arc::new(CachedValue::new(Fetched { bytes, kind: ValueKind::String, ..list.fetched.clone() })))
 }
 
 /// Resolve `rest` inside a value shown as a directory: JSON keys, then possibly `.value`.

@@ -5,6 +5,7 @@ pub mod counters;
 pub mod local;
 pub mod memory;
 pub mod names;
+pub mod ps_options;
 pub mod secret_bytes;
 pub mod selector;
 

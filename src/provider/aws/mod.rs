@@ -1,6 +1,8 @@
 //! Shared AWS plumbing: SDK configuration, the async bridge, and SDK error classification.
 
 pub mod call;
+
+use crate::provider::ps_options::PsOptions;
 pub mod parameter_store;
 pub mod secrets_manager;
 
@@ -66,6 +68,10 @@ pub struct AwsSettings {
     pub ps_max_tps: u32,
     /// `--max-tps` for Secrets Manager.
     pub sm_max_tps: u32,
+    /// `--ps-filter` and `--no-decrypt`.
+    pub ps_options: PsOptions,
+    /// `--version-stage`: the stage plain secret names show.
+    pub version_stage: String,
 }
 
 impl Default for AwsSettings {
@@ -80,6 +86,8 @@ impl Default for AwsSettings {
             attempts: DEFAULT_ATTEMPTS,
             ps_max_tps: DEFAULT_PS_TPS,
             sm_max_tps: DEFAULT_SM_TPS,
+            ps_options: PsOptions::default(),
+            version_stage: secrets_manager::CURRENT_STAGE.to_string(),
         }
     }
 }

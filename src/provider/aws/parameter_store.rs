@@ -14,6 +14,7 @@ use aws_sdk_ssm::Client;
 use super::call::Caller;
 use super::{to_system_time, Bridge};
 use crate::error::{Error, Result};
+use crate::provider::ps_options::{is_reference, PsOptions};
 use crate::provider::{
     selector, under_prefix, CallCounts, FetchResult, Fetched, Listed, Metadata, OutcomeCounts, Provider, SecretBytes,
     Service, ValueKind,
@@ -33,12 +34,19 @@ pub struct ParameterStore {
     /// The settings of names whose version was just asked alone (a write's version check),
     /// taken by the update that follows, so a write costs that check and `PutParameter` only.
     checked: Mutex<HashMap<String, ParameterMetadata>>,
+    options: PsOptions,
 }
 
 impl ParameterStore {
-    /// A provider using `client`, blocking through `bridge`, sending through `caller`.
+    /// A provider using `client`, blocking through `bridge`, sending through `caller`,
+    /// decrypting values and showing every parameter.
     pub fn new(client: Client, bridge: Bridge, caller: Caller) -> Self {
-        ParameterStore { client, bridge, caller, checked: Mutex::default() }
+        ParameterStore::with_options(client, bridge, caller, PsOptions::default())
+    }
+
+    /// A provider reading as `options` say (filters, decryption).
+    pub fn with_options(client: Client, bridge: Bridge, caller: Caller, options: PsOptions) -> Self {
+        ParameterStore { client, bridge, caller, checked: Mutex::default(), options }
     }
 
     /// The settings found by the version check just made for `name`, if any (taken once).
@@ -95,6 +103,9 @@ impl ParameterStore {
             if prefix != "/" && !prefix.is_empty() {
                 request = request.parameter_filters(describe_filter("Name", "BeginsWith", &[prefix.to_string()])?);
             }
+            for filter in &self.options.filters {
+                request = request.parameter_filters(describe_filter(filter.key_name(), "Equals", &filter.values)?);
+            }
             let page = self.caller.send_page("DescribeParameters", || request.clone().send()).await?;
             listed.extend(page.parameters().iter().filter_map(|p| {
                 let name = p.name()?;
@@ -111,7 +122,9 @@ impl ParameterStore {
     /// One GetParameters call for `names`, decrypted; with `answering`, every value returned
     /// answers that one (selected) name.
     async fn get_parameters(&self, names: &[String], answering: Option<&String>) -> Result<Vec<FetchResult>> {
-        let request = self.client.get_parameters().set_names(Some(names.to_vec())).with_decryption(true);
+        // A reference to a secret is only answered decrypted.
+        let decrypt = self.options.decrypt || names.iter().any(|name| is_reference(name));
+        let request = self.client.get_parameters().set_names(Some(names.to_vec())).with_decryption(decrypt);
         let out = self.caller.send("GetParameters", || request.clone().send()).await?;
         let mut results: Vec<FetchResult> = Vec::with_capacity(names.len());
         for parameter in out.parameters() {
@@ -121,6 +134,11 @@ impl ParameterStore {
                 Some(ParameterType::StringList) => ValueKind::StringList,
                 _ => ValueKind::String,
             };
+            if !self.options.accepts(kind) {
+                // Filtered out: not shown, as if it did not exist.
+                results.push((name.to_string(), Err(Error::NotFound)));
+                continue;
+            }
             let fetched = Fetched {
                 bytes: SecretBytes::new(parameter.value().unwrap_or_default().as_bytes().to_vec()),
                 kind,
@@ -157,8 +175,9 @@ impl Provider for ParameterStore {
     fn fetch(&self, names: &[String]) -> Result<Vec<FetchResult>> {
         // A selected version (`NAME:3`, `NAME:label`) comes back under its base name (AWS adds
         // the selector beside it, moto does not): each is asked alone, so its answer is its own.
+        // A reference comes back under the secret's name (moto) or its own (AWS): alone too.
         let (selected, plain): (Vec<String>, Vec<String>) =
-            names.iter().cloned().partition(|name| selector::has_selector(name));
+            names.iter().cloned().partition(|name| selector::has_selector(name) || is_reference(name));
         self.bridge.run(async {
             let mut results = match plain.is_empty() {
                 true => Vec::new(),
@@ -175,8 +194,10 @@ impl Provider for ParameterStore {
     }
 
     fn versions(&self, names: &[String]) -> Result<HashMap<String, String>> {
-        // DescribeParameters knows no selectors: a selected version is left out (read again).
-        let plain: Vec<String> = names.iter().filter(|name| !selector::has_selector(name)).cloned().collect();
+        // DescribeParameters knows no selectors and no references: those are left out (read
+        // again).
+        let plain: Vec<String> =
+            names.iter().filter(|name| !selector::has_selector(name) && !is_reference(name)).cloned().collect();
         self.bridge.run(async {
             let mut versions = HashMap::with_capacity(plain.len());
             for chunk in plain.chunks(DESCRIBE_PAGE_SIZE as usize) {

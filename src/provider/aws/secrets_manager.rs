@@ -28,12 +28,25 @@ pub struct SecretsManager {
     client: Client,
     bridge: Bridge,
     caller: Arc<Caller>,
+    /// The version stage plain names show (`--version-stage`; AWSCURRENT by default).
+    stage: String,
 }
 
 impl SecretsManager {
-    /// A provider using `client`, blocking through `bridge`, sending through `caller`.
+    /// A provider using `client`, blocking through `bridge`, sending through `caller`, showing
+    /// current versions.
     pub fn new(client: Client, bridge: Bridge, caller: Caller) -> Self {
-        SecretsManager { client, bridge, caller: Arc::new(caller) }
+        SecretsManager::with_stage(client, bridge, caller, CURRENT_STAGE.to_string())
+    }
+
+    /// A provider whose plain names show (and whose writes give) the version stage `stage`.
+    pub fn with_stage(client: Client, bridge: Bridge, caller: Caller, stage: String) -> Self {
+        SecretsManager { client, bridge, caller: Arc::new(caller), stage }
+    }
+
+    /// Whether plain names show the current version (BatchGetSecretValue reads only those).
+    fn shows_current(&self) -> bool {
+        self.stage == CURRENT_STAGE
     }
 
     /// The secrets whose names start with `prefix`, page by page (a page that fails is tried
@@ -65,7 +78,8 @@ impl SecretsManager {
     /// One secret's value; `name` may carry a selector (`NAME:STAGE`, `NAME:VERSIONID`).
     async fn get_one(&self, name: &str) -> Result<Fetched> {
         let request = match selector::split(name) {
-            None => self.client.get_secret_value().secret_id(name),
+            None if self.shows_current() => self.client.get_secret_value().secret_id(name),
+            None => self.client.get_secret_value().secret_id(name).version_stage(&self.stage),
             Some((base, id)) if selector::is_version_id(id) => {
                 self.client.get_secret_value().secret_id(base).version_id(id)
             }
@@ -159,9 +173,10 @@ impl Provider for SecretsManager {
 
     fn fetch(&self, names: &[String]) -> Result<Vec<FetchResult>> {
         self.bridge.run(async {
-            // BatchGetSecretValue reads current versions only: selected versions one by one.
+            // BatchGetSecretValue reads current versions only: selected versions (and every
+            // name when plain names show another stage) one by one.
             let (selected, plain): (Vec<String>, Vec<String>) =
-                names.iter().cloned().partition(|name| selector::has_selector(name));
+                names.iter().cloned().partition(|name| selector::has_selector(name) || !self.shows_current());
             let mut results = match plain.as_slice() {
                 [] => Vec::new(),
                 [one] => vec![(one.clone(), self.get_one(one).await)],
@@ -193,8 +208,8 @@ impl Provider for SecretsManager {
                     Err(Error::NotFound) => continue,
                     other => other?,
                 };
-                // The version the name shows: its stage's (AWSCURRENT for a plain name).
-                let shown = selector::split(&name).map_or(CURRENT_STAGE, |(_, stage)| stage);
+                // The version the name shows: its stage's (`--version-stage` for a plain name).
+                let shown = selector::split(&name).map_or(self.stage.as_str(), |(_, stage)| stage);
                 let current = out.version_ids_to_stages().and_then(|stages| {
                     stages.iter().find(|(_, s)| s.iter().any(|stage| stage == shown)).map(|(id, _)| id.clone())
                 });
@@ -207,7 +222,11 @@ impl Provider for SecretsManager {
     }
 
     fn update(&self, name: &str, current: &Fetched, bytes: SecretBytes) -> Result<Fetched> {
-        let request = self.client.put_secret_value().secret_id(name);
+        // Writing a plain name stores the version it shows: with another stage than
+        // AWSCURRENT, the new version gets that stage (a pending value, say) and AWSCURRENT
+        // stays where it was.
+        let stages = (!self.shows_current()).then(|| vec![self.stage.clone()]);
+        let request = self.client.put_secret_value().secret_id(name).set_version_stages(stages);
         let request = match current.kind {
             ValueKind::SecretBinary => request.secret_binary(Blob::new(bytes.as_slice())),
             _ => request.secret_string(secret_text(&bytes)?),
