@@ -273,7 +273,7 @@ impl MountArgs {
         });
         let source = match self.local {
             Some(path) => Source::Local(path),
-            None => Source::Aws(AwsSettings {
+            None => Source::Aws(Box::new(AwsSettings {
                 region: self.region,
                 profile: self.profile,
                 endpoint_url: self.endpoint_url,
@@ -285,7 +285,7 @@ impl MountArgs {
                 sm_max_tps: self.sm_max_tps,
                 ps_options: PsOptions { decrypt: !self.no_decrypt, filters: self.ps_filter },
                 version_stage: self.version_stage,
-            }),
+            })),
         };
         let mut services: Vec<Service> = self.services.iter().map(|s| s.service()).collect();
         services.sort();

@@ -38,7 +38,7 @@ pub const STOP_GRACE: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
     /// AWS (or an AWS-compatible endpoint).
-    Aws(AwsSettings),
+    Aws(Box<AwsSettings>),
     /// A local store file.
     Local(PathBuf),
 }
