@@ -335,7 +335,7 @@ mod tests {
         assert_eq!(config.cache, CacheSettings::default());
         assert_eq!(config.services, Service::ALL);
         let Source::Aws(aws) = &config.source else { panic!("not AWS") };
-        assert_eq!(aws, &AwsSettings::default());
+        assert_eq!(**aws, AwsSettings::default());
         assert_eq!((config.fs.file_mode, config.fs.dir_mode), (DEFAULT_FILE_MODE, DEFAULT_DIR_MODE));
         assert!(config.fs.json_keys && !config.fs.read_only && !config.foreground);
         assert_eq!((config.ps_prefix.as_str(), config.sm_prefix.as_str()), ("/", ""));
