@@ -176,3 +176,25 @@ fn a_version_stage_chooses_what_plain_secret_names_show_and_store() {
         aws.runtime.block_on(aws.sm.get_secret_value().secret_id("app/db").version_stage("AWSPENDING").send()).unwrap();
     assert_eq!(pending.secret_string(), Some(r#"{"password":"next"}"#), "the write gave the new version AWSPENDING");
 }
+
+#[test]
+fn a_config_rule_gives_a_path_its_own_ttl() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    aws.put_parameter("/fast/key", "f-1", ParameterType::String);
+    aws.put_parameter("/slow/key", "s-1", ParameterType::String);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("secretfs.toml");
+    std::fs::write(&config, "cache-ttl = 900\n[[rule]]\npath = \"ps/fast/**\"\nttl = 1\n").unwrap();
+    let m = Mounted::start(&["--config", config.to_str().unwrap()], &moto.env());
+    assert_eq!(m.read("ps/fast/key").unwrap(), "f-1");
+    assert_eq!(m.read("ps/slow/key").unwrap(), "s-1");
+    aws.put_parameter("/fast/key", "f-2", ParameterType::String);
+    aws.put_parameter("/slow/key", "s-2", ParameterType::String);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while m.read("ps/fast/key").unwrap() != "f-2" {
+        assert!(std::time::Instant::now() < deadline, "the 1-second rule was not applied");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(m.read("ps/slow/key").unwrap(), "s-1", "--cache-ttl 900 everywhere else");
+}

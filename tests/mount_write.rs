@@ -173,3 +173,50 @@ fn moto_concurrent_writers_lose_no_key_and_readers_see_whole_values() {
     assert!(root == value(1, rounds) || root == value(2, rounds), "the last close wins: {root}");
     assert_eq!(std::fs::read_to_string(m.path("ps/prod/db/root")).unwrap(), root);
 }
+
+/// Edit the local store file as an outside tool would: rewrite it whole.
+fn edit_store(path: &std::path::Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut store: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    edit(&mut store);
+    let temp = path.with_extension("edit");
+    std::fs::write(&temp, serde_json::to_string_pretty(&store).unwrap()).unwrap();
+    std::fs::rename(&temp, path).unwrap();
+}
+
+#[test]
+fn the_local_store_follows_outside_edits_and_writes_never_erase_them() {
+    let (_dir, store) = mount::local_copy();
+    let m =
+        mount::Mounted::start(&["--local", store.to_str().unwrap(), "--cache-ttl", "2", "--file-mode", "0600"], &[]);
+    assert_eq!(m.read("ps/prod/db/host").unwrap(), "db.prod.internal");
+    edit_store(&store, |s| {
+        s["parameters"]["/prod/db/host"] = "db2.prod.internal".into();
+        s["parameters"]["/prod/db/added"] = "by hand".into();
+    });
+    // SIGHUP (or the TTL) reads the file again.
+    m.signal(libc::SIGHUP);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while m.read("ps/prod/db/host").unwrap() != "db2.prod.internal" {
+        assert!(std::time::Instant::now() < deadline, "the outside edit was never seen");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(m.read("ps/prod/db/added").unwrap(), "by hand");
+    // A write through the mount after another outside edit keeps that edit.
+    edit_store(&store, |s| s["secrets"]["dev/api-token"] = "tok_test_edited".into());
+    std::fs::write(m.path("ps/prod/db/port"), "6432").unwrap();
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&store).unwrap()).unwrap();
+    assert_eq!(saved["parameters"]["/prod/db/port"]["value"], "6432");
+    assert_eq!(saved["parameters"]["/prod/db/host"]["value"], "db2.prod.internal");
+    assert_eq!(saved["secrets"]["dev/api-token"]["string"], "tok_test_edited", "the outside edit survived the write");
+    // A malformed edit: the last good content is served, one error names the line.
+    std::fs::write(&store, "{\n  \"parameters\": {\n    \"/prod/db/host\": \"x\",,\n").unwrap();
+    m.signal(libc::SIGHUP);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    m.signal(libc::SIGHUP);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(m.read("ps/prod/db/host").unwrap(), "db2.prod.internal");
+    let log = m.stop();
+    let errors: Vec<&str> = log.lines().filter(|line| line.contains("serving its last good content")).collect();
+    assert_eq!(errors.len(), 1, "{log}");
+    assert!(errors[0].contains("line 3"), "{}", errors[0]);
+}

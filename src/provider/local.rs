@@ -1,4 +1,8 @@
-//! The local store: a JSON file of parameters and secrets, loaded into two in-memory providers.
+//! The local store: a JSON file of parameters and secrets, loaded into two in-memory providers
+//! and kept in step with the file: an outside edit is read again at the next provider call (a
+//! refresh, a listing, a read of an unknown name), and a write through the mount is applied to
+//! the file as it is now, so it never erases an outside edit. A malformed edit keeps the last
+//! good content served, with one error logged.
 //!
 //! Format (documented in the README):
 //! ```json
@@ -65,6 +69,24 @@ pub struct LocalStore {
     parameters: MemoryProvider,
     secrets: MemoryProvider,
     save_lock: Mutex<()>,
+    /// The file as last read or written (a different stamp means an outside edit).
+    seen: Mutex<Option<Stamp>>,
+}
+
+/// What tells one version of the file from another without reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<std::time::SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).ok()?;
+        Some(Stamp { modified: meta.modified().ok(), len: meta.len(), inode: meta.ino() })
+    }
 }
 
 /// One service's view of a local store; updates are saved to the file atomically.
@@ -79,7 +101,8 @@ pub fn load(path: &Path) -> Result<(LocalProvider, LocalProvider)> {
         .map_err(|e| Error::Config(format!("cannot read local store {}: {e}", path.display())))?;
     let (parameters, secrets) =
         parse(&text).map_err(|e| Error::Config(format!("local store {}: {e}", path.display())))?;
-    let store = Arc::new(LocalStore { path: path.to_path_buf(), parameters, secrets, save_lock: Mutex::new(()) });
+    let seen = Mutex::new(Stamp::of(path));
+    let store = Arc::new(LocalStore { path: path.to_path_buf(), parameters, secrets, save_lock: Mutex::new(()), seen });
     Ok((
         LocalProvider { store: store.clone(), service: Service::ParameterStore },
         LocalProvider { store, service: Service::SecretsManager },
@@ -91,6 +114,29 @@ impl LocalStore {
         match service {
             Service::ParameterStore => &self.parameters,
             Service::SecretsManager => &self.secrets,
+        }
+    }
+
+    /// Read the file again if it changed since it was last read or written, and bring both
+    /// providers in step with it (a value that changed gets a new version, so refreshes see
+    /// it). A file that no longer parses is logged once and the last good content kept.
+    fn sync(&self) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Stamp::of(&self.path);
+        if now == *seen {
+            return;
+        }
+        *seen = now;
+        let read = std::fs::read_to_string(&self.path).map_err(|e| e.to_string()).and_then(|text| parse(&text));
+        match read {
+            Ok((parameters, secrets)) => {
+                tracing::info!("local store {} changed on disk; read again", self.path.display());
+                merge(&self.parameters, &parameters);
+                merge(&self.secrets, &secrets);
+            }
+            Err(err) => {
+                tracing::error!("local store {}: {err}; serving its last good content", self.path.display())
+            }
         }
     }
 
@@ -110,7 +156,9 @@ impl LocalStore {
             .open(&temp)
             .map_err(failed)?;
         file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(failed)?;
-        std::fs::rename(&temp, &self.path).map_err(failed)
+        std::fs::rename(&temp, &self.path).map_err(failed)?;
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Stamp::of(&self.path);
+        Ok(())
     }
 
     fn render(&self) -> Result<String> {
@@ -147,6 +195,7 @@ impl LocalProvider {
     /// back as it was and the error returned, so memory and file never disagree.
     fn saved<T>(&self, name: &str, change: impl FnOnce(&MemoryProvider) -> Result<T>) -> Result<T> {
         let _saving = self.store.save_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.store.sync();
         let memory = self.store.memory(self.service);
         let old = memory.get(name);
         let changed = change(memory)?;
@@ -163,14 +212,17 @@ impl LocalProvider {
 
 impl Provider for LocalProvider {
     fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        self.store.sync();
         self.store.memory(self.service).list(prefix)
     }
 
     fn fetch(&self, names: &[String]) -> Result<Vec<FetchResult>> {
+        self.store.sync();
         self.store.memory(self.service).fetch(names)
     }
 
     fn versions(&self, names: &[String]) -> Result<std::collections::HashMap<String, String>> {
+        self.store.sync();
         self.store.memory(self.service).versions(names)
     }
 
@@ -199,7 +251,22 @@ impl Provider for LocalProvider {
     }
 }
 
-/// Parse the text of a local store file. Errors name the entry, never its value.
+/// Make `live` hold what `read` holds: changed and new values stored (as new versions),
+/// values gone removed.
+fn merge(live: &MemoryProvider, read: &MemoryProvider) {
+    let (now, before) = (read.snapshot(), live.snapshot());
+    for (name, fetched) in &now {
+        let same = before.get(name).is_some_and(|old| old.kind == fetched.kind && old.bytes == fetched.bytes);
+        if !same {
+            live.insert(name, fetched.kind, fetched.bytes.as_slice().to_vec());
+        }
+    }
+    for name in before.keys().filter(|name| !now.contains_key(*name)) {
+        live.remove(name);
+    }
+}
+
+/// Parse the text of a local store file. Errors name the entry or the line, never a value.
 pub fn parse(text: &str) -> std::result::Result<(MemoryProvider, MemoryProvider), String> {
     let file: StoreFile = serde_json::from_str(text).map_err(|e| format!("not a valid store file: {e}"))?;
     let parameters = MemoryProvider::for_service(Service::ParameterStore);
