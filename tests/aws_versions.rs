@@ -120,6 +120,21 @@ fn ssm_cache_options_filters_no_decrypt_the_reference_bridge_and_string_list_ite
     assert_eq!(m.read("ps/app/password").unwrap(), "pw");
     assert_eq!(m.read("ps/app/host").unwrap_err().raw_os_error(), Some(libc::ENOENT));
     drop(m);
+    aws.runtime
+        .block_on(
+            aws.ssm
+                .put_parameter()
+                .name("/app/own-key")
+                .value("ok")
+                .r#type(ParameterType::SecureString)
+                .key_id("alias/app-key")
+                .send(),
+        )
+        .unwrap();
+    let m = Mounted::start(&["--ps-filter", "KeyId=alias/app-key", "--ps-filter", "Type=SecureString"], &env);
+    assert_eq!(run("ls", &[m.path("ps/app").to_str().unwrap()]).split_whitespace().collect::<Vec<_>>(), ["own-key"]);
+    assert_eq!(m.read("ps/app/own-key").unwrap(), "ok");
+    drop(m);
     let bad = sh(&format!("{} mount /nonexistent --ps-filter Type=Secret", mount::BINARY));
     assert_eq!(bad.status.code(), Some(2), "a bad filter is refused before anything is sent");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("String, StringList or SecureString"), "{bad:?}");
