@@ -1,6 +1,7 @@
 //! Per-name write locks in the cache's write protocol, against the in-memory provider slowed
-//! down in `update`: two slow writes to different names overlap, two to the same name take
-//! turns, and two writers of different keys of one JSON value both land.
+//! down in `update`: two slow writes to different names overlap, two to the same name never
+//! run at once, two writers of different keys of one JSON value both land, and a burst of
+//! writers of one name shares a few updates (group commit).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -78,7 +79,9 @@ fn edit_at_once(cache: &ServiceCache, edits: Vec<(&'static str, Edit)>) -> Durat
         .into_iter()
         .map(|(name, edit)| {
             let cache = cache.clone();
-            std::thread::spawn(move || cache.edit(name, |current| Ok(edit(current.bytes.as_slice()))).unwrap())
+            std::thread::spawn(move || {
+                cache.edit(name, Box::new(move |current: &Fetched| Ok(edit(current.bytes.as_slice())))).unwrap()
+            })
         })
         .collect();
     writers.into_iter().for_each(|writer| assert!(writer.join().unwrap()));
@@ -102,14 +105,63 @@ fn slow_writes_to_different_names_overlap() {
 }
 
 #[test]
-fn slow_writes_to_one_name_take_turns_and_json_keys_are_both_kept() {
+fn slow_writes_to_one_name_never_overlap_and_json_keys_are_both_kept() {
     let (provider, cache) = cache();
-    let took = edit_at_once(
+    edit_at_once(
         &cache,
         vec![("j", |current| with_key(current, "user", "u1")), ("j", |current| with_key(current, "pass", "p1"))],
     );
     assert_eq!(provider.most.load(Ordering::SeqCst), 1, "two writers of one name ran at once");
-    assert!(took >= UPDATE_TAKES * 2, "{took:?}");
+    let updates = provider.call_counts()[secretfs::provider::memory::UPDATE_ACTION];
+    assert!((1..=2).contains(&updates), "one update each, or both in one: {updates}");
     let stored = provider.inner.get("j").unwrap();
     assert_eq!(stored.bytes.as_slice(), br#"{"user":"u1","pass":"p1"}"#, "one writer's key was lost");
+}
+
+#[test]
+fn a_burst_of_writers_of_one_name_shares_a_few_updates_and_each_learns_the_outcome() {
+    let (provider, cache) = cache();
+    let values: Vec<String> = (0..100).map(|i| format!("value-{i:03}")).collect();
+    let writers: Vec<_> = values
+        .iter()
+        .cloned()
+        .map(|value| {
+            let cache = cache.clone();
+            std::thread::spawn(move || cache.edit("a", Box::new(move |_: &Fetched| Ok(value.into_bytes()))))
+        })
+        .collect();
+    let outcomes: Vec<Result<bool>> = writers.into_iter().map(|writer| writer.join().unwrap()).collect();
+    assert!(outcomes.iter().all(|outcome| outcome.is_ok()), "every joined close() succeeded: {outcomes:?}");
+    let updates = provider.call_counts()[secretfs::provider::memory::UPDATE_ACTION];
+    assert!(updates <= 5, "100 writers, {updates} updates");
+    let stored = String::from_utf8(provider.inner.get("a").unwrap().bytes.as_slice().to_vec()).unwrap();
+    assert!(values.contains(&stored), "the value stored is one of those written, whole: {stored}");
+    // Sequential writes are unchanged: one update each.
+    for value in ["x", "y"] {
+        assert!(cache.edit("b", Box::new(move |_: &Fetched| Ok(value.as_bytes().to_vec()))).unwrap());
+    }
+    assert_eq!(provider.call_counts()[secretfs::provider::memory::UPDATE_ACTION], updates + 2);
+}
+
+#[test]
+fn a_bad_edit_in_a_batch_fails_alone() {
+    let (provider, cache) = cache();
+    let slow = {
+        let cache = cache.clone();
+        std::thread::spawn(move || cache.edit("a", Box::new(|_: &Fetched| Ok(b"first".to_vec()))))
+    };
+    std::thread::sleep(UPDATE_TAKES / 3);
+    let bad = {
+        let cache = cache.clone();
+        std::thread::spawn(move || cache.edit("a", Box::new(|_: &Fetched| Ok(vec![0xff, 0xfe]))))
+    };
+    let good = {
+        let cache = cache.clone();
+        std::thread::spawn(move || cache.edit("a", Box::new(|_: &Fetched| Ok(b"second".to_vec()))))
+    };
+    assert_eq!(slow.join().unwrap(), Ok(true));
+    assert!(matches!(bad.join().unwrap(), Err(secretfs::error::Error::InvalidInput(_))), "not UTF-8");
+    assert_eq!(good.join().unwrap(), Ok(true));
+    assert_eq!(provider.inner.get("a").unwrap().bytes.as_slice(), b"second");
+    assert_eq!(provider.call_counts()[secretfs::provider::memory::UPDATE_ACTION], 2);
 }

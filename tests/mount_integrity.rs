@@ -173,3 +173,28 @@ fn a_write_costs_one_version_check_and_one_update() {
     assert_eq!(aws.secret("app/key"), "new");
     drop(m);
 }
+
+#[test]
+fn a_burst_of_writers_of_one_secret_costs_a_few_updates_and_stores_one_whole_value() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    aws.create_secret("app/burst", "initial");
+    let proxy = FaultProxy::start(moto.port);
+    let m = Mounted::start(&["--file-mode", "0600"], &moto.env_via(proxy.endpoint()));
+    assert_eq!(m.read("sm/app/burst").unwrap(), "initial");
+    proxy.set_latency(Duration::from_millis(200));
+    let path = m.path("sm/app/burst");
+    let script = format!(
+        "fail=0; for i in $(seq 100); do (printf 'value-%03d' $i > {0} || echo failed) & done; wait",
+        path.display()
+    );
+    let out = sh(&script);
+    proxy.set_latency(Duration::ZERO);
+    assert!(out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("failed"), "{out:?}");
+    let puts = proxy.seen("PutSecretValue");
+    assert!(puts <= 10, "100 writers, {puts} PutSecretValue calls");
+    let stored = aws.secret("app/burst");
+    assert!(stored.len() == 9 && stored.starts_with("value-"), "one written value, whole: {stored:?}");
+    assert_eq!(m.read("sm/app/burst").unwrap(), stored);
+    eprintln!("100 concurrent writers: {puts} PutSecretValue, {} DescribeSecret", proxy.seen("DescribeSecret"));
+}

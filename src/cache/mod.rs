@@ -7,6 +7,7 @@
 
 pub mod changes;
 pub mod clock;
+pub mod group_commit;
 mod listings;
 pub mod memory_only;
 pub mod name_locks;
@@ -140,6 +141,7 @@ struct Inner {
     tree: Mutex<Tree>,
     listing_denied: AtomicBool,
     writers: NameLocks,
+    batches: group_commit::Batches,
     jitter_seed: RandomState,
     watched: OnceLock<Watched>,
     ttl_rules: OnceLock<TtlRules>,
@@ -192,6 +194,7 @@ impl ServiceCache {
                 tree: Mutex::new(Tree::default()),
                 listing_denied: AtomicBool::new(false),
                 writers: NameLocks::default(),
+                batches: group_commit::Batches::default(),
                 jitter_seed: RandomState::new(),
                 watched: OnceLock::new(),
                 ttl_rules: OnceLock::new(),

@@ -6,43 +6,65 @@
 use std::sync::Arc;
 
 use super::changes::{ChangeKind, Origin};
+use super::group_commit::{self, Batch, Edit, Joined};
 use super::memory_only;
 use super::{lock, CachedValue, ServiceCache};
 use crate::error::{Error, Result};
-use crate::provider::{selector, Fetched, Listed, SecretBytes, ValueKind};
+use crate::provider::{selector, Fetched, Listed, SecretBytes, Service, ValueKind};
 
 impl ServiceCache {
     /// Replace the value of `name` with `edit(current)`, where `current` is the value stored now,
-    /// not a cached copy. One writer of `name` at a time, so two writers of different keys of
-    /// one JSON value never lose each other's key. A new value equal to the stored one makes no
-    /// update call. Returns whether the value was updated.
-    pub fn edit(&self, name: &str, edit: impl FnOnce(&Fetched) -> Result<Vec<u8>>) -> Result<bool> {
+    /// not a cached copy. One update of `name` at a time, so two writers of different keys of
+    /// one JSON value never lose each other's key; writers arriving during an update join the
+    /// next one (group commit: their edits applied in order, one call, every writer told its
+    /// outcome). A new value equal to the stored one makes no update call. Returns whether the
+    /// value was updated.
+    pub fn edit(&self, name: &str, edit: Edit) -> Result<bool> {
         read_only_if_selected(name)?;
         memory_only::may_wait()?;
+        let (batch, receiver) = match self.inner.batches.join(name, edit) {
+            Joined::Follower(receiver) => return group_commit::outcome(&receiver),
+            Joined::Leader(batch, receiver) => (batch, receiver),
+        };
+        let writer = self.inner.writers.acquire(name);
+        let edits = self.inner.batches.close(name, &batch);
+        self.run_batch_of_edits(name, edits);
+        drop(writer);
+        group_commit::outcome(&receiver)
+    }
+
+    /// Apply `edits` in order to the value of `name` stored now and store the result with one
+    /// update call; each writer gets the outcome: its own refusal (a bad edit is left out), or
+    /// the update's.
+    fn run_batch_of_edits(&self, name: &str, edits: Batch) {
         let service = self.service();
-        let _writer = self.inner.writers.acquire(name);
-        let current = self.stored_now(name)?;
-        let new = edit(&current.fetched).map_err(|err| match err {
-            Error::InvalidInput(reason) => {
-                tracing::warn!("{} {name}: write refused: {reason}", service.dir_name());
-                Error::InvalidInput(format!("{name}: {reason}"))
+        let current = match self.stored_now(name) {
+            Ok(current) => current,
+            Err(err) => return edits.into_iter().for_each(|(_, writer)| drop(writer.send(Err(err.clone())))),
+        };
+        let mut value = current.fetched.clone();
+        let mut applied = Vec::with_capacity(edits.len());
+        for (edit, writer) in edits {
+            match checked(service, name, &value, edit(&value)) {
+                Ok(new) => {
+                    value.bytes = SecretBytes::new(new);
+                    applied.push(writer);
+                }
+                Err(err) => drop(writer.send(Err(err))),
             }
-            other => other,
-        })?;
-        if new.len() > service.max_value_len() {
-            return Err(Error::TooLarge);
         }
-        if current.fetched.kind.is_text() && std::str::from_utf8(&new).is_err() {
-            return Err(Error::InvalidInput(format!("{name} holds text; the new value is not UTF-8")));
+        let outcome = match value.bytes.as_slice() == current.fetched.bytes.as_slice() {
+            true => Ok(false),
+            false => self.inner.provider.update(name, &current.fetched, value.bytes.clone()).map(|stored| {
+                self.inner.store(name, stored);
+                tracing::info!("updated {} {name} ({} write(s) in one update)", service.dir_name(), applied.len());
+                self.inner.announce(ChangeKind::Updated, Origin::Mount, [name.to_string()]);
+                true
+            }),
+        };
+        for writer in applied {
+            let _ = writer.send(outcome.clone());
         }
-        if new == current.fetched.bytes.as_slice() {
-            return Ok(false);
-        }
-        let stored = self.inner.provider.update(name, &current.fetched, SecretBytes::new(new))?;
-        self.inner.store(name, stored);
-        tracing::info!("updated {} {name}", service.dir_name());
-        self.inner.announce(ChangeKind::Updated, Origin::Mount, [name.to_string()]);
-        Ok(true)
     }
 
     /// Create `name`, which must not exist, holding `bytes` stored as `kind`: the tree shows it
@@ -103,6 +125,25 @@ impl ServiceCache {
         }
         self.value(name, [])
     }
+}
+
+/// `new` if the service would take it in place of `current` (size, text stays text); a refusal
+/// is logged with the name, never the value.
+fn checked(service: Service, name: &str, current: &Fetched, new: Result<Vec<u8>>) -> Result<Vec<u8>> {
+    let new = new.map_err(|err| match err {
+        Error::InvalidInput(reason) => {
+            tracing::warn!("{} {name}: write refused: {reason}", service.dir_name());
+            Error::InvalidInput(format!("{name}: {reason}"))
+        }
+        other => other,
+    })?;
+    if new.len() > service.max_value_len() {
+        return Err(Error::TooLarge);
+    }
+    if current.kind.is_text() && std::str::from_utf8(&new).is_err() {
+        return Err(Error::InvalidInput(format!("{name} holds text; the new value is not UTF-8")));
+    }
+    Ok(new)
 }
 
 /// A name with a version selector (`NAME:3`, `NAME:AWSPREVIOUS`) shows a past or staged

@@ -77,7 +77,7 @@ impl SecretFs {
         match resolved.write_target()? {
             (name, Part::Whole) => self.delete_value(service, &name)?,
             (name, Part::Member(keys) | Part::NewMember(keys) | Part::NestedObject(keys)) => {
-                self.edit_value(service, &name, |current| write::without_member(current, &keys))?
+                self.edit_value(service, &name, move |current| write::without_member(current, &keys))?
             }
         }
         self.keep_emptied_directories(&path);

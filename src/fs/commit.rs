@@ -8,7 +8,7 @@ use crate::cache::changes::{Change, Origin};
 use crate::error::{Error, Result};
 use crate::inodes::{InodeTable, NodePath};
 use crate::provider::names::check_new_name;
-use crate::provider::{SecretBytes, Service, ValueKind};
+use crate::provider::{Fetched, SecretBytes, Service, ValueKind};
 
 impl SecretFs {
     /// Store a buffer's content where its target says, if it changed since the last commit
@@ -46,8 +46,11 @@ impl SecretFs {
                 buffer.target = Target::Stored { name, part: Part::Whole };
             }
             Target::Stored { name, part } => {
-                let data = &buffer.data;
-                let edited = self.edit_value(buffer.service, &name, |current| write::new_value(current, &part, data));
+                // The edit owns a copy of the content (wiped when dropped): it may be applied by
+                // another writer's thread, in a group commit.
+                let (data, edit_part) = (zeroize::Zeroizing::new(buffer.data.clone()), part.clone());
+                let edit = move |current: &[u8]| write::new_value(current, &edit_part, &data);
+                let edited = self.edit_value(buffer.service, &name, edit);
                 edited.inspect_err(|_| self.abandon(buffer))?;
                 if let Part::NewMember(keys) = part {
                     buffer.target = Target::Stored { name, part: Part::Member(keys) };
@@ -72,10 +75,10 @@ impl SecretFs {
         &self,
         service: Service,
         name: &str,
-        edit: impl FnOnce(&[u8]) -> Result<Vec<u8>>,
+        edit: impl FnOnce(&[u8]) -> Result<Vec<u8>> + Send + 'static,
     ) -> Result<()> {
         let cache = self.cache(service).ok_or(Error::NotFound)?;
-        cache.edit(name, |current| edit(current.bytes.as_slice())).map(drop)
+        cache.edit(name, Box::new(move |current: &Fetched| edit(current.bytes.as_slice()))).map(drop)
     }
 
     /// Create `name` holding `data`: a parameter of the configured type, or a string secret
