@@ -166,11 +166,15 @@ fn status_and_metrics_tell_health_counts_and_latencies() {
             .map(|value| value.parse::<f64>().unwrap())
             .sum()
     };
-    assert!(
-        sample("secretfs_api_calls_total", r#"{"action": "GetParameters", "outcome": "throttled", "service": "ps"}"#)
-            >= 1.0,
-        "{parsed}"
-    );
+    let throttled: f64 = ["GetParameters", "DescribeParameters"]
+        .iter()
+        .map(|action| {
+            let labels = format!(r#"{{"action": "{action}", "outcome": "throttled", "service": "ps"}}"#);
+            sample("secretfs_api_calls_total", &labels)
+        })
+        .sum();
+    assert!(throttled >= 1.0, "{parsed}");
+    assert!(parsed.contains("TYPE secretfs_api_calls counter"), "{parsed}");
     assert!(
         sample("secretfs_api_calls_total", r#"{"action": "GetParameters", "outcome": "ok", "service": "ps"}"#) >= 1.0,
         "{parsed}"
@@ -182,16 +186,18 @@ fn status_and_metrics_tell_health_counts_and_latencies() {
     assert!(sample("secretfs_fuse_requests_total", r#"{"op": "lookup"}"#) >= 5.0, "{parsed}");
     assert!(sample("secretfs_fuse_request_duration_seconds_count", r#"{"op": "read"}"#) >= 5.0, "{parsed}");
     assert!(parsed.contains("TYPE secretfs_fuse_request_duration_seconds histogram"), "{parsed}");
+    assert!(!parsed.contains(" unknown"), "every family typed: {parsed}");
     assert!(!metrics.contains(CANARY) && !status.contains(CANARY));
 }
 
-/// Every sample of `text` as Prometheus' Python client parses it: `name {labels} value` lines,
-/// and `TYPE name type` for each family (the parse fails on malformed text).
+/// Every sample of `text` as the OpenMetrics parser of Prometheus' Python client parses it
+/// (strict: the `# EOF` end, names, types, histogram buckets): `name {labels} value` lines, and
+/// `TYPE name type` for each family.
 fn parse_metrics(text: &str) -> String {
     let python = moto::venv_python();
     let script = r#"
 import json, sys
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 for family in text_string_to_metric_families(sys.stdin.read()):
     print("TYPE", family.name, family.type)
     for sample in family.samples:

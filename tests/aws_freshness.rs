@@ -322,3 +322,21 @@ fn cached_reads_stay_fast_while_hundreds_of_cold_requests_hang() {
     proxy.heal();
     drop(m);
 }
+
+#[test]
+fn a_parameter_deleted_and_created_again_is_seen_although_its_version_is_1_again() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    aws.put_parameter("/app/recreated", "first", ParameterType::String);
+    let m = Mounted::start(&FAST, &moto.env());
+    assert_eq!(m.read("ps/app/recreated").unwrap(), "first");
+    aws.delete_parameter("/app/recreated");
+    // Parameter Store keeps last-modified instants to the millisecond: make them differ.
+    std::thread::sleep(Duration::from_millis(20));
+    aws.put_parameter("/app/recreated", "second", ParameterType::String);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while m.read("ps/app/recreated").unwrap_or_default() != "second" {
+        assert!(Instant::now() < deadline, "version 1 again was taken for the version read before");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -14,6 +14,7 @@ use super::slot::{ends_stale, Flight, Slot};
 use super::stats::Counters;
 use super::{lock, Inner, ServiceCache};
 use crate::error::Error;
+use crate::provider::same_version;
 
 /// Most values revalidated by one background job.
 pub const REVALIDATE_CHUNK: usize = 50;
@@ -162,7 +163,7 @@ impl Inner {
         for name in names {
             let Some(slot) = values.get_mut(name) else { continue };
             let same = match (&slot.value, versions.get(name)) {
-                (Some(value), Some(version)) => value.fetched.version.as_deref() == Some(version.as_str()),
+                (Some(value), Some(version)) => same_version(value.fetched.version.as_deref(), version),
                 _ => false,
             };
             if !same {

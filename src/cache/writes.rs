@@ -10,7 +10,7 @@ use super::group_commit::{self, Batch, Edit, Joined};
 use super::memory_only;
 use super::{lock, CachedValue, ServiceCache};
 use crate::error::{Error, Result};
-use crate::provider::{selector, Fetched, Listed, SecretBytes, Service, ValueKind};
+use crate::provider::{same_version, selector, Fetched, Listed, SecretBytes, Service, ValueKind};
 
 impl ServiceCache {
     /// Replace the value of `name` with `edit(current)`, where `current` is the value stored now,
@@ -106,7 +106,7 @@ impl ServiceCache {
         let cached = self.value(name, [])?;
         let names = [name.to_string()];
         let unchanged = match self.inner.provider.versions(&names) {
-            Ok(versions) => versions.get(name).is_some_and(|v| cached.fetched.version.as_ref() == Some(v)),
+            Ok(versions) => versions.get(name).is_some_and(|v| same_version(cached.fetched.version.as_deref(), v)),
             Err(Error::AccessDenied(_)) => false,
             Err(err) => return Err(err),
         };

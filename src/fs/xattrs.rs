@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use super::SecretFs;
 use crate::error::Result;
 use crate::inodes::Ino;
-use crate::provider::{Fetched, ValueKind};
+use crate::provider::{shown_version, Fetched, ValueKind};
 
 /// The namespace of every attribute secretfs shows.
 pub const XATTR_PREFIX: &str = "user.secretfs.";
@@ -30,7 +30,7 @@ impl SecretFs {
 fn attributes(fetched: &Fetched) -> Vec<(String, Vec<u8>)> {
     let mut attributes = vec![("type", type_name(fetched.kind).to_string())];
     if let Some(version) = &fetched.version {
-        attributes.push(("version", version.clone()));
+        attributes.push(("version", shown_version(version).to_string()));
     }
     if let Some(arn) = &fetched.meta.arn {
         attributes.push(("arn", arn.clone()));

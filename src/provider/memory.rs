@@ -32,6 +32,8 @@ pub struct MemoryProvider {
     counters: ApiCounters,
     faults: Mutex<HashMap<&'static str, Error>>,
     denied: Mutex<Vec<String>>,
+    /// The last version of each name deleted, so a name created again goes on from it.
+    removed: Mutex<HashMap<String, u64>>,
 }
 
 impl MemoryProvider {
@@ -45,6 +47,7 @@ impl MemoryProvider {
             counters: ApiCounters::default(),
             faults: Mutex::new(HashMap::new()),
             denied: Mutex::new(Vec::new()),
+            removed: Mutex::default(),
         }
     }
 
@@ -55,7 +58,10 @@ impl MemoryProvider {
 
     /// Store (or replace, as a new version) a value.
     pub fn insert(&self, name: &str, kind: ValueKind, bytes: impl Into<Vec<u8>>) {
-        let previous = self.get(name).and_then(|old| old.version?.parse::<u64>().ok()).unwrap_or(0);
+        // A name deleted and created again never gets a version it had before (as a Secrets
+        // Manager VersionId, or a Parameter Store version with its instant).
+        let removed = self.removed.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied().unwrap_or(0);
+        let previous = self.get(name).and_then(|old| old.version?.parse::<u64>().ok()).unwrap_or(removed);
         let fetched = Fetched {
             bytes: SecretBytes::new(bytes.into()),
             kind,
@@ -73,7 +79,11 @@ impl MemoryProvider {
 
     /// Remove a value, returning it if it was there.
     pub fn remove(&self, name: &str) -> Option<Fetched> {
-        self.values.write().unwrap_or_else(|p| p.into_inner()).remove(name)
+        let removed = self.values.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+        if let Some(version) = removed.as_ref().and_then(|old| old.version.as_deref()?.parse::<u64>().ok()) {
+            self.removed.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), version);
+        }
+        removed
     }
 
     /// The stored value of `name`, if any, without counting a call.
@@ -168,8 +178,9 @@ impl Provider for MemoryProvider {
         if values.contains_key(name) {
             return Err(Error::AlreadyExists);
         }
-        let last_modified = Some(SystemTime::now());
-        let fetched = Fetched { bytes, kind, version: Some("1".to_string()), last_modified, meta: Metadata::default() };
+        let removed = self.removed.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied().unwrap_or(0);
+        let (version, last_modified) = (Some((removed + 1).to_string()), Some(SystemTime::now()));
+        let fetched = Fetched { bytes, kind, version, last_modified, meta: Metadata::default() };
         values.insert(name.to_string(), fetched.clone());
         Ok(fetched)
     }

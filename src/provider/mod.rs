@@ -92,7 +92,8 @@ pub struct Fetched {
     pub bytes: SecretBytes,
     /// How the service stores it.
     pub kind: ValueKind,
-    /// The service's version identifier (SSM version number, Secrets Manager VersionId).
+    /// The service's version identifier (SSM version number and last-modified instant, see
+    /// [`same_version`]; Secrets Manager VersionId).
     pub version: Option<String>,
     /// When this version was stored, if the service says.
     pub last_modified: Option<SystemTime>,
@@ -107,6 +108,24 @@ pub struct Metadata {
     pub arn: Option<String>,
     /// The staging labels of a secret's version (AWSCURRENT, AWSPREVIOUS, ...).
     pub stages: Vec<String>,
+}
+
+/// Whether `current` (from [`Provider::versions`]) names the version `cached` was fetched at. A
+/// Parameter Store version is its number and its last-modified instant (`3@1764700000123`: a
+/// parameter deleted and created again starts at version 1 again); a version known only by its
+/// number (as a write returns it) matches any instant of that number.
+pub fn same_version(cached: Option<&str>, current: &str) -> bool {
+    match cached {
+        Some(cached) if cached.contains('@') => cached == current,
+        Some(cached) => current.split('@').next() == Some(cached),
+        None => false,
+    }
+}
+
+/// A version as people read it: the number or id, without the instant that tells a recreated
+/// parameter's version 1 from the first one.
+pub fn shown_version(version: &str) -> &str {
+    version.split('@').next().unwrap_or(version)
 }
 
 /// The answer for one name in a batch fetch.

@@ -65,6 +65,16 @@ fn describe_filter(key: &str, option: &str, values: &[String]) -> Result<Paramet
         .map_err(|e| Error::Service(e.to_string()))
 }
 
+/// A parameter's version as compared by refreshes: its number and its last-modified instant in
+/// milliseconds (`3@1764700000123`), since a parameter deleted and created again starts at
+/// version 1 again (see [`crate::provider::same_version`]).
+fn version_token(version: i64, modified: Option<&aws_sdk_ssm::primitives::DateTime>) -> String {
+    match modified.and_then(|at| at.to_millis().ok()) {
+        Some(millis) => format!("{version}@{millis}"),
+        None => version.to_string(),
+    }
+}
+
 /// The text of a parameter value; parameters hold UTF-8 text only.
 fn parameter_text(bytes: &SecretBytes) -> Result<&str> {
     std::str::from_utf8(bytes.as_slice()).map_err(|_| Error::InvalidInput("parameter values must be UTF-8 text".into()))
@@ -142,7 +152,7 @@ impl ParameterStore {
             let fetched = Fetched {
                 bytes: SecretBytes::new(parameter.value().unwrap_or_default().as_bytes().to_vec()),
                 kind,
-                version: Some(parameter.version().to_string()),
+                version: Some(version_token(parameter.version(), parameter.last_modified_date())),
                 last_modified: to_system_time(parameter.last_modified_date()),
                 meta: Metadata { arn: parameter.arn().map(str::to_string), stages: Vec::new() },
             };
@@ -212,7 +222,8 @@ impl Provider for ParameterStore {
                     let page = self.caller.send("DescribeParameters", || request.clone().send()).await?;
                     for parameter in page.parameters() {
                         if let Some(name) = parameter.name() {
-                            versions.insert(name.to_string(), parameter.version().to_string());
+                            let token = version_token(parameter.version(), parameter.last_modified_date());
+                            versions.insert(name.to_string(), token);
                             if plain.len() == 1 {
                                 let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
                                 checked.insert(name.to_string(), parameter.clone());
