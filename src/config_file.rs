@@ -227,4 +227,29 @@ dir-mode = "0750"
         let err = parse("[[on-change]]\npath = \"ps/**\"\ncommand = \"nginx -s reload\"\n", known).unwrap_err();
         assert_eq!(err, "1: on-change `command` has a bad value");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(2000), failure_persistence: None, ..Default::default() })]
+
+        /// Fuzzing: any text, and any mix of known keys, tables and values, is parsed or refused
+        /// with a line number; nothing panics.
+        #[test]
+        fn any_config_text_is_parsed_or_refused_with_a_line(
+            lines in proptest::collection::vec(
+                proptest::prop_oneof![
+                    ".{0,40}",
+                    "(region|cache-ttl|services|file-mode|read-only|allow-other|config|nope) = (\"[a-z0-9-]{0,8}\"|[0-9]{1,6}|true|false|\\[\"ps\"\\]|-1)",
+                    "\\[\\[(rule|on-change)\\]\\]",
+                    "(path|uid|gid|mode|dir-mode|ttl|command|debounce-ms) = (\"[*a-z/]{0,10}\"|[0-9]{1,5}|\\[\"x\"\\]|-3)",
+                ],
+                0..12,
+            )
+        ) {
+            let text = lines.join("\n");
+            if let Err(message) = parse(&text, known) {
+                let line: Option<usize> = message.split(':').next().and_then(|n| n.trim().parse().ok());
+                proptest::prop_assert!(line.is_some(), "no line number in {message:?}");
+            }
+        }
+    }
 }

@@ -156,4 +156,26 @@ mod tests {
         assert!(translate(&args(&["secretfs", "aws", "/m", "-o", "region"]), known).unwrap().is_err());
         assert!(translate(&args(&["secretfs", "aws"]), known).unwrap().is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(2000), failure_persistence: None, ..Default::default() })]
+
+        /// Fuzzing: any mount.fuse option string is translated or refused; nothing panics, and
+        /// a translation only ever holds options that exist.
+        #[test]
+        fn any_option_string_is_translated_or_refused(
+            options in proptest::collection::vec(
+                proptest::prop_oneof![".{0,20}", "(region|cache-ttl|uid|file-mode|local|services|read-only|allow-other|rw|ro|noauto|_netdev|x-systemd.automount|nope)(=[a-z0-9,=:/]{0,10})?"],
+                0..8,
+            )
+        ) {
+            let joined = options.join(",");
+            if let Some(Ok(translated)) = translate(&args(&["secretfs", "aws", "/mnt/s", "-o", &joined]), known) {
+                for word in translated.iter().filter_map(|w| w.to_str()?.strip_prefix("--")) {
+                    let name = word.split('=').next().unwrap_or(word);
+                    proptest::prop_assert!(known(name).is_some() || name == "foreground", "{name} is not an option");
+                }
+            }
+        }
+    }
 }

@@ -254,7 +254,7 @@ fn allowed(model: &Model, name: &str, read: &Result<String, Error>) -> Result<()
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(1000), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn the_core_shows_what_the_freshness_rules_allow(steps in proptest::collection::vec(step(), 1..40)) {
