@@ -191,3 +191,36 @@ fn the_background_daemon_leaves_the_directory_terminal_and_descriptors_of_its_st
     assert_eq!(fields[3], pid.to_string(), "its own session (setsid), so no controlling terminal");
     assert_eq!(fields[4], "0", "no controlling terminal");
 }
+
+/// The fields of `/proc/PID/status` named `key`.
+fn proc_status(pid: u32, key: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status.lines().find_map(|line| line.strip_prefix(&format!("{key}:"))).unwrap_or_default().trim().to_string()
+}
+
+#[test]
+fn a_root_daemon_keeps_only_the_capability_to_unmount_and_can_gain_none() {
+    let (_dir, store) = mount::local_copy();
+    let m = Mounted::start(&["--local", store.to_str().unwrap(), "--file-mode", "0600"], &[]);
+    let pid = m.pid();
+    // CAP_SYS_ADMIN (21) to unmount at exit, CAP_DAC_OVERRIDE (1) for a local store.
+    let kept = (1u64 << 21) | (1u64 << 1);
+    for set in ["CapEff", "CapPrm", "CapBnd"] {
+        assert_eq!(u64::from_str_radix(&proc_status(pid, set), 16).unwrap(), kept, "{set}");
+    }
+    assert_eq!(proc_status(pid, "CapInh"), "0000000000000000");
+    assert_eq!(proc_status(pid, "NoNewPrivs"), "1");
+    // It still serves, writes, refreshes, reports, logs and stops cleanly.
+    assert_eq!(m.read("ps/prod/db/host").unwrap(), "db.prod.internal");
+    std::fs::write(m.path("ps/prod/db/port"), "6543").unwrap();
+    assert!(std::fs::read_to_string(&store).unwrap().contains("6543"));
+    m.signal(libc::SIGHUP);
+    assert!(m.read(".secretfs/status").unwrap().contains("ps: reachable"));
+    // SIGTERM: the daemon unmounts its own mount (the capability it kept) and exits 0.
+    let mut m = m;
+    m.signal(libc::SIGTERM);
+    let (code, log) = m.wait_exit();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(!is_mounted(&m.dir), "the daemon left its mount behind");
+    assert!(log.contains("updated ps /prod/db/port"), "{log}");
+}

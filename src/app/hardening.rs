@@ -1,5 +1,5 @@
 //! Keeping secrets inside the process: no core dumps, no ptrace by other users' processes,
-//! optionally no swap.
+//! optionally no swap; and, for a root daemon, no privilege beyond what it needs.
 
 use crate::error::{Error, Result};
 
@@ -38,6 +38,44 @@ pub fn harden(lock_memory: bool) -> Result<()> {
             "--lock-memory: cannot lock the daemon's memory ({}); raise `ulimit -l` or LimitMEMLOCK=",
             std::io::Error::last_os_error()
         )));
+    }
+    Ok(())
+}
+
+/// Give up every capability but those the daemon needs from now on, and the ability to gain
+/// any (no_new_privs), before any other thread starts (capabilities are per thread; threads
+/// started later inherit these). Kept: `CAP_SYS_ADMIN` to mount, and to unmount its own mount
+/// at exit; `CAP_IPC_LOCK` with `--lock-memory` (pages are locked as they are first touched);
+/// `CAP_DAC_OVERRIDE` with a local store (its file may belong to another user). A daemon not run
+/// as root has no capabilities, and is left as it is: its unmount goes through the setuid
+/// `fusermount3`, which no_new_privs would stop.
+pub fn drop_privileges(lock_memory: bool, local_store: bool) -> Result<()> {
+    use caps::{CapSet, Capability, CapsHashSet};
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let mut keep = CapsHashSet::from([Capability::CAP_SYS_ADMIN]);
+    if lock_memory {
+        keep.insert(Capability::CAP_IPC_LOCK);
+    }
+    if local_store {
+        keep.insert(Capability::CAP_DAC_OVERRIDE);
+    }
+    let failed = |what: &str, err: caps::errors::CapsError| {
+        Error::Config(format!("cannot drop the daemon's privileges ({what}: {err})"))
+    };
+    let bounding = caps::read(None, CapSet::Bounding).map_err(|e| failed("reading the bounding set", e))?;
+    for cap in bounding.difference(&keep) {
+        caps::drop(None, CapSet::Bounding, *cap).map_err(|e| failed("bounding set", e))?;
+    }
+    caps::clear(None, CapSet::Ambient).map_err(|e| failed("ambient set", e))?;
+    caps::clear(None, CapSet::Inheritable).map_err(|e| failed("inheritable set", e))?;
+    caps::set(None, CapSet::Effective, &keep).map_err(|e| failed("effective set", e))?;
+    caps::set(None, CapSet::Permitted, &keep).map_err(|e| failed("permitted set", e))?;
+    // SAFETY: a plain prctl on this process.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(Error::Config(format!("cannot set no_new_privs: {}", std::io::Error::last_os_error())));
     }
     Ok(())
 }

@@ -113,7 +113,10 @@ pub fn mount(mut config: MountConfig) -> Result<()> {
         config.source = Source::Local(absolute);
     }
     let mut reporter = if config.foreground { daemon::Reporter::foreground() } else { daemon::fork_and_wait()? };
-    if let Err(err) = hardening::harden(config.lock_memory) {
+    let local_store = matches!(config.source, Source::Local(_));
+    let hardened = hardening::harden(config.lock_memory)
+        .and_then(|()| hardening::drop_privileges(config.lock_memory, local_store));
+    if let Err(err) = hardened {
         reporter.report(&Err(err.clone()));
         return Err(err);
     }
