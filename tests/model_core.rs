@@ -94,6 +94,15 @@ impl Model {
         }
     }
 
+    /// How far back what the filesystem shows may lag: two TTLs (served fresh, then served
+    /// while a refresh runs) and the negative-cache period; after an outage, TTL + max-stale.
+    fn window(&self) -> Duration {
+        match self.outage_within(TTL + MAX_STALE) {
+            true => TTL + MAX_STALE + NEGATIVE_TTL,
+            false => TTL * 2 + NEGATIVE_TTL,
+        }
+    }
+
     /// The states `name` held at any instant of the last `span`.
     fn held_within(&self, name: &str, span: Duration) -> Vec<Option<String>> {
         let since = self.now.saturating_sub(span.as_millis() as u64);
@@ -189,9 +198,9 @@ fn check(steps: &[Step]) -> Result<(), TestCaseError> {
                     }
                     // A failed write leaves the service as it was.
                     Err(Error::Transient(_)) if model.outage_within(MAX_BACKOFF * 2) => {}
-                    Err(Error::NotFound)
-                        if model.current(NAMES[*n]).is_none()
-                            || model.held_within(NAMES[*n], TTL * 2 + NEGATIVE_TTL).contains(&None) => {}
+                    // Absent within the window the rules allow stale knowledge for (an absence
+                    // is served through an outage like a value).
+                    Err(Error::NotFound) if model.held_within(NAMES[*n], model.window()).contains(&None) => {}
                     Err(err) => return Err(fail(format!("write failed: {err:?}"))),
                 }
                 prop_assert_eq!(
@@ -241,8 +250,7 @@ fn check(steps: &[Step]) -> Result<(), TestCaseError> {
 
 /// Whether a read of `name` answering `read` is allowed now.
 fn allowed(model: &Model, name: &str, read: &Result<String, Error>) -> Result<(), String> {
-    let healthy_span = TTL * 2 + NEGATIVE_TTL;
-    let span = if model.outage_within(TTL + MAX_STALE) { TTL + MAX_STALE + NEGATIVE_TTL } else { healthy_span };
+    let span = model.window();
     let held = model.held_within(name, span);
     match read {
         Ok(value) if held.contains(&Some(value.clone())) => Ok(()),
