@@ -84,11 +84,12 @@ impl ServiceCache {
         let inner = &self.inner;
         let now = inner.runtime.clock.now();
         let ttl = inner.value_ttl(name);
-        let (decision, batches, own_flight) = {
+        let (decision, batches, own_flight, past_ttl) = {
             let mut values = lock(&inner.values);
             let slot = values.entry(name.to_string()).or_insert_with(|| Slot::new(now));
             slot.last_read = now;
             let decision = slot.decide(now, ttl, &inner.policy);
+            let past_ttl = slot.age(now).is_some_and(|age| age >= ttl);
             if matches!(decision, Decision::Wait(_) | Decision::Fetch) {
                 memory_only::may_wait()?;
             }
@@ -100,15 +101,17 @@ impl ServiceCache {
                 _ => Vec::new(),
             };
             let own_flight = values.get(name).and_then(|s| s.flight.clone());
-            (decision, batches, own_flight)
+            (decision, batches, own_flight, past_ttl)
         };
         let mut batches = batches.into_iter();
         let counters = &inner.counters;
         match &decision {
-            Decision::Serve(_) => Counters::add(&counters.hits, 1),
-            Decision::ServeAndRefresh(_) => {
+            // Served from memory; past its TTL (an outage, a refresh under way) it is stale.
+            Decision::Serve(_) | Decision::ServeAndRefresh(_) => {
                 Counters::add(&counters.hits, 1);
-                Counters::add(&counters.stale_serves, 1);
+                if past_ttl {
+                    Counters::add(&counters.stale_serves, 1);
+                }
             }
             Decision::Wait(_) | Decision::Fetch => Counters::add(&counters.misses, 1),
             Decision::Fail(_) => {}
