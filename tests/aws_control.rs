@@ -93,6 +93,17 @@ fn writing_a_path_to_the_refresh_file_fetches_it_again_once_for_every_writer() {
     // Failures come back from write(), which is what a shell reports.
     let missing = refresh(&m, "ps/app/nope");
     assert!(String::from_utf8_lossy(&missing.stderr).contains("No such file or directory"), "{missing:?}");
+    // A name created out of band while the mount remembers it as missing: a refresh finds it.
+    aws.put_parameter("/app/nope", "created", ParameterType::String);
+    assert_eq!(m.read("ps/app/nope").unwrap_err().raw_os_error(), Some(libc::ENOENT), "remembered as missing");
+    assert!(refresh(&m, "ps/app/nope").status.success());
+    assert_eq!(m.read("ps/app/nope").unwrap(), "created");
+    // And a write to a name remembered as missing but created meanwhile replaces its value.
+    assert_eq!(m.read("ps/app/late").unwrap_err().raw_os_error(), Some(libc::ENOENT));
+    aws.put_parameter("/app/late", "theirs", ParameterType::String);
+    let written = bash(&format!("printf mine > {} && sync {0}", m.path("ps/app/late").display()));
+    assert!(written.status.success(), "{written:?}");
+    assert_eq!(aws.parameter("/app/late"), "mine");
     let outside = refresh(&m, "etc/passwd");
     assert!(String::from_utf8_lossy(&outside.stderr).contains("Invalid argument"), "{outside:?}");
 

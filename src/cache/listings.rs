@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::changes::{ChangeKind, Origin};
 use super::memory_only;
@@ -208,6 +208,7 @@ impl Inner {
     /// List the names starting with `prefix` (its slot's flight is set), merge them into the
     /// tree, and finish the flight.
     pub(super) fn run_listing(&self, prefix: &str) {
+        let started = self.runtime.clock.now();
         let result = catch_unwind(AssertUnwindSafe(|| self.provider.list(prefix)))
             .unwrap_or_else(|_| Err(Error::Transient("listing aborted".into())))
             .map(|names| Arc::new(Listing { names }));
@@ -215,7 +216,7 @@ impl Inner {
         let now = self.runtime.clock.now();
         let (mut added, mut removed) = (Vec::new(), Vec::new());
         if let Ok(listing) = &result {
-            (added, removed) = self.merge(prefix, &listing.names);
+            (added, removed) = self.merge(prefix, &listing.names, started);
         }
         {
             let mut listings = lock(&self.listings);
@@ -250,13 +251,19 @@ impl Inner {
 
     /// Replace the known names starting with `prefix` by `listed`; returns the names that came
     /// and the names that left.
-    fn merge(&self, prefix: &str, listed: &[Listed]) -> (Vec<String>, Vec<String>) {
+    fn merge(&self, prefix: &str, listed: &[Listed], started: Instant) -> (Vec<String>, Vec<String>) {
         let now_listed: HashSet<&str> = listed.iter().map(|l| l.name.as_str()).collect();
         let mut tree = lock(&self.tree);
+        // A name learned while this listing ran (created through the mount, read by exact name)
+        // may be missing from it without being gone.
+        let learned_since: HashSet<String> =
+            tree.learned.iter().filter(|(_, at)| **at >= started).map(|(name, _)| name.clone()).collect();
+        tree.learned.retain(|_, at| *at >= started);
         let removed: Vec<String> = tree
             .names
             .keys()
             .filter(|name| under_prefix(prefix, name) && !now_listed.contains(name.as_str()))
+            .filter(|name| !learned_since.contains(*name))
             .cloned()
             .collect();
         for name in &removed {
@@ -281,8 +288,10 @@ impl Inner {
 
     /// Add names learned outside a listing (created, or read by exact name).
     pub(super) fn add_names(&self, listed: Vec<Listed>) {
+        let now = self.runtime.clock.now();
         let mut tree = lock(&self.tree);
         for entry in listed {
+            tree.learned.insert(entry.name.clone(), now);
             tree.insert(&self.prefix, entry);
         }
     }

@@ -126,6 +126,9 @@ pub struct Listing {
 struct Tree {
     names: BTreeMap<String, Listed>,
     namespace: Arc<Namespace>,
+    /// Names learned outside a listing, and when: a listing that started before must not drop
+    /// them (it could not have seen them). Cleared by the next listing's merge.
+    learned: HashMap<String, std::time::Instant>,
 }
 
 struct Inner {

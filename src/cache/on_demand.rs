@@ -1,7 +1,8 @@
 //! Refreshes a user asks for (the control directory's `refresh` file): fetch named values again
 //! now, and list a directory again, returning once the answers have landed. Readers and other
 //! refreshes of the same name share one call; a name backing off after failures answers its
-//! last failure without a call, and every call goes through the service's rate limit.
+//! last failure without a call (a name remembered as missing is asked again), and every call
+//! goes through the service's rate limit.
 
 use std::sync::Arc;
 
@@ -65,7 +66,9 @@ impl ServiceCache {
                 slot.last_read = now;
                 let wait = match (&slot.flight, slot.in_backoff(now), &slot.error) {
                     (Some(flight), _, _) => Claimed::Flight(flight.clone()),
-                    (None, true, Some(err)) => Claimed::Failed(err.clone()),
+                    // A name backing off after failures answers its failure; one remembered as
+                    // missing is asked again (it may have been created: that is why one asks).
+                    (None, true, Some(err)) if *err != Error::NotFound => Claimed::Failed(err.clone()),
                     _ => {
                         let flight = Arc::new(Flight::default());
                         slot.flight = Some(flight.clone());

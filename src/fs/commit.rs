@@ -42,7 +42,14 @@ impl SecretFs {
             Target::Memory => return Ok(()),
             Target::NewName(_) if buffer.data.is_empty() => return Ok(()),
             Target::NewName(name) => {
-                self.create_value(buffer.service, &name, &buffer.data).inspect_err(|_| self.abandon(buffer))?;
+                let created = match self.create_value(buffer.service, &name, &buffer.data) {
+                    // Created out of band since the mount last looked (it was answered as
+                    // missing): the file existed, so the new content replaces its value, as a
+                    // write to an existing file does.
+                    Err(Error::AlreadyExists) => self.replace_value(buffer.service, &name, &buffer.data),
+                    other => other,
+                };
+                created.inspect_err(|_| self.abandon(buffer))?;
                 buffer.target = Target::Stored { name, part: Part::Whole };
             }
             Target::Stored { name, part } => {
@@ -79,6 +86,15 @@ impl SecretFs {
     ) -> Result<()> {
         let cache = self.cache(service).ok_or(Error::NotFound)?;
         cache.edit(name, Box::new(move |current: &Fetched| edit(current.bytes.as_slice()))).map(drop)
+    }
+
+    /// Replace the whole value of the existing `name` with `data`, and show the name (it was
+    /// not known to exist).
+    fn replace_value(&self, service: Service, name: &str, data: &[u8]) -> Result<()> {
+        let data = zeroize::Zeroizing::new(data.to_vec());
+        self.edit_value(service, name, move |_| Ok(data.to_vec()))?;
+        let cache = self.cache(service).ok_or(Error::NotFound)?;
+        cache.discover_exact(name, false).map(drop)
     }
 
     /// Create `name` holding `data`: a parameter of the configured type, or a string secret

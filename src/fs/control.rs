@@ -282,7 +282,23 @@ impl SecretFs {
             return self.services.iter().try_for_each(|(service, _)| self.refresh_path(service.dir_name(), by));
         };
         let cache = self.cache(service).ok_or(Error::NotFound)?;
-        let resolved = self.resolve(&path)?;
+        let resolved = match self.resolve(&path) {
+            // Not known to exist (it may have been created since the mount last looked): ask
+            // for the name itself and list its directory again, then look once more.
+            Err(Error::NotFound) if !path.parts.is_empty() => {
+                if !self.may_read(&path.mount_path(), NodeKind::File, by) {
+                    return Err(Error::AccessDenied(format!("{line}: not readable by uid {}", by.uid)));
+                }
+                let name = format!("{}{}", cache.prefix(), path.parts.join("/"));
+                let parent = dir_prefix(cache.prefix(), &path.parts[..path.parts.len() - 1]);
+                match cache.refresh_now(&[name], Some(&parent)) {
+                    Ok(()) | Err(Error::NotFound) => {}
+                    Err(err) => return Err(err),
+                }
+                self.resolve(&path)?
+            }
+            other => other?,
+        };
         let kind = if resolved.is_dir() { NodeKind::Dir } else { NodeKind::File };
         if !self.may_read(&path.mount_path(), kind, by) {
             return Err(Error::AccessDenied(format!("{line}: not readable by uid {}", by.uid)));
