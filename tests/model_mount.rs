@@ -22,10 +22,11 @@ use mount::Mounted;
 
 const NAMES: [&str; 3] = ["/m/a", "/m/b", "/m/c"];
 const STEPS: usize = 300;
+/// The mount's `--cache-ttl`.
 const TTL: Duration = Duration::from_secs(2);
 /// What the filesystem may lag: two TTLs, the negative-cache period (the TTL here) and slack
 /// for a loaded machine's clock.
-const WINDOW: Duration = Duration::from_secs(2 * 2 + 2 + 3);
+const WINDOW: Duration = Duration::from_secs(2 * TTL.as_secs() + TTL.as_secs() + 3);
 /// The longest a step may take: `--timeout 1` plus a margin, and slack.
 const STEP_BOUND: Duration = Duration::from_secs(10);
 
@@ -76,7 +77,8 @@ fn a_real_mount_shows_what_the_freshness_rules_allow_and_never_hangs() {
     }
     let mut model =
         Model(NAMES.iter().map(|name| (*name, vec![(Instant::now(), Some("initial".to_string()))])).collect());
-    let args = ["--cache-ttl", "2", "--timeout", "1", "--retries", "1", "--file-mode", "0600", "--allow-delete"];
+    let ttl = TTL.as_secs().to_string();
+    let args = ["--cache-ttl", &ttl, "--timeout", "1", "--retries", "1", "--file-mode", "0600", "--allow-delete"];
     let m = Mounted::start(&args, &moto.env());
     let abort = abort_file(&m.dir);
     let mut slowest = Duration::ZERO;
