@@ -11,6 +11,8 @@ mod bounded;
 mod moto;
 #[path = "common/mount.rs"]
 mod mount;
+#[path = "common/rng.rs"]
+mod rng;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -19,6 +21,7 @@ use aws_sdk_ssm::types::ParameterType;
 use bounded::{abort_file, bounded, Bounded};
 use moto::{Aws, Moto};
 use mount::Mounted;
+use rng::Rng;
 
 const NAMES: [&str; 3] = ["/m/a", "/m/b", "/m/c"];
 const STEPS: usize = 300;
@@ -29,18 +32,6 @@ const TTL: Duration = Duration::from_secs(2);
 const WINDOW: Duration = Duration::from_secs(2 * TTL.as_secs() + TTL.as_secs() + 3);
 /// The longest a step may take: `--timeout 1` plus a margin, and slack.
 const STEP_BOUND: Duration = Duration::from_secs(10);
-
-/// A small deterministic generator (xorshift), so a seed replays a run.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 /// The service's history of each name: (when, value or absent).
 struct Model(BTreeMap<&'static str, Vec<(Instant, Option<String>)>>);
@@ -65,11 +56,8 @@ impl Model {
 
 #[test]
 fn a_real_mount_shows_what_the_freshness_rules_allow_and_never_hangs() {
-    let seed = std::env::var("MODEL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
-    });
-    eprintln!("MODEL_SEED={seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded_from("MODEL_SEED");
+    let seed = rng.state();
     let moto = Moto::start();
     let aws = Aws::new(&moto);
     for name in NAMES {

@@ -11,14 +11,17 @@ mod fault_proxy;
 mod moto;
 #[path = "common/mount.rs"]
 mod mount;
+#[path = "common/rng.rs"]
+mod rng;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws_sdk_ssm::types::ParameterType;
 use bounded::{abort_file, bounded, sh_bounded, Bounded};
 use fault_proxy::{Fault, FaultProxy};
 use moto::{Aws, Moto};
 use mount::Mounted;
+use rng::Rng;
 
 /// Longest any step may take: the `--timeout 1` of every AWS call, its retry, and room.
 const BOUND: Duration = Duration::from_secs(8);
@@ -70,19 +73,6 @@ fn sed_i_with_describe_secret_denied_returns() {
     assert!(!agents.is_empty() && agents.iter().all(|agent| agent.contains(version)), "{agents:?}");
 }
 
-/// A small deterministic generator (xorshift), seeded from the clock and printed, so a failing
-/// sequence can be replayed with `NO_HANG_SEED`.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 #[test]
 fn random_rotations_deletions_and_denials_never_hang_a_request() {
     let moto = Moto::start();
@@ -97,12 +87,8 @@ fn random_rotations_deletions_and_denials_never_hang_a_request() {
     let proxy = FaultProxy::start(moto.port);
     let m = Mounted::start(&FAST, &moto.env_via(proxy.endpoint()));
     let abort = abort_file(&m.dir);
-    let seed = std::env::var("NO_HANG_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
-    eprintln!("NO_HANG_SEED={seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded_from("NO_HANG_SEED");
+    let seed = rng.state();
     let denials = ["DescribeParameters", "GetParameters", "DescribeSecret", "BatchGetSecretValue", "GetSecretValue"];
     let started = Instant::now();
     let mut slowest = Duration::ZERO;
