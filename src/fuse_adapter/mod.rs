@@ -7,10 +7,12 @@
 //!   snapshot or buffer), and so are flush, fsync and release of handles that write nothing.
 //!   A read-only mount opens nothing (OPEN and OPENDIR answered ENOSYS once): reads answer
 //!   from the inode's fixed bytes, and readdir is tried from memory like lookup. `lookup`,
-//!   `getattr`, `open` and `opendir` are tried on them with every provider wait refused
+//!   `getattr`, `open`, `opendir`, `getxattr` and `listxattr` are tried on them with every
+//!   provider wait refused
 //!   (`cache::memory_only`): what memory can answer is answered there; what would wait on AWS
 //!   (a fetch, a listing, a version check) is handed to the runtime's blocking pool and
-//!   replied from there, as are commits and every change (setattr, create, mkdir, unlink,
+//!   replied from there, as are commits, writes to the control directory's refresh file (they
+//!   return once the refresh has landed) and every change (setattr, create, mkdir, unlink,
 //!   rmdir, rename). Requests for known values never queue behind slow calls.
 //! - A reader waits for a shared fetch or listing at most `--timeout` plus a margin
 //!   (`CacheSettings::patience`); a lookup waits for a listing at most a second before it asks
