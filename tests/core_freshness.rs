@@ -490,3 +490,19 @@ fn a_refresh_on_demand_fetches_at_once_lists_a_subtree_and_respects_backoff() {
     assert_eq!(h.read("ps/app/token").unwrap(), "tok-2", "the known value is still served");
     assert_eq!(h.cache.stats().refresh_requests, 1 + 3 + 2);
 }
+
+#[test]
+fn a_lone_value_expired_long_ago_costs_one_call() {
+    let h = Harness::new(1000);
+    for i in 0..60 {
+        h.ps.insert(&format!("/many/p{i:03}"), ValueKind::String, format!("v{i}"));
+    }
+    assert_eq!(h.read("ps/many/p000").unwrap(), "v0");
+    h.jobs.run_all();
+    let fetches = h.calls(FETCH_ACTION);
+    assert_eq!(fetches, 5, "a cold directory: its batch and four prefetched");
+    h.advance(TTL * 3);
+    assert_eq!(h.read("ps/many/p030").unwrap(), "v30");
+    h.jobs.run_all();
+    assert_eq!(h.calls(FETCH_ACTION), fetches + 1, "one batch (its expired siblings ride along), no prefetch");
+}

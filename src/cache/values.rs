@@ -95,7 +95,10 @@ impl ServiceCache {
             }
             let batches = match decision {
                 Decision::Fetch | Decision::ServeAndRefresh(_) => {
-                    let prefetch = matches!(decision, Decision::Fetch);
+                    // More batches only for a cold read (a directory being walked): a value
+                    // that was known and expired long ago costs its own batch only.
+                    let known = values.get(name).is_some_and(|slot| slot.value.is_some());
+                    let prefetch = matches!(decision, Decision::Fetch) && !known;
                     inner.plan(&mut values, name, siblings, now, prefetch)
                 }
                 _ => Vec::new(),
