@@ -242,7 +242,7 @@ impl Inner {
         if !removed.is_empty() {
             let mut values = lock(&self.values);
             for name in &removed {
-                values.remove(name);
+                self.forget_value(&mut values, name);
             }
         }
         self.announce(ChangeKind::Deleted, Origin::Service, removed);

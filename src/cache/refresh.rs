@@ -31,17 +31,17 @@ const LEAD_MIN: f64 = 0.05;
 const LEAD_SPREAD: f64 = 0.30;
 
 impl Inner {
-    /// How long before expiry `key`, fetched at `fetched_at`, is refreshed: between 5 % and
-    /// 35 % of the TTL, drawn again at each fetch, so values fetched together (a directory
+    /// How long before expiry `key`, fetched at `fetched_at` and fresh for `ttl`, is refreshed:
+    /// between 5 % and 35 % of its TTL, drawn again at each fetch, so values fetched together (a directory
     /// read) drift apart with every refresh instead of refreshing together forever.
-    fn lead(&self, key: &str, fetched_at: Option<Instant>) -> Duration {
-        self.policy.ttl.mul_f64(LEAD_MIN + LEAD_SPREAD * self.jitter((key, fetched_at)))
+    fn lead(&self, key: &str, fetched_at: Option<Instant>, ttl: Duration) -> Duration {
+        ttl.mul_f64(LEAD_MIN + LEAD_SPREAD * self.jitter((key, fetched_at)))
     }
 
     /// Whether a slot read within the last TTL (or watched) is near its expiry and free to refresh.
     fn due<T>(&self, key: &str, slot: &Slot<T>, ttl: Duration, now: Instant) -> bool {
         let read_recently = now.saturating_duration_since(slot.last_read) < self.policy.ttl || self.is_watched(key);
-        let near_expiry = slot.age(now).is_some_and(|age| age + self.lead(key, slot.fetched_at) >= ttl);
+        let near_expiry = slot.age(now).is_some_and(|age| age + self.lead(key, slot.fetched_at, ttl) >= ttl);
         read_recently && near_expiry && slot.flight.is_none() && !slot.in_backoff(now)
     }
 

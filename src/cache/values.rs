@@ -347,6 +347,14 @@ impl Inner {
         answer
     }
 
+    /// Forget the value of `name` (the name is gone). A fetch in flight for it is answered
+    /// "not found" now: its waiters must not wait for a landing that finds no slot.
+    pub(super) fn forget_value(&self, values: &mut Values, name: &str) {
+        if let Some(flight) = values.remove(name).and_then(|slot| slot.flight) {
+            flight.finish(Err(Error::NotFound));
+        }
+    }
+
     /// Store a value just written.
     pub(super) fn store(&self, name: &str, fetched: Fetched) {
         let now = self.runtime.clock.now();

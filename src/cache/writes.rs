@@ -92,7 +92,7 @@ impl ServiceCache {
         let _writer = self.inner.writers.acquire(name);
         self.inner.provider.delete(name)?;
         self.inner.remove_names(&[name.to_string()]);
-        lock(&self.inner.values).remove(name);
+        self.inner.forget_value(&mut lock(&self.inner.values), name);
         tracing::info!("deleted {} {name}", self.service().dir_name());
         self.inner.announce(ChangeKind::Deleted, Origin::Mount, [name.to_string()]);
         Ok(())
