@@ -266,11 +266,6 @@ impl ServiceCache {
         self.inner.refresh_due(false);
     }
 
-    /// How many values and listings are cached now.
-    pub fn entry_counts(&self) -> (usize, usize) {
-        (lock(&self.inner.values).len(), lock(&self.inner.listings).len())
-    }
-
     /// Refresh every known value and listing now, in the background (SIGHUP). Like any refresh,
     /// a transient failure keeps the values known.
     pub fn refresh_all(&self) {

@@ -186,7 +186,7 @@ impl SecretFs {
                 false => "read-write",
             }
         );
-        let _ = writeln!(text, "{}", self.status_line().split("; ").next().unwrap_or_default());
+        let _ = writeln!(text, "{}", self.process_line());
         for (service, cache) in &self.services {
             let stats = cache.stats();
             let outcomes = cache.provider().call_outcomes();

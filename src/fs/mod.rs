@@ -315,6 +315,17 @@ impl SecretFs {
     /// holds, open handles, the allocator's bytes in use, and per service the values and
     /// listings cached. Names and values never appear in it.
     pub fn status_line(&self) -> String {
+        let mut line = self.process_line();
+        for (service, cache) in &self.services {
+            let stats = cache.stats();
+            line.push_str(&format!("; {}: {} values, {} listings", service.dir_name(), stats.values, stats.listings));
+        }
+        line
+    }
+
+    /// The process part of [`SecretFs::status_line`]: inodes, open handles, heap and resident
+    /// memory.
+    fn process_line(&self) -> String {
         // SAFETY: mallinfo2 only reads the allocator's statistics.
         let heap = unsafe { libc::mallinfo2() };
         // SAFETY: sysconf only reads a constant of the system.
@@ -323,18 +334,13 @@ impl SecretFs {
             .ok()
             .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
             .map_or_else(|| "unknown".to_string(), |pages| format!("{} KiB", pages * page / 1024));
-        let mut line = format!(
+        format!(
             "inodes {}, open files {}, open directories {}, heap allocated {} KiB (the kernel request buffers included, mostly untouched), resident {resident}",
             self.inodes.len(),
             self.files.len(),
             self.dirs.len(),
             (heap.uordblks + heap.hblkhd) / 1024,
-        );
-        for (service, cache) in &self.services {
-            let stats = cache.stats();
-            line.push_str(&format!("; {}: {} values, {} listings", service.dir_name(), stats.values, stats.listings));
-        }
-        line
+        )
     }
 
     /// Attributes of `ino`; with an open handle, the size is that of the handle's snapshot. The
