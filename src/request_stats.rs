@@ -61,15 +61,15 @@ impl RequestStats {
     /// Count one request of `operation` (one of [`OPERATIONS`]; anything else counts as
     /// other), timed until the returned guard is dropped.
     pub fn start(self: &Arc<Self>, operation: &str) -> Timing {
-        let index = OPERATIONS.iter().position(|op| *op == operation).unwrap_or(OPERATIONS.len() - 1);
-        self.counts[index].fetch_add(1, Ordering::Relaxed);
-        Timing { stats: self.clone(), index, started: Instant::now() }
+        Timing { stats: self.clone(), index: self.count(operation), started: Instant::now() }
     }
 
-    /// Count one request of `operation` that is not timed (FORGET has no reply).
-    pub fn count(&self, operation: &str) {
+    /// Count one request of `operation` that is not timed (FORGET has no reply); returns its
+    /// index in [`OPERATIONS`].
+    pub fn count(&self, operation: &str) -> usize {
         let index = OPERATIONS.iter().position(|op| *op == operation).unwrap_or(OPERATIONS.len() - 1);
         self.counts[index].fetch_add(1, Ordering::Relaxed);
+        index
     }
 
     /// The requests seen so far: (operation, count), in [`OPERATIONS`] order.

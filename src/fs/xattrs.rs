@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use super::SecretFs;
 use crate::error::Result;
 use crate::inodes::Ino;
-use crate::provider::{shown_version, Fetched, ValueKind};
+use crate::provider::{shown_version, Fetched};
 
 /// The namespace of every attribute secretfs shows.
 pub const XATTR_PREFIX: &str = "user.secretfs.";
@@ -28,7 +28,7 @@ impl SecretFs {
 
 /// The attributes of one fetched value.
 fn attributes(fetched: &Fetched) -> Vec<(String, Vec<u8>)> {
-    let mut attributes = vec![("type", type_name(fetched.kind).to_string())];
+    let mut attributes = vec![("type", fetched.kind.name().to_string())];
     if let Some(version) = &fetched.version {
         attributes.push(("version", shown_version(version).to_string()));
     }
@@ -44,21 +44,10 @@ fn attributes(fetched: &Fetched) -> Vec<(String, Vec<u8>)> {
     attributes.into_iter().map(|(name, value)| (format!("{XATTR_PREFIX}{name}"), value.into_bytes())).collect()
 }
 
-/// How the service names the value's type: the parameter type, or a secret's string/binary.
-fn type_name(kind: ValueKind) -> &'static str {
-    match kind {
-        ValueKind::String => "String",
-        ValueKind::SecureString => "SecureString",
-        ValueKind::StringList => "StringList",
-        ValueKind::SecretString => "string",
-        ValueKind::SecretBinary => "binary",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::{Metadata, SecretBytes};
+    use crate::provider::{Metadata, SecretBytes, ValueKind};
 
     #[test]
     fn attributes_name_the_metadata_and_never_the_value() {

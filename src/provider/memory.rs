@@ -60,8 +60,10 @@ impl MemoryProvider {
     pub fn insert(&self, name: &str, kind: ValueKind, bytes: impl Into<Vec<u8>>) {
         // A name deleted and created again never gets a version it had before (as a Secrets
         // Manager VersionId, or a Parameter Store version with its instant).
-        let removed = self.removed.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied().unwrap_or(0);
-        let previous = self.get(name).and_then(|old| old.version?.parse::<u64>().ok()).unwrap_or(removed);
+        let previous = self
+            .get(name)
+            .and_then(|old| old.version?.parse::<u64>().ok())
+            .unwrap_or_else(|| self.removed_version(name));
         let fetched = Fetched {
             bytes: SecretBytes::new(bytes.into()),
             kind,
@@ -84,6 +86,11 @@ impl MemoryProvider {
             self.removed.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), version);
         }
         removed
+    }
+
+    /// The last version `name` had before it was deleted (0 if it never was).
+    fn removed_version(&self, name: &str) -> u64 {
+        self.removed.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied().unwrap_or(0)
     }
 
     /// The stored value of `name`, if any, without counting a call.
@@ -178,8 +185,7 @@ impl Provider for MemoryProvider {
         if values.contains_key(name) {
             return Err(Error::AlreadyExists);
         }
-        let removed = self.removed.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied().unwrap_or(0);
-        let (version, last_modified) = (Some((removed + 1).to_string()), Some(SystemTime::now()));
+        let (version, last_modified) = (Some((self.removed_version(name) + 1).to_string()), Some(SystemTime::now()));
         let fetched = Fetched { bytes, kind, version, last_modified, meta: Metadata::default() };
         values.insert(name.to_string(), fetched.clone());
         Ok(fetched)

@@ -70,6 +70,18 @@ pub enum ValueKind {
 }
 
 impl ValueKind {
+    /// How the service names it: the parameter type (`String`, `SecureString`, `StringList`),
+    /// or a secret's `string` or `binary`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ValueKind::String => "String",
+            ValueKind::SecureString => "SecureString",
+            ValueKind::StringList => "StringList",
+            ValueKind::SecretString => "string",
+            ValueKind::SecretBinary => "binary",
+        }
+    }
+
     /// Whether the value is text (and so may be expanded as a JSON object).
     pub fn is_text(self) -> bool {
         !matches!(self, ValueKind::SecretBinary)

@@ -63,13 +63,8 @@ impl PsFilter {
 
     /// Whether a value of `kind` passes (a KeyId filter is only checked by the listing).
     pub fn accepts(&self, kind: ValueKind) -> bool {
-        let name = match kind {
-            ValueKind::String => "String",
-            ValueKind::StringList => "StringList",
-            ValueKind::SecureString => "SecureString",
-            ValueKind::SecretString | ValueKind::SecretBinary => return true,
-        };
-        self.key != FilterKey::Type || self.values.iter().any(|value| value == name)
+        let secret = matches!(kind, ValueKind::SecretString | ValueKind::SecretBinary);
+        secret || self.key != FilterKey::Type || self.values.iter().any(|value| value == kind.name())
     }
 }
 
