@@ -286,9 +286,7 @@ impl SecretFs {
             // Not known to exist (it may have been created since the mount last looked): ask
             // for the name itself and list its directory again, then look once more.
             Err(Error::NotFound) if !path.parts.is_empty() => {
-                if !self.may_read(&path.mount_path(), NodeKind::File, by) {
-                    return Err(Error::AccessDenied(format!("{line}: not readable by uid {}", by.uid)));
-                }
+                self.readable(&path, NodeKind::File, by)?;
                 let name = format!("{}{}", cache.prefix(), path.parts.join("/"));
                 let parent = dir_prefix(cache.prefix(), &path.parts[..path.parts.len() - 1]);
                 match cache.refresh_now(&[name], Some(&parent)) {
@@ -299,10 +297,7 @@ impl SecretFs {
             }
             other => other?,
         };
-        let kind = if resolved.is_dir() { NodeKind::Dir } else { NodeKind::File };
-        if !self.may_read(&path.mount_path(), kind, by) {
-            return Err(Error::AccessDenied(format!("{line}: not readable by uid {}", by.uid)));
-        }
+        self.readable(&path, if resolved.is_dir() { NodeKind::Dir } else { NodeKind::File }, by)?;
         let (names, subtree) = match &resolved {
             Resolved::Root => (Vec::new(), None),
             Resolved::Tree { tree_path, value, value_is_dir, .. } => {
@@ -317,15 +312,20 @@ impl SecretFs {
         cache.refresh_now(&names, subtree.as_deref())
     }
 
-    /// Whether `by` may read the node at `mount_path` by its owner, group and mode (root may).
-    fn may_read(&self, mount_path: &str, kind: NodeKind, by: Requester) -> bool {
-        let (perm, uid, gid) = self.ownership_at(mount_path, kind);
+    /// `AccessDenied` unless `by` may read the node of `kind` at `path` by its owner, group and
+    /// mode (root may).
+    fn readable(&self, path: &NodePath, kind: NodeKind, by: Requester) -> Result<()> {
+        let mount_path = path.mount_path();
+        let (perm, uid, gid) = self.ownership_at(&mount_path, kind);
         let bits = match (by.uid == uid, by.gid == gid) {
             (true, _) => perm >> 6,
             (false, true) => perm >> 3,
             (false, false) => perm,
         };
-        by.uid == 0 || bits & 0o4 != 0
+        match by.uid == 0 || bits & 0o4 != 0 {
+            true => Ok(()),
+            false => Err(Error::AccessDenied(format!("{mount_path}: not readable by uid {}", by.uid))),
+        }
     }
 }
 
