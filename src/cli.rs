@@ -46,6 +46,8 @@ pub enum Command {
         /// The paths to refresh.
         paths: Vec<String>,
     },
+    #[command(flatten)]
+    Direct(crate::cli_direct::Direct),
     /// Unmount a secretfs mount (also a dead one left by a killed daemon).
     Unmount {
         /// The mount point to release.
@@ -91,7 +93,8 @@ pub enum ServiceName {
 }
 
 impl ServiceName {
-    fn service(self) -> Service {
+    /// The service.
+    pub fn service(self) -> Service {
         match self {
             ServiceName::Ps => Service::ParameterStore,
             ServiceName::Sm => Service::SecretsManager,
@@ -99,18 +102,10 @@ impl ServiceName {
     }
 }
 
+/// Where values come from and how AWS is asked: shared by `mount` and the commands that work
+/// without FUSE.
 #[derive(Args, Debug)]
-#[command(args_override_self = true)]
-pub struct MountArgs {
-    /// Empty directory to mount on.
-    pub mountpoint: PathBuf,
-    /// Read options and per-path owner rules from this TOML file; options given on the command
-    /// line override it.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Stay in the foreground (systemd, containers); logs go to stderr.
-    #[arg(short, long)]
-    pub foreground: bool,
+pub struct AwsArgs {
     /// AWS region (default: AWS_REGION or the profile's region).
     #[arg(long)]
     pub region: Option<String>,
@@ -136,12 +131,6 @@ pub struct MountArgs {
     /// Lifetime of the assumed role's credentials, in seconds.
     #[arg(long, value_name = "SECONDS", requires = "role_arn", value_parser = clap::value_parser!(u64).range(900..=43200))]
     pub role_duration: Option<u64>,
-    /// Do not check the credentials at mount (STS GetCallerIdentity).
-    #[arg(long)]
-    pub no_verify_credentials: bool,
-    /// Which services to show.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "ps,sm")]
-    pub services: Vec<ServiceName>,
     /// Seconds one AWS request may take, retries included; a cold read fails (EIO) after it.
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
@@ -165,6 +154,56 @@ pub struct MountArgs {
     /// that stage): AWSCURRENT, AWSPENDING, AWSPREVIOUS or a custom stage.
     #[arg(long, value_name = "STAGE", default_value = "AWSCURRENT")]
     pub version_stage: String,
+}
+
+impl AwsArgs {
+    /// The library's source for these arguments; `verify_credentials` asks STS once first.
+    pub fn into_source(self, verify_credentials: bool) -> Source {
+        let assume_role = self.role_arn.map(|role_arn| AssumeRole {
+            role_arn,
+            session_name: self.role_session_name,
+            external_id: self.external_id,
+            duration: self.role_duration.map(Duration::from_secs),
+        });
+        match self.local {
+            Some(path) => Source::Local(path),
+            None => Source::Aws(Box::new(AwsSettings {
+                region: self.region,
+                profile: self.profile,
+                endpoint_url: self.endpoint_url,
+                assume_role,
+                verify_credentials,
+                timeout: Duration::from_secs(self.timeout),
+                attempts: self.retries,
+                ps_max_tps: self.ps_max_tps,
+                sm_max_tps: self.sm_max_tps,
+                ps_options: PsOptions { decrypt: !self.no_decrypt, filters: self.ps_filter },
+                version_stage: self.version_stage,
+            })),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+#[command(args_override_self = true)]
+pub struct MountArgs {
+    /// Empty directory to mount on.
+    pub mountpoint: PathBuf,
+    /// Read options and per-path owner rules from this TOML file; options given on the command
+    /// line override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Stay in the foreground (systemd, containers); logs go to stderr.
+    #[arg(short, long)]
+    pub foreground: bool,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    /// Do not check the credentials at mount (STS GetCallerIdentity).
+    #[arg(long)]
+    pub no_verify_credentials: bool,
+    /// Which services to show.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "ps,sm")]
+    pub services: Vec<ServiceName>,
     /// Seconds a value or a listing is cached before it is fetched again.
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TTL.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub cache_ttl: u64,
@@ -265,28 +304,8 @@ impl MountArgs {
     pub fn into_config(self, rules: Vec<OwnerRule>, on_change: Vec<OnChangeRule>) -> MountConfig {
         // SAFETY: getuid/getgid cannot fail and have no preconditions.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        let assume_role = self.role_arn.map(|role_arn| AssumeRole {
-            role_arn,
-            session_name: self.role_session_name,
-            external_id: self.external_id,
-            duration: self.role_duration.map(Duration::from_secs),
-        });
-        let source = match self.local {
-            Some(path) => Source::Local(path),
-            None => Source::Aws(Box::new(AwsSettings {
-                region: self.region,
-                profile: self.profile,
-                endpoint_url: self.endpoint_url,
-                assume_role,
-                verify_credentials: !self.no_verify_credentials,
-                timeout: Duration::from_secs(self.timeout),
-                attempts: self.retries,
-                ps_max_tps: self.ps_max_tps,
-                sm_max_tps: self.sm_max_tps,
-                ps_options: PsOptions { decrypt: !self.no_decrypt, filters: self.ps_filter },
-                version_stage: self.version_stage,
-            })),
-        };
+        let timeout = Duration::from_secs(self.aws.timeout);
+        let source = self.aws.into_source(!self.no_verify_credentials);
         let mut services: Vec<Service> = self.services.iter().map(|s| s.service()).collect();
         services.sort();
         services.dedup();
@@ -299,7 +318,7 @@ impl MountArgs {
                 capacity: self.cache_size,
                 max_stale: Duration::from_secs(self.max_stale),
                 max_backoff: Duration::from_secs(self.max_backoff),
-                patience: Duration::from_secs(self.timeout) + PATIENCE_MARGIN,
+                patience: timeout + PATIENCE_MARGIN,
             },
             fs: FsConfig {
                 uid: self.uid.unwrap_or(uid),

@@ -52,6 +52,15 @@ pub enum Error {
     /// Answering would wait on a provider, on a thread that must not (see
     /// `cache::memory_only`); the request is retried where it may wait.
     WouldBlock,
+    /// Some of several items failed, each already named on stderr (`secretfs refresh`).
+    Partial(String),
+    /// `secretfs exec` could not start its program (`missing`: there is no such program).
+    CannotRun {
+        /// The system's reason.
+        reason: String,
+        /// The program was not found (exit 127, as shells say it; otherwise 126).
+        missing: bool,
+    },
 }
 
 /// Exit code of a usage error (clap's, as mount(8)'s "incorrect invocation").
@@ -77,18 +86,35 @@ impl Error {
             Error::Config(_) => libc::EINVAL,
             Error::AwsAccess(_) | Error::Mount(_) => libc::EIO,
             Error::WouldBlock => libc::EAGAIN,
+            Error::Partial(_) => libc::EIO,
+            Error::CannotRun { missing: true, .. } => libc::ENOENT,
+            Error::CannotRun { missing: false, .. } => libc::ENOEXEC,
         }
     }
 
-    /// The process exit code for this error, in the spirit of mount(8): 3 for a bad
-    /// configuration, 4 when AWS is unreachable or refuses the credentials, 32 when mounting
-    /// fails, 1 otherwise (2 is a usage error).
+    /// The process exit code for this error, one table for every command (README "Exit
+    /// codes"): 1 only for a name or key that does not exist (what `secretfs exists` answers)
+    /// and for a command that names several failures; 2 is a usage error (clap's); 126 and 127
+    /// as shells use them.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) => 3,
-            Error::AwsAccess(_) => 4,
+            Error::NotFound | Error::Partial(_) => 1,
+            Error::Config(_)
+            | Error::InvalidInput(_)
+            | Error::TooLarge
+            | Error::ReadOnly
+            | Error::NotADirectory
+            | Error::IsADirectory
+            | Error::AlreadyExists
+            | Error::NotEmpty
+            | Error::CrossDevice
+            | Error::NotPermitted => 3,
+            Error::AwsAccess(_) | Error::Transient(_) | Error::Credentials(_) | Error::WouldBlock => 4,
+            Error::AccessDenied(_) => 5,
+            Error::Service(_) | Error::BadHandle => 6,
             Error::Mount(_) => 32,
-            _ => 1,
+            Error::CannotRun { missing: true, .. } => 127,
+            Error::CannotRun { missing: false, .. } => 126,
         }
     }
 }
@@ -113,6 +139,8 @@ impl fmt::Display for Error {
             Error::CrossDevice => write!(f, "cannot be renamed in place"),
             Error::Config(m) | Error::AwsAccess(m) | Error::Mount(m) => write!(f, "{m}"),
             Error::WouldBlock => write!(f, "would wait on the service"),
+            Error::Partial(m) => write!(f, "{m}"),
+            Error::CannotRun { reason, .. } => write!(f, "cannot run it: {reason}"),
         }
     }
 }

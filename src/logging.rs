@@ -28,6 +28,20 @@ pub const DEFAULT_FILTER: &str =
     "info,aws_config=warn,aws_runtime=warn,aws_smithy_runtime=warn,hyper=warn,rustls=warn,fuser::reply=off";
 /// The filter of `--debug`.
 pub const DEBUG_FILTER: &str = "debug,aws_smithy_runtime=info,hyper=info,h2=info,rustls=info";
+/// The filter of a one-shot command (`get`, `exec`, ...): it reports its own failure in one
+/// line, so only errors beyond that are logged.
+pub const QUIET_FILTER: &str = "error";
+
+/// How much is logged without `SECRETFS_LOG`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verbosity {
+    /// [`QUIET_FILTER`].
+    Quiet,
+    /// [`DEFAULT_FILTER`].
+    Normal,
+    /// [`DEBUG_FILTER`].
+    Debug,
+}
 /// A log file is rotated when it reaches this size.
 pub const LOG_FILE_LIMIT: u64 = 10 * 1024 * 1024;
 /// Rotated log files kept (`secretfs.log.1` .. `.4`).
@@ -104,13 +118,17 @@ pub fn keeps_stderr() -> bool {
     KEEPS_STDERR.load(Ordering::SeqCst)
 }
 
-/// Install the subscriber once. `debug` stands for [`DEBUG_FILTER`] unless `SECRETFS_LOG` is set.
+/// Install the subscriber once, at `verbosity` unless `SECRETFS_LOG` is set.
 /// An invalid `SECRETFS_LOG` or an unusable target is an error for the user to fix.
-pub fn init(target: &LogTarget, debug: bool) -> Result<(), String> {
+pub fn init(target: &LogTarget, verbosity: Verbosity) -> Result<(), String> {
     let directives = match std::env::var(LOG_ENV) {
         Ok(value) if !value.trim().is_empty() => value,
-        _ if debug => DEBUG_FILTER.to_string(),
-        _ => DEFAULT_FILTER.to_string(),
+        _ => match verbosity {
+            Verbosity::Quiet => QUIET_FILTER,
+            Verbosity::Normal => DEFAULT_FILTER,
+            Verbosity::Debug => DEBUG_FILTER,
+        }
+        .to_string(),
     };
     let filter = EnvFilter::builder().parse(&directives).map_err(|e| format!("{LOG_ENV}={directives:?}: {e}"))?;
     let registry = tracing_subscriber::registry().with(filter);

@@ -1,11 +1,12 @@
 //! The `secretfs` binary: parse the command line and hand it to the library's composition root.
 
 mod cli;
+mod cli_direct;
 mod config_file;
 mod mount_helper;
 
 use clap::{CommandFactory, Parser};
-use secretfs::logging::LogTarget;
+use secretfs::logging::{LogTarget, Verbosity};
 
 fn main() {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -33,8 +34,13 @@ fn main() {
         _ => (LogTarget::Stderr, None),
     };
     let (target, fallback) = target;
-    let debug = matches!(&cli.command, cli::Command::Mount(args) if args.debug);
-    if let Err(err) = secretfs::logging::init(&target, debug) {
+    let verbosity = match &cli.command {
+        cli::Command::Mount(args) if args.debug => Verbosity::Debug,
+        cli::Command::Direct(command) if command.debug() => Verbosity::Debug,
+        cli::Command::Direct(_) => Verbosity::Quiet,
+        _ => Verbosity::Normal,
+    };
+    if let Err(err) = secretfs::logging::init(&target, verbosity) {
         eprintln!("secretfs: {err}");
         std::process::exit(secretfs::error::Error::Config(err).exit_code());
     }
@@ -43,6 +49,7 @@ fn main() {
     }
     let result = match cli.command {
         cli::Command::Mount(args) => secretfs::app::mount(args.into_config(file.rules, file.on_change)),
+        cli::Command::Direct(command) => std::process::exit(cli_direct::run(command)),
         cli::Command::Unmount { mountpoint, lazy } => secretfs::app::unmount(&mountpoint, lazy),
         cli::Command::Refresh { mountpoint, paths } => secretfs::app::refresh::refresh(&mountpoint, &paths),
         cli::Command::Completions { shell } => {

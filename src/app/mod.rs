@@ -2,6 +2,7 @@
 //! adapter, mounts it, and runs until a signal or an unmount ends the session.
 
 pub mod daemon;
+pub mod direct;
 pub mod hardening;
 pub mod mountpoint;
 pub mod on_change;
@@ -293,6 +294,7 @@ pub fn source_name(source: &Source) -> String {
     }
 }
 
+/// The Parameter Store and Secrets Manager providers of `source`.
 fn providers(source: &Source, bridge: &Bridge) -> Result<(Arc<dyn Provider>, Arc<dyn Provider>)> {
     match source {
         Source::Aws(settings) => {

@@ -27,7 +27,7 @@ pub fn refresh(mountpoint: &Path, paths: &[String]) -> Result<()> {
     }
     match failed {
         0 => Ok(()),
-        _ => Err(Error::Transient(format!("{failed} of {} path(s) not refreshed", paths.len()))),
+        _ => Err(Error::Partial(format!("{failed} of {} path(s) not refreshed", paths.len()))),
     }
 }
 

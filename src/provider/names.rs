@@ -11,36 +11,45 @@ pub const MAX_PARAMETER_LEVELS: usize = 15;
 /// Longest secret name Secrets Manager accepts.
 pub const MAX_SECRET_NAME_LEN: usize = 512;
 
-/// Check that `service` would accept `name` for a new parameter or secret.
+/// Check that `service` would accept `name` for a new parameter or secret: a valid name
+/// ([`check_name`]) outside the prefixes AWS reserves (`aws`, `ssm`).
 pub fn check_new_name(service: Service, name: &str) -> Result<()> {
-    let invalid =
-        |why: &str| Err(Error::InvalidInput(format!("{name:?} is not a valid {} name: {why}", title(service))));
-    match service {
-        Service::ParameterStore => {
-            if name.len() > MAX_PARAMETER_NAME_LEN {
-                return invalid("longer than 1011 characters");
-            }
-            if !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c)) {
-                return invalid("only letters, digits, `_ . - /` are allowed");
-            }
-            if name.trim_start_matches('/').split('/').count() > MAX_PARAMETER_LEVELS {
-                return invalid("deeper than 15 levels");
-            }
-            let first = name.trim_start_matches('/').to_ascii_lowercase();
-            if first.starts_with("aws") || first.starts_with("ssm") {
-                return invalid("names may not begin with `aws` or `ssm`");
-            }
-        }
-        Service::SecretsManager => {
-            if name.is_empty() || name.len() > MAX_SECRET_NAME_LEN {
-                return invalid("between 1 and 512 characters");
-            }
-            if !name.chars().all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c)) {
-                return invalid("only letters, digits, `/ _ + = . @ -` are allowed");
-            }
-        }
+    check_name(service, name)?;
+    let first = name.trim_start_matches('/').to_ascii_lowercase();
+    if service == Service::ParameterStore && (first.starts_with("aws") || first.starts_with("ssm")) {
+        return Err(invalid(service, name, "names may not begin with `aws` or `ssm`"));
     }
     Ok(())
+}
+
+/// Check that `name` could name a parameter or secret of `service` (length, characters and
+/// depth; AWS's own, such as `/aws/reference/secretsmanager/NAME`, included).
+pub fn check_name(service: Service, name: &str) -> Result<()> {
+    let problem = match service {
+        Service::ParameterStore if name.len() > MAX_PARAMETER_NAME_LEN => Some("longer than 1011 characters"),
+        Service::ParameterStore if !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c)) => {
+            Some("only letters, digits, `_ . - /` are allowed")
+        }
+        Service::ParameterStore if name.trim_start_matches('/').split('/').count() > MAX_PARAMETER_LEVELS => {
+            Some("deeper than 15 levels")
+        }
+        Service::ParameterStore if name.trim_matches('/').is_empty() => Some("empty"),
+        Service::SecretsManager if name.is_empty() || name.len() > MAX_SECRET_NAME_LEN => {
+            Some("between 1 and 512 characters")
+        }
+        Service::SecretsManager if !name.chars().all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c)) => {
+            Some("only letters, digits, `/ _ + = . @ -` are allowed")
+        }
+        _ => None,
+    };
+    match problem {
+        Some(why) => Err(invalid(service, name, why)),
+        None => Ok(()),
+    }
+}
+
+fn invalid(service: Service, name: &str, why: &str) -> Error {
+    Error::InvalidInput(format!("{name:?} is not a valid {} name: {why}", title(service)))
 }
 
 fn title(service: Service) -> &'static str {
@@ -62,6 +71,8 @@ mod tests {
         assert!(!ok("/aws/x") && !ok("/SSM/x") && !ok("awsome") && ok("/prod/aws"));
         assert!(ok(&"/a".repeat(15)) && !ok(&"/a".repeat(16)));
         assert!(!ok(&format!("/{}", "a".repeat(1011))));
+        assert!(check_name(Service::ParameterStore, "/aws/reference/secretsmanager/x").is_ok());
+        assert!(check_name(Service::ParameterStore, "/").is_err());
     }
 
     #[test]
