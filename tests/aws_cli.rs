@@ -183,8 +183,11 @@ fn update_keeps_how_values_are_stored_and_edits_one_key() {
                 .send(),
         )
         .unwrap();
-    let env = moto.env();
+    let proxy = FaultProxy::start(moto.port);
+    let env = moto.env_via(proxy.endpoint());
     assert_eq!(run(&env, &["update", "ps", "/app/described", "CANARY-v2"]).0, 0);
+    let calls = ["GetParameters", "DescribeParameters", "PutParameter"].map(|action| proxy.seen(action));
+    assert_eq!((calls, proxy.seen_all().values().sum::<u64>()), ([1, 1, 1], 3), "read, version check, update");
     assert_eq!(aws.parameter("/app/described"), "CANARY-v2");
     let described = aws.runtime.block_on(aws.ssm.describe_parameters().send()).unwrap();
     let parameter = described.parameters().iter().find(|p| p.name() == Some("/app/described")).unwrap();
