@@ -28,3 +28,7 @@ if ! .venv/bin/python -c 'import prometheus_client' >/dev/null 2>&1; then
     echo "== adding the Prometheus text parser to .venv"
     .venv/bin/pip install --quiet --disable-pip-version-check 'prometheus-client>=0.20,<1'
 fi
+if ! .venv/bin/python -c 'import dotenv, jproperties, yaml' >/dev/null 2>&1; then
+    echo "== adding python-dotenv, jproperties and PyYAML to .venv (view format round trips)"
+    .venv/bin/pip install --quiet --disable-pip-version-check 'python-dotenv>=1,<2' 'jproperties>=2,<3' 'PyYAML>=6,<7'
+fi

@@ -4,12 +4,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use secretfs::app::on_change::OnChangeRule;
+
+use crate::config_file::ConfigFile;
 use secretfs::app::{normalize_ps_prefix, normalize_sm_prefix, MountConfig, Source};
 use secretfs::cache::{
     CacheSettings, DEFAULT_CAPACITY, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_STALE, DEFAULT_TTL, PATIENCE_MARGIN,
 };
-use secretfs::fs::ownership::OwnerRule;
 use secretfs::fs::FsConfig;
 use secretfs::provider::aws::{
     AssumeRole, AwsSettings, DEFAULT_ATTEMPTS, DEFAULT_PS_TPS, DEFAULT_SM_TPS, DEFAULT_TIMEOUT,
@@ -301,7 +301,7 @@ fn parse_mode(text: &str) -> Result<u16, String> {
 
 impl MountArgs {
     /// The library's configuration for these arguments.
-    pub fn into_config(self, rules: Vec<OwnerRule>, on_change: Vec<OnChangeRule>) -> MountConfig {
+    pub fn into_config(self, file: ConfigFile) -> MountConfig {
         // SAFETY: getuid/getgid cannot fail and have no preconditions.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         let timeout = Duration::from_secs(self.aws.timeout);
@@ -329,13 +329,14 @@ impl MountArgs {
                 read_only: self.read_only,
                 allow_delete: self.allow_delete,
                 new_parameter_kind: self.new_parameter_type.kind(),
-                rules,
+                rules: file.rules,
+                views: file.views,
             },
             allow_other: self.allow_other,
             ps_prefix: normalize_ps_prefix(&self.ps_prefix),
             sm_prefix: normalize_sm_prefix(&self.sm_prefix),
             services,
-            on_change,
+            on_change: file.on_change,
             lock_memory: self.lock_memory,
         }
     }
@@ -350,7 +351,7 @@ mod tests {
     fn defaults_match_the_design() {
         let cli = Cli::parse_from(["secretfs", "mount", "/mnt/s"]);
         let Command::Mount(args) = cli.command else { panic!("not a mount") };
-        let config = args.into_config(Vec::new(), Vec::new());
+        let config = args.into_config(ConfigFile::default());
         assert_eq!(config.cache, CacheSettings::default());
         assert_eq!(config.services, Service::ALL);
         let Source::Aws(aws) = &config.source else { panic!("not AWS") };
@@ -365,7 +366,7 @@ mod tests {
     fn write_options() {
         let cli = Cli::parse_from(["secretfs", "mount", "/m", "--allow-delete", "--new-parameter-type", "stringlist"]);
         let Command::Mount(args) = cli.command else { panic!("not a mount") };
-        let config = args.into_config(Vec::new(), Vec::new());
+        let config = args.into_config(ConfigFile::default());
         assert!(config.fs.allow_delete);
         assert_eq!(config.fs.new_parameter_kind, ValueKind::StringList);
         assert!(Cli::try_parse_from(["secretfs", "mount", "/m", "--allow-delete", "--read-only"]).is_err());
@@ -407,7 +408,7 @@ mod freshness_option_tests {
             "5",
         ]);
         let Command::Mount(args) = cli.command else { panic!("not a mount") };
-        let config = args.into_config(Vec::new(), Vec::new());
+        let config = args.into_config(ConfigFile::default());
         assert_eq!(config.services, [Service::ParameterStore]);
         assert_eq!(config.cache.max_stale, Duration::from_secs(60));
         let Source::Aws(aws) = config.source else { panic!("not AWS") };

@@ -1,6 +1,7 @@
 //! `--config FILE`: a TOML file holding mount options under their long names
 //! (`region = "eu-west-1"`, `cache-ttl = 60`, `read-only = true`, `services = ["ps"]`) and
-//! `[[rule]]` tables of per-path owner, group and modes (first match wins). The options become
+//! `[[rule]]` tables of per-path owner, group and modes (first match wins), `[[on-change]]`
+//! commands and `[[view]]` rendered files. The options become
 //! command-line arguments placed before the user's own, so the command line overrides the file.
 //! Every error names the file, the line and the key.
 
@@ -9,6 +10,7 @@ use std::path::Path;
 
 use secretfs::app::on_change::{OnChangeRule, DEFAULT_DEBOUNCE};
 use secretfs::fs::ownership::OwnerRule;
+use secretfs::views::{Format, ViewSource, ViewSpec};
 use toml::{Spanned, Value};
 
 /// What a config file contributes.
@@ -20,6 +22,8 @@ pub struct ConfigFile {
     pub rules: Vec<OwnerRule>,
     /// On-change commands, in the order of the file.
     pub on_change: Vec<OnChangeRule>,
+    /// Rendered views, in the order of the file.
+    pub views: Vec<ViewSpec>,
 }
 
 /// Read `path`. `known` says whether a long option exists and whether it takes a value.
@@ -50,6 +54,10 @@ pub fn parse(text: &str, known: impl Fn(&str) -> Option<bool>) -> Result<ConfigF
         }
         if name == "on-change" {
             config.on_change = on_change(value.get_ref(), text, line)?;
+            continue;
+        }
+        if name == "view" {
+            config.views = views(value.get_ref(), text, line)?;
             continue;
         }
         if name == "config" {
@@ -131,6 +139,37 @@ fn on_change(value: &Value, text: &str, line: usize) -> Result<Vec<OnChangeRule>
             return Err(format!("{line}: an on-change rule needs a `path` glob and a `command` list"));
         }
         Ok(rule)
+    })
+}
+
+/// The `[[view]]` tables: `path` (relative to the mount root) and either `from` (a mount path)
+/// with `format` (env, dotenv, json, properties, yaml) or `template`.
+fn views(value: &Value, text: &str, line: usize) -> Result<Vec<ViewSpec>, String> {
+    each_table(value, text, line, "view", |line, table| {
+        let text_of = |key: &str| -> Result<Option<String>, String> {
+            match table.get(key) {
+                None => Ok(None),
+                Some(value) => {
+                    value.as_str().map(|s| Some(s.to_string())).ok_or(format!("{line}: view `{key}` is a string"))
+                }
+            }
+        };
+        if let Some(other) = table.keys().find(|k| !["path", "from", "format", "template"].contains(&k.as_str())) {
+            return Err(format!("{line}: unknown view key `{other}` (path, from, format, template)"));
+        }
+        let path = text_of("path")?.ok_or(format!("{line}: a view needs a `path`"))?;
+        let source = match (text_of("from")?, text_of("format")?, text_of("template")?) {
+            (Some(from), Some(format), None) => {
+                let format = Format::named(&format)
+                    .ok_or(format!("{line}: view format `{format}` is none of env, dotenv, json, properties, yaml"))?;
+                ViewSource::Members { from, format }
+            }
+            (None, None, Some(template)) => ViewSource::Template(template),
+            _ => return Err(format!("{line}: a view has `from` and `format`, or a `template`")),
+        };
+        let spec = ViewSpec { path, source };
+        spec.check().map_err(|e| format!("{line}: {e}"))?;
+        Ok(spec)
     })
 }
 

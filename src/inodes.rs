@@ -47,26 +47,23 @@ impl NodePath {
 
     /// Whether this is the control directory or a file in it.
     pub fn is_control(&self) -> bool {
-        self.service.is_none() && !self.parts.is_empty()
+        self.service.is_none() && self.parts.first().is_some_and(|first| first == CONTROL_DIR)
     }
 
-    /// The path of child `name` of this node.
+    /// The path of child `name` of this node. Below the root, outside the service and control
+    /// directories, any name makes a path (views may be there; the filesystem decides).
     pub fn child(&self, name: &str) -> Option<NodePath> {
-        let control = |parts: &[&str]| NodePath { service: None, parts: parts.iter().map(|p| p.to_string()).collect() };
-        match self.service {
-            None if self.parts.is_empty() && name == CONTROL_DIR => Some(control(&[CONTROL_DIR])),
-            None if self.parts.len() == 1 => CONTROL_FILES.contains(&name).then(|| control(&[CONTROL_DIR, name])),
-            None if !self.parts.is_empty() => None,
-            None => Service::ALL
-                .into_iter()
-                .find(|s| s.dir_name() == name)
-                .map(|service| NodePath { service: Some(service), parts: Vec::new() }),
-            Some(service) => {
-                let mut parts = self.parts.clone();
-                parts.push(name.to_string());
-                Some(NodePath { service: Some(service), parts })
+        if self.service.is_none() && self.parts.is_empty() {
+            if let Some(service) = Service::ALL.into_iter().find(|s| s.dir_name() == name) {
+                return Some(NodePath { service: Some(service), parts: Vec::new() });
             }
         }
+        if self.is_control() && (self.parts.len() > 1 || !CONTROL_FILES.contains(&name)) {
+            return None;
+        }
+        let mut parts = self.parts.clone();
+        parts.push(name.to_string());
+        Some(NodePath { service: self.service, parts })
     }
 
     /// The path inside the mount (`ps/prod/db/root`; empty for the root), for log lines and
@@ -286,7 +283,10 @@ mod tests {
         assert_eq!(table.lookup(ps.child("a").unwrap()), a);
         assert_ne!(table.lookup(ps.clone()), a);
         assert_eq!(table.path(a).unwrap().parent(), ps);
-        assert!(NodePath::root().child("nope").is_none());
+        let view = NodePath::root().child("views").unwrap();
+        assert_eq!((view.service, view.is_control()), (None, false), "outside services: views decide");
+        let control = NodePath::root().child(CONTROL_DIR).unwrap();
+        assert!(control.is_control() && control.child("status").is_some() && control.child("nope").is_none());
         assert!(table.path(Ino(999)).is_none());
     }
 

@@ -17,3 +17,4 @@ pub mod logging;
 pub mod namespace;
 pub mod provider;
 pub mod request_stats;
+pub mod views;

@@ -48,7 +48,7 @@ fn main() {
         tracing::warn!("{fallback}");
     }
     let result = match cli.command {
-        cli::Command::Mount(args) => secretfs::app::mount(args.into_config(file.rules, file.on_change)),
+        cli::Command::Mount(args) => secretfs::app::mount(args.into_config(file)),
         cli::Command::Direct(command) => std::process::exit(cli_direct::run(command)),
         cli::Command::Unmount { mountpoint, lazy } => secretfs::app::unmount(&mountpoint, lazy),
         cli::Command::Refresh { mountpoint, paths } => secretfs::app::refresh::refresh(&mountpoint, &paths),

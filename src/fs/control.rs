@@ -98,10 +98,8 @@ impl ControlNode {
 }
 
 impl SecretFs {
-    /// Attributes of the control node at `path`, its inode held for the kernel. On a read-only
-    /// mount (inodes pinned) a status or metrics file whose text changed gets a new inode, so
-    /// the kernel, which keeps a pinned inode's pages, reads the new text; the refresh file gets
-    /// a new inode at every lookup.
+    /// Attributes of the control node at `path`, its inode held for the kernel (see
+    /// [`SecretFs::generated_ino`]); the refresh file gets a new inode at every lookup.
     pub(super) fn control_lookup(&self, path: NodePath, node: ControlNode) -> Attr {
         if node == ControlNode::Refresh {
             // Each open gets an inode of its own: the kernel serialises writes to one inode, and
@@ -110,7 +108,15 @@ impl SecretFs {
         }
         let bytes = self.control_bytes(node);
         let size = bytes.len() as u64;
-        let Some(pinned) = &self.pinned else { return self.control_attr(self.inodes.lookup(path), node, size) };
+        let ino = self.generated_ino(path, bytes);
+        self.control_attr(ino, node, size)
+    }
+
+    /// The inode of the generated file (control file or view) at `path`, showing `bytes` now.
+    /// On a read-only mount (inodes pinned) a file whose text changed gets a new inode, so the
+    /// kernel, which keeps a pinned inode's pages, reads the new text.
+    pub(super) fn generated_ino(&self, path: NodePath, bytes: SecretBytes) -> Ino {
+        let Some(pinned) = &self.pinned else { return self.inodes.lookup(path) };
         let mut pinned = lock(pinned);
         if let Some(held) = self.inodes.find(&path) {
             if pinned.get(&held).is_some_and(|(shown, _)| *shown != bytes) {
@@ -119,7 +125,7 @@ impl SecretFs {
         }
         let ino = self.inodes.lookup(path);
         pinned.entry(ino).or_insert_with(|| (bytes, SystemTime::now()));
-        self.control_attr(ino, node, size)
+        ino
     }
 
     /// The attributes of control node `node` at `ino`, showing `size` bytes.

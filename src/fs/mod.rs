@@ -9,6 +9,7 @@ pub mod json_view;
 pub mod ownership;
 pub mod pending;
 pub mod resolve;
+mod views;
 pub mod write;
 pub mod xattrs;
 
@@ -59,6 +60,8 @@ pub struct FsConfig {
     pub new_parameter_kind: ValueKind,
     /// Per-path owner, group and modes (first match wins); the fields above are the default.
     pub rules: Vec<ownership::OwnerRule>,
+    /// Rendered views (`[[view]]` in the config file), checked.
+    pub views: Vec<crate::views::ViewSpec>,
 }
 
 impl FsConfig {
@@ -75,6 +78,7 @@ impl FsConfig {
             allow_delete: false,
             new_parameter_kind: ValueKind::SecureString,
             rules: Vec::new(),
+            views: Vec::new(),
         }
     }
 }
@@ -186,6 +190,7 @@ pub struct SecretFs {
     pinned: Option<Mutex<HashMap<Ino, (SecretBytes, SystemTime)>>>,
     started: SystemTime,
     requests: Arc<RequestStats>,
+    views: crate::views::Views,
 }
 
 impl SecretFs {
@@ -194,6 +199,7 @@ impl SecretFs {
     pub fn new(config: FsConfig, services: Vec<(Service, ServiceCache)>) -> Self {
         SecretFs {
             pinned: config.read_only.then(Mutex::default),
+            views: crate::views::Views::new(config.views.clone()),
             config,
             services,
             inodes: Arc::new(InodeTable::default()),
@@ -261,6 +267,9 @@ impl SecretFs {
         }
         if let Some(node) = ControlNode::at(&path) {
             return Ok(self.control_lookup(path, node));
+        }
+        if let Some(node) = self.views.at(&path) {
+            return self.view_lookup(path, node);
         }
         let resolved = self.resolve(&path)?;
         let Some(pinned) = &self.pinned else {
@@ -358,6 +367,9 @@ impl SecretFs {
             };
             return Ok(self.control_attr(ino, node, size));
         }
+        if let Some(node) = self.views.at(&path) {
+            return self.view_getattr(ino, &path, node, fh);
+        }
         let fh = fh.or_else(|| self.inodes.is_retired(ino).then(|| self.files.find(|f| f.ino == ino)).flatten());
         if let Some(node) = self.pending.get(&path) {
             return Ok(self.pending_attr(ino, &node));
@@ -390,6 +402,9 @@ impl SecretFs {
         }
         if let Some(node) = ControlNode::at(&path) {
             return self.control_open(ino, node, mode);
+        }
+        if let Some(node) = self.views.at(&path) {
+            return self.view_open(ino, &path, node, mode);
         }
         if let Some((bytes, _)) = self.pinned(ino).filter(|_| !mode.write) {
             return Ok(self.files.insert(OpenFile { ino, bytes, writer: None, append: false, refresh: None }));
@@ -537,6 +552,9 @@ impl SecretFs {
         if let Some(node) = ControlNode::at(&path) {
             return self.control_entries(ino, &path, node);
         }
+        if let Some(node) = self.views.at(&path) {
+            return self.view_entries(ino, &path, node);
+        }
         let mut entries = match self.pending.get(&path) {
             Some(PendingNode::Dir(_)) => self.dot_entries(ino, &path),
             Some(PendingNode::File(..)) => return Err(Error::NotADirectory),
@@ -575,6 +593,7 @@ impl SecretFs {
                     push(service.dir_name(), NodeKind::Dir);
                 }
                 push(crate::inodes::CONTROL_DIR, NodeKind::Dir);
+                entries.extend(self.view_children(path));
             }
             Resolved::Tree { tree_path, value, namespace, .. } => {
                 let known = namespace.root().descend(tree_path);
@@ -650,7 +669,7 @@ impl SecretFs {
     fn resolve(&self, path: &NodePath) -> Result<Resolved> {
         match path.service {
             None if path.parts.is_empty() => Ok(Resolved::Root),
-            None => Err(Error::NotPermitted),
+            None => Err(Error::NotFound),
             Some(service) => {
                 let cache = self.cache(service).ok_or(Error::NotFound)?;
                 resolve_in_service(cache, &path.parts, self.config.json_keys)
