@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config_file::ConfigFile;
-use secretfs::app::{normalize_ps_prefix, normalize_sm_prefix, MountConfig, Source};
+use secretfs::app::{normalize_ps_prefix, normalize_sm_prefix, MountConfig, Source, WarmCacheFiles};
 use secretfs::cache::{
     CacheSettings, DEFAULT_CAPACITY, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_STALE, DEFAULT_TTL, PATIENCE_MARGIN,
 };
@@ -246,6 +246,14 @@ pub struct MountArgs {
     /// Secrets Manager name prefix shown as sm/.
     #[arg(long, value_name = "PREFIX", default_value = "")]
     pub sm_prefix: String,
+    /// Keep an encrypted copy of what the cache holds in DIR (0700, made if missing), so a daemon
+    /// started while AWS is unreachable serves the last known values at once.
+    #[arg(long, value_name = "DIR", requires = "cache_key_file")]
+    pub cache_dir: Option<PathBuf>,
+    /// The key of --cache-dir: 32 random bytes, or 64 hex digits (mode 0400 or 0600, owned by
+    /// the daemon's user; systemd LoadCredential= works).
+    #[arg(long, value_name = "FILE", requires = "cache_dir")]
+    pub cache_key_file: Option<PathBuf>,
     /// Log at debug level (each FUSE operation, each AWS call); SECRETFS_LOG overrides.
     #[arg(long)]
     pub debug: bool,
@@ -337,6 +345,10 @@ impl MountArgs {
             sm_prefix: normalize_sm_prefix(&self.sm_prefix),
             services,
             on_change: file.on_change,
+            warm_cache: match (self.cache_dir, self.cache_key_file) {
+                (Some(dir), Some(key_file)) => Some(WarmCacheFiles { dir, key_file }),
+                _ => None,
+            },
             lock_memory: self.lock_memory,
         }
     }

@@ -18,3 +18,4 @@ pub mod namespace;
 pub mod provider;
 pub mod request_stats;
 pub mod views;
+pub mod warm_cache;

@@ -4,6 +4,7 @@
 pub mod daemon;
 pub mod direct;
 pub mod hardening;
+pub mod keep_warm;
 pub mod mountpoint;
 pub mod on_change;
 pub mod refresh;
@@ -69,6 +70,17 @@ pub struct MountConfig {
     pub lock_memory: bool,
     /// Commands run when values they watch change.
     pub on_change: Vec<on_change::OnChangeRule>,
+    /// The encrypted warm-restart cache: its directory and key file.
+    pub warm_cache: Option<WarmCacheFiles>,
+}
+
+/// `--cache-dir` and `--cache-key-file`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WarmCacheFiles {
+    /// Where the files go.
+    pub dir: PathBuf,
+    /// The file holding the 32-byte key.
+    pub key_file: PathBuf,
 }
 
 /// A mounted filesystem and what stopping it needs.
@@ -80,6 +92,7 @@ struct Running {
     caches: Vec<ServiceCache>,
     busy: Arc<std::sync::atomic::AtomicUsize>,
     requests: Arc<crate::request_stats::RequestStats>,
+    keep_warm: Option<keep_warm::KeepWarm>,
 }
 
 /// Normalise a Parameter Store prefix: `prod` and `/prod/` both become `/prod/`.
@@ -112,6 +125,12 @@ pub fn mount(mut config: MountConfig) -> Result<()> {
         let absolute = std::fs::canonicalize(path)
             .map_err(|e| Error::Config(format!("cannot read local store {}: {e}", path.display())))?;
         config.source = Source::Local(absolute);
+    }
+    if let Some(files) = &mut config.warm_cache {
+        // The daemon leaves the working directory; the files are named from anywhere.
+        for path in [&mut files.dir, &mut files.key_file] {
+            *path = std::path::absolute(&*path).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        }
     }
     let mut reporter = if config.foreground { daemon::Reporter::foreground() } else { daemon::fork_and_wait()? };
     let local_store = matches!(config.source, Source::Local(_));
@@ -181,11 +200,14 @@ fn notify_ready(config: &MountConfig) {
     }
 }
 
-/// Stop serving: let requests in progress (commits) finish for up to [`STOP_GRACE`], name the
-/// files whose writes were never stored, and unmount; if the mount is busy (files still open),
+/// Stop serving: write the warm-restart files a last time, let requests in progress (commits)
+/// finish for up to [`STOP_GRACE`], name the files whose writes were never stored, and unmount; if the mount is busy (files still open),
 /// detach it lazily so the path is free at once and holders get an error on their next call.
 fn stop(running: Running, mountpoint: &std::path::Path) {
     use std::os::unix::fs::MetadataExt;
+    if let Some(keep_warm) = &running.keep_warm {
+        keep_warm.stop();
+    }
     let ours = std::fs::metadata(mountpoint).is_ok_and(|m| m.dev() == running.device);
     if running.session.guard.is_finished() || !ours {
         // Unmounted from outside (and perhaps mounted again by someone else): fuser would
@@ -216,7 +238,16 @@ fn stop(running: Running, mountpoint: &std::path::Path) {
 /// (STS, unless switched off) and directories are listed when first visited.
 fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<Running> {
     let bridge = Bridge::new(handle.clone());
-    let (parameters, secrets) = providers(&config.source, &bridge)?;
+    let (parameters, secrets) = match (providers(&config.source, &bridge), &config.source) {
+        // With a warm cache, AWS being unreachable at start is the case it is for: mount, serve
+        // what it kept, and let the reads find out when AWS answers again.
+        (Err(Error::AwsAccess(reason)), Source::Aws(settings)) if config.warm_cache.is_some() => {
+            tracing::warn!("{reason}; mounting anyway to serve the warm cache");
+            let unchecked = Source::Aws(Box::new(AwsSettings { verify_credentials: false, ..(**settings).clone() }));
+            providers(&unchecked, &bridge)?
+        }
+        (providers, _) => providers?,
+    };
     let changes = ChangeStream::default();
     let runtime = Runtime {
         clock: Arc::new(SystemClock),
@@ -248,6 +279,13 @@ fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<Runnin
         }
     }
     let caches: Vec<ServiceCache> = services.iter().map(|(_, cache)| cache.clone()).collect();
+    let keep_warm = match &config.warm_cache {
+        Some(files) => {
+            let warm = Arc::new(crate::warm_cache::WarmCache::open(&files.dir, &files.key_file)?);
+            Some(keep_warm::KeepWarm::restore(warm, caches.clone()))
+        }
+        None => None,
+    };
     let prefixes = services.iter().map(|(service, cache)| (*service, cache.prefix().to_string())).collect();
     on_change::start(config.on_change.clone(), &changes, config.mountpoint.clone(), prefixes)
         .map_err(|e| Error::Mount(format!("cannot start the on-change thread: {e}")))?;
@@ -283,7 +321,10 @@ fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<Runnin
     let device = std::os::unix::fs::MetadataExt::dev(
         &std::fs::metadata(&config.mountpoint).map_err(|e| mount_failure(&config.mountpoint, &e))?,
     );
-    Ok(Running { session, device, fs, caches, busy, requests })
+    if let Some(keep_warm) = &keep_warm {
+        keep_warm.start().map_err(|e| Error::Mount(format!("cannot start the warm cache writer: {e}")))?;
+    }
+    Ok(Running { session, device, fs, caches, busy, requests, keep_warm })
 }
 
 /// The mount's source as fstab writes it: `aws`, or `local:PATH`.

@@ -316,7 +316,7 @@ impl Inner {
 
 impl Tree {
     /// Know `entry`, shown below the mount `prefix`.
-    fn insert(&mut self, prefix: &str, entry: Listed) {
+    pub(super) fn insert(&mut self, prefix: &str, entry: Listed) {
         self.names.insert(entry.name.clone(), entry.clone());
         Arc::make_mut(&mut self.namespace).insert(prefix, entry);
     }

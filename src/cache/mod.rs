@@ -17,6 +17,7 @@ pub mod slot;
 pub mod spawn;
 pub mod stats;
 mod values;
+pub mod warm;
 mod writes;
 
 use std::collections::hash_map::RandomState;

@@ -372,7 +372,7 @@ impl Inner {
 
     /// Beyond capacity, drop the least recently read entries that are not being fetched, down
     /// to nine tenths of capacity (so eviction runs once per many inserts).
-    fn evict_over_capacity(&self, values: &mut Values) {
+    pub(super) fn evict_over_capacity(&self, values: &mut Values) {
         if values.len() <= self.capacity {
             return;
         }
