@@ -97,3 +97,22 @@ fn restored_values_are_served_through_an_outage_within_max_stale_of_their_fetch(
     fourth.jobs.run_all();
     assert_eq!(text(&fourth.fs, "ps/app/db/password").unwrap(), "rotated");
 }
+
+#[test]
+fn a_value_deleted_in_the_service_leaves_the_next_snapshot() {
+    let ps = store();
+    let first = daemon(&ps);
+    assert_eq!(text(&first.fs, "ps/app/db/password").unwrap(), "hunter2");
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let kept = first.cache.snapshot(wall);
+    assert!(kept.values.iter().any(|(name, _)| name == "/app/db/password"));
+
+    let second = daemon(&ps);
+    second.cache.restore(kept, wall + TTL * 2);
+    ps.remove("/app/db/password");
+    assert_eq!(text(&second.fs, "ps/app/db/password").unwrap(), "hunter2", "served at once, refresh queued");
+    second.jobs.run_all();
+    let after = second.cache.snapshot(wall + TTL * 2);
+    assert!(!after.values.iter().any(|(name, _)| name == "/app/db/password"), "gone from the next write");
+    assert!(after.values.iter().any(|(name, _)| name == "/app/db/user"));
+}

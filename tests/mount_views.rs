@@ -85,6 +85,10 @@ path = "views/db.url"
 template = "postgres://{{ sm('conn').username }}:{{ sm('conn').password | urlencode }}@{{ ps('/conn/host') }}:{{ sm('conn').port }}/app\n"
 
 [[view]]
+path = "views/previous"
+template = "{{ sm('conn:AWSPREVIOUS').password }}"
+
+[[view]]
 path = "views/broken/missing"
 template = "{{ sm('no/such/secret') }}"
 
@@ -101,6 +105,11 @@ format = "env"
 path = "views/db.url"
 mode = "0440"
 gid = 4242
+
+[[on-change]]
+path = "views/db.url"
+command = ["sh", "-c", "printf '%s\\n' \"$SECRETFS_CHANGED_PATHS\" >> @RAN@"]
+debounce-ms = 100
 "#;
 
 #[test]
@@ -112,7 +121,8 @@ fn views_render_values_that_real_parsers_read_back_exactly_and_follow_rotations(
     aws.put_parameter("/conn/host", "db.internal", ParameterType::String);
     let work = tempfile::tempdir().unwrap();
     let config = work.path().join("secretfs.toml");
-    std::fs::write(&config, CONFIG).unwrap();
+    let ran = work.path().join("on-change.log");
+    std::fs::write(&config, CONFIG.replace("@RAN@", ran.to_str().unwrap())).unwrap();
     let m = Mounted::start(&["--config", config.to_str().unwrap(), "--timeout", "1"], &moto.env());
     let expected = expected_text();
 
@@ -170,7 +180,13 @@ fn views_render_values_that_real_parsers_read_back_exactly_and_follow_rotations(
     let refreshed = Command::new(BINARY).args(["refresh"]).arg(&m.dir).args(["sm/conn", "sm/app/db"]).output().unwrap();
     assert!(refreshed.status.success(), "{refreshed:?}");
     assert_eq!(m.read("views/db.url").unwrap(), "postgres://app:CANARY-rotated@db.internal:6543/app\n");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(&ran).is_ok_and(|text| text.contains("views/db.url")) {
+        assert!(std::time::Instant::now() < deadline, "an on-change rule on a view runs when its source rotates");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert_eq!(m.read("views/app.env").unwrap(), "only='CANARY-new'\n");
+    assert_eq!(m.read("views/previous").unwrap(), "CANARY p@ss/w:rd?#", "selectors work in templates");
 
     // Views are read-only; broken ones are unreadable (EIO) and listed.
     let written = std::fs::write(m.path("views/app.env"), "x");

@@ -254,6 +254,13 @@ fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<Runnin
         spawner: Arc::new(BlockingPool(handle.clone())),
         changes: changes.clone(),
     };
+    let prefixes: std::collections::HashMap<Service, String> =
+        [(Service::ParameterStore, config.ps_prefix.clone()), (Service::SecretsManager, config.sm_prefix.clone())]
+            .into_iter()
+            .filter(|(service, _)| config.services.contains(service))
+            .collect();
+    let dependents =
+        crate::views::dependents(&config.fs.views, |service, name| on_change::shown_path(&prefixes, service, name));
     let mut services = Vec::new();
     for (service, provider, prefix) in [
         (Service::ParameterStore, parameters, &config.ps_prefix),
@@ -262,8 +269,9 @@ fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<Runnin
         if config.services.contains(&service) {
             let cache = ServiceCache::with_runtime(service, provider, prefix.clone(), config.cache, runtime.clone());
             if !config.on_change.is_empty() {
-                let (rules, prefix) = (config.on_change.clone(), prefix.clone());
-                cache.keep_refreshed(Box::new(move |name| on_change::watched(&rules, service, &prefix, name)));
+                let (rules, dependents, prefix) = (config.on_change.clone(), dependents.clone(), prefix.clone());
+                let watched = move |name: &str| on_change::watched(&rules, &dependents, service, &prefix, name);
+                cache.keep_refreshed(Box::new(watched));
             }
             let ttls: Vec<Duration> = config.fs.rules.iter().filter_map(|rule| rule.ttl).collect();
             if let Some(shortest) = ttls.iter().min() {
@@ -286,8 +294,7 @@ fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<Runnin
         }
         None => None,
     };
-    let prefixes = services.iter().map(|(service, cache)| (*service, cache.prefix().to_string())).collect();
-    on_change::start(config.on_change.clone(), &changes, config.mountpoint.clone(), prefixes)
+    on_change::start(config.on_change.clone(), &changes, config.mountpoint.clone(), prefixes, dependents)
         .map_err(|e| Error::Mount(format!("cannot start the on-change thread: {e}")))?;
     let fs = Arc::new(SecretFs::new(config.fs.clone(), services));
     // Type `fuse.secretfs` (the kernel's own subtype option) and the source as an fstab line

@@ -49,12 +49,15 @@ struct Batch {
 }
 
 /// Start the thread that runs `rules` for the changes on `changes` (mount paths are relative to
-/// `mountpoint`; `prefixes` are the names each service directory shows).
+/// `mountpoint`; `prefixes` are the names each service directory shows; `dependents` pairs a
+/// value's mount path with each view that reads it, so a change of the value is also one of
+/// the view).
 pub fn start(
     rules: Vec<OnChangeRule>,
     changes: &ChangeStream,
     mountpoint: PathBuf,
     prefixes: HashMap<Service, String>,
+    dependents: Vec<(String, String)>,
 ) -> std::io::Result<()> {
     if rules.is_empty() {
         return Ok(());
@@ -63,7 +66,7 @@ pub fn start(
     changes.subscribe(sender, |change| change);
     std::thread::Builder::new()
         .name("secretfs-on-change".into())
-        .spawn(move || run(&rules, &receiver, &mountpoint, &prefixes))
+        .spawn(move || run(&rules, &receiver, &mountpoint, &prefixes, &dependents))
         .map(drop)
 }
 
@@ -72,6 +75,7 @@ fn run(
     changes: &Receiver<Change>,
     mountpoint: &std::path::Path,
     prefixes: &HashMap<Service, String>,
+    dependents: &[(String, String)],
 ) {
     let mut batches: Vec<Option<Batch>> = rules.iter().map(|_| None).collect();
     loop {
@@ -83,8 +87,10 @@ fn run(
         match received {
             Ok(change) => {
                 let Some(path) = mount_path(&change, prefixes) else { continue };
+                let views = dependents.iter().filter(|(source, _)| *source == path).map(|(_, view)| view.clone());
+                let paths: Vec<String> = std::iter::once(path.clone()).chain(views).collect();
                 for (rule, batch) in rules.iter().zip(batches.iter_mut()) {
-                    if rule.matches(&path) {
+                    for path in paths.iter().filter(|path| rule.matches(path)) {
                         let batch = batch.get_or_insert_with(|| Batch { paths: BTreeSet::new(), due: Instant::now() });
                         batch.paths.insert(path.clone());
                         batch.due = Instant::now() + rule.debounce;
@@ -115,9 +121,23 @@ fn mount_path_of(service: Service, prefix: &str, name: &str) -> Option<String> {
     NodePath::of_name(service, prefix, name).map(|path| path.mount_path())
 }
 
-/// Whether one of `rules` watches `name` of `service` shown below `prefix`.
-pub fn watched(rules: &[OnChangeRule], service: Service, prefix: &str, name: &str) -> bool {
-    mount_path_of(service, prefix, name).is_some_and(|path| rules.iter().any(|rule| rule.matches(&path)))
+/// Whether one of `rules` watches `name` of `service` shown below `prefix`, directly or
+/// through a view that reads it (`dependents`, as for [`start`]).
+pub fn watched(
+    rules: &[OnChangeRule],
+    dependents: &[(String, String)],
+    service: Service,
+    prefix: &str,
+    name: &str,
+) -> bool {
+    let Some(path) = mount_path_of(service, prefix, name) else { return false };
+    let views = dependents.iter().filter(|(source, _)| *source == path).map(|(_, view)| view.as_str());
+    std::iter::once(path.as_str()).chain(views).any(|path| rules.iter().any(|rule| rule.matches(path)))
+}
+
+/// The mount path of `name` of `service` as a mount with these `prefixes` shows it.
+pub fn shown_path(prefixes: &HashMap<Service, String>, service: Service, name: &str) -> Option<String> {
+    mount_path_of(service, prefixes.get(&service)?, name)
 }
 
 /// Run `rule`'s command for `paths` on a thread of its own, and log how it ended.

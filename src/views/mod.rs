@@ -57,6 +57,34 @@ impl ViewSpec {
     fn parts(&self) -> Vec<&str> {
         self.path.split('/').collect()
     }
+
+    /// The mount paths of the values this view reads: its `from`, or each `ps('NAME')` and
+    /// `sm('NAME')` of its template written with a literal name (selectors dropped), shown at
+    /// the mount path `shown(service, name)` gives.
+    pub fn sources(&self, shown: impl Fn(Service, &str) -> Option<String>) -> Vec<String> {
+        let text = match &self.source {
+            ViewSource::Members { from, .. } => return vec![from.clone()],
+            ViewSource::Template(text) => text,
+        };
+        let mut sources = Vec::new();
+        for service in Service::ALL {
+            let call = format!("{}(", service.dir_name());
+            for (at, _) in text.match_indices(&call) {
+                let rest = text[at + call.len()..].trim_start();
+                let Some(quote) = rest.chars().next().filter(|c| *c == '\'' || *c == '"') else { continue };
+                let Some((name, _)) = rest[1..].split_once(quote) else { continue };
+                let base = crate::provider::selector::split(name).map_or(name, |(base, _)| base);
+                sources.extend(shown(service, base));
+            }
+        }
+        sources
+    }
+}
+
+/// For each view, the mount paths of the values it reads: `(source, view path)` pairs, so an
+/// on-change rule on a view runs when one of its sources changes.
+pub fn dependents(specs: &[ViewSpec], shown: impl Fn(Service, &str) -> Option<String>) -> Vec<(String, String)> {
+    specs.iter().flat_map(|spec| spec.sources(&shown).into_iter().map(|source| (source, spec.path.clone()))).collect()
 }
 
 /// A node of the views: a directory holding views, or the view at this index.
@@ -173,6 +201,18 @@ mod tests {
         let root = views.children(&[]);
         assert!(root.contains(&("views".into(), true)) && root.contains(&("top".into(), false)));
         assert_eq!(views.children(&["views".into()]), [("db".into(), true), ("app.env".into(), false)]);
+    }
+
+    #[test]
+    fn a_view_knows_the_values_it_reads() {
+        let template = "{{ sm('prod/db').password }}@{{ ps( \"/prod/host:3\" ) }}{{ sm(name) }}";
+        let view = ViewSpec { path: "v".into(), source: ViewSource::Template(template.into()) };
+        let shown =
+            |service: Service, name: &str| Some(format!("{}/{}", service.dir_name(), name.trim_start_matches('/')));
+        assert_eq!(view.sources(shown), ["ps/prod/host", "sm/prod/db"]);
+        let members =
+            ViewSpec { path: "e".into(), source: ViewSource::Members { from: "sm/a".into(), format: Format::Env } };
+        assert_eq!(dependents(&[members], shown), [("sm/a".to_string(), "e".to_string())]);
     }
 
     #[test]
