@@ -12,6 +12,16 @@ use secretfs::error::Error;
 
 use crate::cli::{AwsArgs, ServiceName};
 
+/// What every command without FUSE takes: where values come from, and `--debug`.
+#[derive(Args, Debug)]
+pub struct CommonArgs {
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    /// Log each AWS call and cache step on stderr (never a value); SECRETFS_LOG overrides.
+    #[arg(long)]
+    pub debug: bool,
+}
+
 #[derive(Args, Debug)]
 pub struct GetArgs {
     /// The service: ps (Parameter Store) or sm (Secrets Manager).
@@ -31,10 +41,7 @@ pub struct GetArgs {
     #[arg(long)]
     pub binary: bool,
     #[command(flatten)]
-    pub aws: AwsArgs,
-    /// Log each AWS call and cache step on stderr (never a value); SECRETFS_LOG overrides.
-    #[arg(long)]
-    pub debug: bool,
+    pub common: CommonArgs,
 }
 
 #[derive(Args, Debug)]
@@ -48,10 +55,7 @@ pub struct GetByPathArgs {
     #[arg(long)]
     pub no_recursive: bool,
     #[command(flatten)]
-    pub aws: AwsArgs,
-    /// Log each AWS call and cache step on stderr (never a value); SECRETFS_LOG overrides.
-    #[arg(long)]
-    pub debug: bool,
+    pub common: CommonArgs,
 }
 
 #[derive(Args, Debug)]
@@ -65,10 +69,7 @@ pub struct ExistsArgs {
     #[arg(long, value_name = "KEY.PATH")]
     pub key: Option<String>,
     #[command(flatten)]
-    pub aws: AwsArgs,
-    /// Log each AWS call and cache step on stderr (never a value); SECRETFS_LOG overrides.
-    #[arg(long)]
-    pub debug: bool,
+    pub common: CommonArgs,
 }
 
 #[derive(Args, Debug)]
@@ -85,10 +86,7 @@ pub struct UpdateArgs {
     #[arg(long, value_name = "KEY.PATH")]
     pub key: Option<String>,
     #[command(flatten)]
-    pub aws: AwsArgs,
-    /// Log each AWS call and cache step on stderr (never a value); SECRETFS_LOG overrides.
-    #[arg(long)]
-    pub debug: bool,
+    pub common: CommonArgs,
 }
 
 #[derive(Args, Debug)]
@@ -101,10 +99,7 @@ pub struct ExecArgs {
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM")]
     pub command: Vec<OsString>,
     #[command(flatten)]
-    pub aws: AwsArgs,
-    /// Log each AWS call and cache step on stderr (never a value); SECRETFS_LOG overrides.
-    #[arg(long)]
-    pub debug: bool,
+    pub common: CommonArgs,
 }
 
 /// The commands that work without FUSE.
@@ -129,11 +124,11 @@ impl Direct {
     /// Whether `--debug` was given.
     pub fn debug(&self) -> bool {
         match self {
-            Direct::Get(args) => args.debug,
-            Direct::GetByPath(args) => args.debug,
-            Direct::Exists(args) => args.debug,
-            Direct::Update(args) => args.debug,
-            Direct::Exec(args) => args.debug,
+            Direct::Get(args) => args.common.debug,
+            Direct::GetByPath(args) => args.common.debug,
+            Direct::Exists(args) => args.common.debug,
+            Direct::Update(args) => args.common.debug,
+            Direct::Exec(args) => args.common.debug,
         }
     }
 }
@@ -157,19 +152,19 @@ fn outcome(command: Direct) -> Result<i32, Failure> {
     match command {
         Direct::Get(args) => {
             let target = target(args.service, &args.name, args.key.as_deref())?;
-            let session = open(args.aws)?;
+            let session = open(args.common.aws)?;
             read::get(&session, &target, Printing { newline: args.newline, binary: args.binary })?;
             Ok(0)
         }
         Direct::GetByPath(args) => {
             let query = PathQuery { service: args.service.service(), path: args.path, recursive: !args.no_recursive };
-            let session = open(args.aws)?;
+            let session = open(args.common.aws)?;
             read::print_by_path(&session, &query)?;
             Ok(0)
         }
         Direct::Exists(args) => {
             let target = target(args.service, &args.name, args.key.as_deref())?;
-            let session = open(args.aws)?;
+            let session = open(args.common.aws)?;
             match read::exists(&session, &target) {
                 Ok(true) => Ok(0),
                 Ok(false) => Ok(Error::NotFound.exit_code()),
@@ -182,12 +177,12 @@ fn outcome(command: Direct) -> Result<i32, Failure> {
                 "-" => NewValue::Stdin,
                 _ => NewValue::Argument(args.value),
             };
-            let session = open(args.aws)?;
+            let session = open(args.common.aws)?;
             update::update(&session, &target, new)?;
             Ok(0)
         }
         Direct::Exec(args) => {
-            let session = open(args.aws)?;
+            let session = open(args.common.aws)?;
             let (program, rest) = args.command.split_first().expect("clap requires a program");
             Err(exec::run(&session, &args.bindings, program, rest))
         }
