@@ -207,9 +207,13 @@ pub struct MountArgs {
     /// Seconds a value or a listing is cached before it is fetched again.
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TTL.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub cache_ttl: u64,
-    /// Most entries (values and listings) kept in the cache.
+    /// Most values kept in the cache (the least recently read go first).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_CAPACITY, value_parser = clap::value_parser!(u64).range(1..))]
     pub cache_size: u64,
+    /// Most memory the cached values may count for: their bytes, names and about 1 KiB each
+    /// (slot, inode, tree); a number of bytes, or with K, M or G (binary).
+    #[arg(long, value_name = "SIZE", default_value = "128M", value_parser = parse_size)]
+    pub cache_bytes: u64,
     /// Seconds past its TTL a known value is still served while AWS fails transiently.
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_MAX_STALE.as_secs())]
     pub max_stale: u64,
@@ -298,6 +302,22 @@ pub fn mount_option_kind(name: &str) -> Option<bool> {
     Some(argument.get_action().takes_values())
 }
 
+fn parse_size(text: &str) -> Result<u64, String> {
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, ""),
+    };
+    let shift = match unit {
+        "" => 0,
+        "K" | "k" | "KiB" => 10,
+        "M" | "m" | "MiB" => 20,
+        "G" | "g" | "GiB" => 30,
+        _ => return Err(format!("{text:?}: a size is a number of bytes, or with K, M or G")),
+    };
+    let size = digits.parse::<u64>().ok().and_then(|n| n.checked_mul(1 << shift)).filter(|n| *n > 0);
+    size.ok_or_else(|| format!("{text:?} is not a size above 0"))
+}
+
 fn parse_mode(text: &str) -> Result<u16, String> {
     let mode =
         u16::from_str_radix(text.trim_start_matches("0o"), 8).map_err(|_| format!("{text:?} is not an octal mode"))?;
@@ -324,6 +344,7 @@ impl MountArgs {
             cache: CacheSettings {
                 ttl: Duration::from_secs(self.cache_ttl),
                 capacity: self.cache_size,
+                byte_capacity: self.cache_bytes,
                 max_stale: Duration::from_secs(self.max_stale),
                 max_backoff: Duration::from_secs(self.max_backoff),
                 patience: timeout + PATIENCE_MARGIN,
@@ -383,6 +404,14 @@ mod tests {
         assert_eq!(config.fs.new_parameter_kind, ValueKind::StringList);
         assert!(Cli::try_parse_from(["secretfs", "mount", "/m", "--allow-delete", "--read-only"]).is_err());
         assert!(Cli::try_parse_from(["secretfs", "mount", "/m", "--new-parameter-type", "Binary"]).is_err());
+    }
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("128M"), Ok(128 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_size("0").is_err() && parse_size("12X").is_err() && parse_size("M").is_err());
     }
 
     #[test]

@@ -270,6 +270,30 @@ fn a_small_capacity_never_evicts_a_batch_before_it_is_read() {
 }
 
 #[test]
+fn large_values_are_bounded_by_bytes_not_only_by_entries() {
+    let ps = Arc::new(MemoryProvider::for_service(Service::ParameterStore));
+    for i in 0..100 {
+        ps.insert(&format!("/big/p{i:03}"), ValueKind::String, "x".repeat(4000));
+    }
+    let entry = secretfs::cache::ENTRY_OVERHEAD + "/big/p000".len() + 4000;
+    let settings =
+        CacheSettings { ttl: TTL, capacity: 1000, byte_capacity: 20 * entry as u64, ..CacheSettings::default() };
+    let runtime = Runtime {
+        clock: Arc::new(FakeClock::default()),
+        spawner: Arc::new(QueuedJobs::default()),
+        changes: ChangeStream::default(),
+    };
+    let cache = ServiceCache::with_runtime(Service::ParameterStore, ps.clone(), "/".into(), settings, runtime);
+    for i in 0..100 {
+        assert_eq!(cache.value(&format!("/big/p{i:03}"), []).unwrap().fetched.bytes.len(), 4000);
+    }
+    let stats = cache.stats();
+    assert!(stats.values <= 20 && stats.values >= 10, "held {} values of 4 KB within 20 entries' bytes", stats.values);
+    assert!(stats.evictions >= 80, "{stats:?}");
+    assert!(cache.cached("/big/p099").is_some(), "the newest stay");
+}
+
+#[test]
 fn a_cold_directory_is_fetched_in_parallel_batches() {
     let h = Harness::new(1000);
     for i in 0..50 {

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -11,13 +12,23 @@ use super::changes::{ChangeKind, Origin};
 use super::memory_only;
 use super::slot::{Decision, Flight, Slot};
 use super::stats::Counters;
-use super::{lock, Inner, ServiceCache};
+use super::{lock, Inner, ServiceCache, ENTRY_OVERHEAD};
 use crate::deadline;
 use crate::error::{Error, Result};
 use crate::provider::{selector, wipe_json_object, FetchResult, Fetched};
 
 /// Extra batches of a directory's unread values fetched in parallel with a cold read.
 pub const PREFETCH_BATCHES: usize = 4;
+
+/// What a value held named `name` with `len` bytes counts for against the byte capacity.
+pub(super) fn entry_bytes(name: &str, len: usize) -> usize {
+    ENTRY_OVERHEAD + name.len() + len
+}
+
+/// What the slot of `name` counts for (a slot without a value: its overhead and name).
+fn slot_bytes(name: &str, slot: &Slot<CachedValue>) -> usize {
+    entry_bytes(name, slot.value.as_ref().map_or(0, |v| v.fetched.bytes.len()))
+}
 
 /// A fetched value and, computed once on demand, its JSON object form. `Debug` never shows
 /// the value or its members.
@@ -272,6 +283,7 @@ impl Inner {
         let mut changed = Vec::new();
         let mut gone = Vec::new();
         let mut failures = 0;
+        let mut added = 0;
         {
             let mut values = lock(&self.values);
             for (name, flight) in members {
@@ -293,6 +305,7 @@ impl Inner {
                             if had_value {
                                 changed.push(name.clone());
                             }
+                            added += entry_bytes(name, fetched.bytes.len());
                             Ok(Arc::new(CachedValue::new(fetched)))
                         }
                     },
@@ -311,7 +324,7 @@ impl Inner {
                 slot.flight = None;
                 flight.finish(outcome);
             }
-            self.evict_over_capacity(&mut values);
+            self.evict_over_capacity(&mut values, added);
         }
         self.counters.outcome(&result);
         Counters::add(&self.counters.changes_found, changed.len() as u64);
@@ -360,6 +373,7 @@ impl Inner {
         let now = self.runtime.clock.now();
         let mut values = lock(&self.values);
         let slot = values.entry(name.to_string()).or_insert_with(|| Slot::new(now));
+        let added = entry_bytes(name, fetched.bytes.len());
         let value = Arc::new(CachedValue::new(fetched));
         slot.record(&Ok(value.clone()), now, &self.policy, 0.0);
         slot.last_read = now;
@@ -367,23 +381,37 @@ impl Inner {
         if let Some(flight) = slot.flight.take() {
             flight.finish(Ok(value));
         }
-        self.evict_over_capacity(&mut values);
+        self.evict_over_capacity(&mut values, added);
     }
 
-    /// Beyond capacity, drop the least recently read entries that are not being fetched, down
-    /// to nine tenths of capacity (so eviction runs once per many inserts).
-    pub(super) fn evict_over_capacity(&self, values: &mut Values) {
-        if values.len() <= self.capacity {
+    /// After values counting `added` bytes (see [`entry_bytes`]) came in: beyond the entry or
+    /// the byte capacity, drop the least recently read values that are not being fetched, down
+    /// to nine tenths of both (so eviction runs once per many inserts). Bytes are counted
+    /// exactly (a scan) only when the running upper bound passes the byte capacity.
+    pub(super) fn evict_over_capacity(&self, values: &mut Values, added: usize) {
+        let added = self.bytes_added.fetch_add(added, Ordering::Relaxed) + added;
+        let over_entries = values.len() > self.capacity;
+        if !over_entries && self.bytes_counted.load(Ordering::Relaxed) + added <= self.byte_capacity {
             return;
         }
-        let keep = self.capacity - self.capacity / 10;
-        let mut idle: Vec<(Instant, String)> =
-            values.iter().filter(|(_, s)| s.flight.is_none()).map(|(n, s)| (s.last_read, n.clone())).collect();
-        idle.sort_unstable();
-        let excess = values.len().saturating_sub(keep);
-        for (_, name) in idle.into_iter().take(excess) {
-            values.remove(&name);
-            Counters::add(&self.counters.evictions, 1);
+        let mut bytes: usize = values.iter().map(|(name, slot)| slot_bytes(name, slot)).sum();
+        self.bytes_added.store(0, Ordering::Relaxed);
+        if over_entries || bytes > self.byte_capacity {
+            let keep = self.capacity - self.capacity / 10;
+            let keep_bytes = self.byte_capacity - self.byte_capacity / 10;
+            let mut idle: Vec<(Instant, String)> =
+                values.iter().filter(|(_, s)| s.flight.is_none()).map(|(n, s)| (s.last_read, n.clone())).collect();
+            idle.sort_unstable();
+            for (_, name) in idle {
+                if values.len() <= keep && bytes <= keep_bytes {
+                    break;
+                }
+                if let Some(slot) = values.remove(&name) {
+                    bytes = bytes.saturating_sub(slot_bytes(&name, &slot));
+                    Counters::add(&self.counters.evictions, 1);
+                }
+            }
         }
+        self.bytes_counted.store(bytes, Ordering::Relaxed);
     }
 }

@@ -65,18 +65,19 @@ impl ServiceCache {
         let inner = &self.inner;
         let now = inner.runtime.clock.now();
         let fetched_at = |fetched: SystemTime| now.checked_sub(wall_now.duration_since(fetched).unwrap_or_default());
-        let mut taken = 0;
+        let (mut taken, mut added) = (0, 0);
         {
             let mut values = lock(&inner.values);
             for (name, kept) in snapshot.values {
                 let Some(at) = fetched_at(kept.fetched) else { continue };
+                let bytes = super::values::entry_bytes(&name, kept.item.bytes.len());
                 let slot = restored(Arc::new(CachedValue::new(kept.item)), at, now);
                 if slot.servable(now, inner.value_ttl(&name), &inner.policy).is_some() {
                     values.insert(name, slot);
-                    taken += 1;
+                    (taken, added) = (taken + 1, added + bytes);
                 }
             }
-            inner.evict_over_capacity(&mut values);
+            inner.evict_over_capacity(&mut values, added);
         }
         for (prefix, kept) in snapshot.listings {
             let Some(at) = fetched_at(kept.fetched) else { continue };
