@@ -22,6 +22,9 @@ use crate::inodes::{Ino, NodePath, CONTROL_DIR, CONTROL_FILES};
 use crate::provider::{OutcomeCounts, SecretBytes, Service};
 use crate::request_stats::RequestStats;
 
+/// How long a rendered status or metrics text is shown again instead of rendered anew.
+pub const TEXT_REUSE: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The most bytes one open of the refresh file takes (a few thousand paths).
 pub const REFRESH_TEXT_LIMIT: usize = 64 * 1024;
 
@@ -168,14 +171,25 @@ impl SecretFs {
         Ok(entries)
     }
 
-    /// What the control file `node` shows now (the refresh file shows nothing).
+    /// What the control file `node` shows now (the refresh file shows nothing). A `cat` asks
+    /// three times (lookup, getattr, open), and each rendering scans every cached value, so a
+    /// text is reused for [`TEXT_REUSE`].
     pub(super) fn control_bytes(&self, node: ControlNode) -> SecretBytes {
+        let now = std::time::Instant::now();
+        let mut last = lock(&self.control_text);
+        if let Some((shown, at, bytes)) = last.as_ref() {
+            if *shown == node && now.saturating_duration_since(*at) < TEXT_REUSE {
+                return bytes.clone();
+            }
+        }
         let text = match node {
             ControlNode::Status => self.status_text(),
             ControlNode::Metrics => self.metrics_text(),
-            ControlNode::Dir | ControlNode::Refresh => String::new(),
+            ControlNode::Dir | ControlNode::Refresh => return SecretBytes::new(Vec::new()),
         };
-        SecretBytes::new(text.into_bytes())
+        let bytes = SecretBytes::new(text.into_bytes());
+        *last = Some((node, now, bytes.clone()));
+        bytes
     }
 
     /// The human-readable status: per service whether it answers, its last failure, what is

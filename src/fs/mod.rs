@@ -191,6 +191,8 @@ pub struct SecretFs {
     started: SystemTime,
     requests: Arc<RequestStats>,
     views: crate::views::Views,
+    /// The last status or metrics text rendered, and when (see [`control::TEXT_REUSE`]).
+    control_text: Mutex<Option<(ControlNode, std::time::Instant, SecretBytes)>>,
 }
 
 impl SecretFs {
@@ -208,6 +210,7 @@ impl SecretFs {
             pending: PendingTable::default(),
             started: SystemTime::now(),
             requests: Arc::default(),
+            control_text: Mutex::default(),
         }
     }
 
