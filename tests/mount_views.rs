@@ -191,6 +191,9 @@ fn views_render_values_that_real_parsers_read_back_exactly_and_follow_rotations(
     // Views are read-only; broken ones are unreadable (EIO) and listed.
     let written = std::fs::write(m.path("views/app.env"), "x");
     assert!(written.is_err());
+    let removed = std::fs::remove_file(m.path("views/app.env")).unwrap_err();
+    assert_eq!(removed.raw_os_error(), Some(libc::EPERM), "a view is there, and cannot be removed");
+    assert_eq!(std::fs::metadata(m.path("nothing-here")).unwrap_err().raw_os_error(), Some(libc::ENOENT));
     let mut listed: Vec<String> = std::fs::read_dir(m.path("views/broken"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())

@@ -672,6 +672,8 @@ impl SecretFs {
     fn resolve(&self, path: &NodePath) -> Result<Resolved> {
         match path.service {
             None if path.parts.is_empty() => Ok(Resolved::Root),
+            // A control file or a view exists, but holds no stored value to change or remove.
+            None if ControlNode::at(path).is_some() || self.views.at(path).is_some() => Err(Error::NotPermitted),
             None => Err(Error::NotFound),
             Some(service) => {
                 let cache = self.cache(service).ok_or(Error::NotFound)?;
