@@ -210,9 +210,36 @@ fn bench_cold_directory_reads_at_20ms() {
         figures_ps.push((build, format!("{:.2} s, {ps_calls} GetParameters", ps_took.as_secs_f64())));
         figures_sm.push((build, format!("{:.2} s, {sm_calls} value calls", sm_took.as_secs_f64())));
         drop(m);
+        if let Some(boto3) = boto3_by_path(&moto.env_via(proxy.endpoint())).filter(|_| figures_ps.len() == 1) {
+            figures_ps.insert(0, ("boto3 GetParametersByPath", boto3));
+        }
     }
     report("cold `cat` of a 100-parameter directory, 20 ms RTT", &figures_ps);
     report("cold `cat` of 40 JSON secrets' keys, 20 ms RTT", &figures_sm);
+}
+
+/// boto3 reading `/dir` whole with GetParametersByPath (client made before the clock starts),
+/// with `BENCH_VENV`'s Python; `None` without it.
+fn boto3_by_path(env: &[(&str, String)]) -> Option<String> {
+    let venv = std::env::var_os("BENCH_VENV").map_or_else(|| PathBuf::from("target/bench-venv"), PathBuf::from);
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        return None;
+    }
+    let script = "import time, boto3\n\
+c = boto3.client('ssm')\n\
+t = time.monotonic(); n = 0; calls = 0\n\
+pages = c.get_paginator('get_parameters_by_path').paginate(Path='/dir', Recursive=True, WithDecryption=True)\n\
+for page in pages: n += len(page['Parameters']); calls += 1\n\
+print(f'{time.monotonic() - t:.2f} s, {calls} GetParametersByPath ({n} values)')\n";
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("AWS_DEFAULT_REGION", moto::REGION)
+        .output()
+        .ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 #[test]
