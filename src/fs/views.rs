@@ -1,5 +1,6 @@
 //! Rendered views in the mount: their directories and read-only files, rendered from the cache
-//! at each lookup and open (never cached by the kernel), owned and moded by the owner rules.
+//! at each lookup and open (the kernel keeps no entry or attributes of them; on a read-only
+//! mount a changed text gets a new inode), owned and moded by the owner rules.
 
 use std::sync::Arc;
 use std::time::SystemTime;
