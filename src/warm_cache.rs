@@ -98,7 +98,6 @@ impl WarmCache {
     /// Keep `snapshot` for `service` if it differs from the last one written (or that one is
     /// old, or `force`): sealed, written to a temporary file (0600), synced and renamed over.
     pub fn save(&self, service: Service, snapshot: &Snapshot, wall_now: SystemTime, force: bool) -> Result<()> {
-        let plain = encode(snapshot);
         let digest = digest(snapshot);
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
         let last = written.iter().find(|(s, _, _)| *s == service).copied();
@@ -108,7 +107,7 @@ impl WarmCache {
         if fresh && !force {
             return Ok(());
         }
-        let sealed = seal(&self.key, service, plain.as_slice());
+        let sealed = seal(&self.key, service, encode(snapshot).as_slice());
         let path = self.file(service);
         let temporary = self.dir.join(format!(".{}.cache.{}", service.dir_name(), std::process::id()));
         let outcome = write_atomically(&temporary, &path, &sealed);

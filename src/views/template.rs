@@ -69,9 +69,7 @@ fn urlencode(text: &str) -> String {
 /// anything else as its text.
 fn template_value(value: &CachedValue) -> Value {
     match value.json_object() {
-        Some(object) => {
-            Value::from_object(object.iter().map(|(k, v)| (k.clone(), json_value(v))).collect::<BTreeMap<_, _>>())
-        }
+        Some(object) => json_map(object),
         None => Value::from(String::from_utf8_lossy(value.fetched.bytes.as_slice()).into_owned()),
     }
 }
@@ -91,10 +89,13 @@ fn json_value(value: &serde_json::Value) -> Value {
         },
         Json::String(s) => Value::from(s.clone()),
         Json::Array(items) => Value::from(items.iter().map(json_value).collect::<Vec<_>>()),
-        Json::Object(map) => {
-            Value::from_object(map.iter().map(|(k, v)| (k.clone(), json_value(v))).collect::<BTreeMap<_, _>>())
-        }
+        Json::Object(map) => json_map(map),
     }
+}
+
+/// A JSON object as a template map of its members.
+fn json_map(map: &serde_json::Map<String, serde_json::Value>) -> Value {
+    Value::from_object(map.iter().map(|(k, v)| (k.clone(), json_value(v))).collect::<BTreeMap<_, _>>())
 }
 
 #[cfg(test)]

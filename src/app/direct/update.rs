@@ -46,20 +46,11 @@ pub fn update(session: &Session, target: &Target, new: NewValue) -> std::result:
         if keys.is_empty() {
             return Ok(bytes.as_slice().to_vec());
         }
-        let part = match current_has(current.bytes.as_slice(), &keys) {
-            true => Part::Member(keys),
-            false => Part::NewMember(keys),
-        };
-        new_value(current.bytes.as_slice(), &part, bytes.as_slice())
+        let current = current.bytes.as_slice();
+        match new_value(current, &Part::Member(keys.clone()), bytes.as_slice()) {
+            Err(Error::NotFound) => new_value(current, &Part::NewMember(keys), bytes.as_slice()),
+            replaced => replaced,
+        }
     });
     session.cache(target.service).edit(&target.name, edit).map_err(|err| target.failure(err))
-}
-
-/// Whether the JSON object `bytes` has a member at `keys` (false for anything that is not one).
-fn current_has(bytes: &[u8], keys: &[String]) -> bool {
-    let parsed: Option<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(bytes).ok();
-    let Some(object) = parsed else { return false };
-    let found = crate::fs::json_view::member(&object, keys).is_some();
-    crate::provider::wipe_json_object(object);
-    found
 }
