@@ -11,9 +11,12 @@ echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
+cargo clippy --features shuttle --test shuttle_core --quiet -- -D warnings
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --no-fail-fast
 else
     cargo test --no-fail-fast
 fi
+echo "== schedule exploration (shuttle)"
+cargo test --features shuttle --test shuttle_core --quiet

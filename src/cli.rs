@@ -268,6 +268,9 @@ pub struct MountArgs {
     /// `ulimit -l`).
     #[arg(long)]
     pub lock_memory: bool,
+    /// Run without the system-call allow-list (seccomp) a root daemon installs once mounted.
+    #[arg(long)]
+    pub no_seccomp: bool,
     /// Show values that are JSON objects as directories of keys.
     #[arg(long, value_enum, default_value = "on")]
     pub json_keys: OnOff,
@@ -371,6 +374,7 @@ impl MountArgs {
                 _ => None,
             },
             lock_memory: self.lock_memory,
+            seccomp: !self.no_seccomp,
         }
     }
 }

@@ -278,8 +278,8 @@ dir-mode = "0750"
                 proptest::prop_oneof![
                     ".{0,40}",
                     "(region|cache-ttl|services|file-mode|read-only|allow-other|config|nope) = (\"[a-z0-9-]{0,8}\"|[0-9]{1,6}|true|false|\\[\"ps\"\\]|-1)",
-                    "\\[\\[(rule|on-change)\\]\\]",
-                    "(path|uid|gid|mode|dir-mode|ttl|command|debounce-ms) = (\"[*a-z/]{0,10}\"|[0-9]{1,5}|\\[\"x\"\\]|-3)",
+                    "\\[\\[(rule|on-change|view)\\]\\]",
+                    "(path|uid|gid|mode|dir-mode|ttl|command|debounce-ms|from|format|template) = (\"[*a-z/]{0,10}\"|[0-9]{1,5}|\\[\"x\"\\]|-3)",
                 ],
                 0..12,
             )

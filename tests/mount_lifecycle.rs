@@ -210,6 +210,7 @@ fn a_root_daemon_keeps_only_the_capability_to_unmount_and_can_gain_none() {
     }
     assert_eq!(proc_status(pid, "CapInh"), "0000000000000000");
     assert_eq!(proc_status(pid, "NoNewPrivs"), "1");
+    assert_eq!(proc_status(pid, "Seccomp"), "2", "the system-call filter is installed");
     // It still serves, writes, refreshes, reports, logs and stops cleanly.
     assert_eq!(m.read("ps/prod/db/host").unwrap(), "db.prod.internal");
     std::fs::write(m.path("ps/prod/db/port"), "6543").unwrap();

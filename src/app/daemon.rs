@@ -37,6 +37,16 @@ impl Reporter {
     }
 }
 
+impl Reporter {
+    /// In a helper process forked from the daemon: close the report pipe (the waiting parent
+    /// reads it to its end) and, in the background, leave the terminal as the daemon does.
+    pub fn leave_to_the_daemon(&mut self) {
+        if self.pipe.take().is_some() {
+            detach_stdio();
+        }
+    }
+}
+
 /// Fork. In the parent, wait for the child's report and exit; in the child, return its reporter.
 pub fn fork_and_wait() -> Result<Reporter> {
     let mut fds = [0; 2];

@@ -5,9 +5,11 @@ pub mod daemon;
 pub mod direct;
 pub mod hardening;
 pub mod keep_warm;
+pub mod launcher;
 pub mod mountpoint;
 pub mod on_change;
 pub mod refresh;
+pub mod syscall_filter;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -68,6 +70,8 @@ pub struct MountConfig {
     pub services: Vec<Service>,
     /// Lock the daemon's memory so values never reach swap.
     pub lock_memory: bool,
+    /// Confine a root daemon to its system-call allow-list once mounted (`--no-seccomp` unsets).
+    pub seccomp: bool,
     /// Commands run when values they watch change.
     pub on_change: Vec<on_change::OnChangeRule>,
     /// The encrypted warm-restart cache: its directory and key file.
@@ -140,6 +144,16 @@ pub fn mount(mut config: MountConfig) -> Result<()> {
         reporter.report(&Err(err.clone()));
         return Err(err);
     }
+    let launcher = match config.on_change.is_empty() {
+        true => None,
+        false => match launcher::Launcher::fork(&config.on_change, &config.mountpoint, &mut reporter) {
+            Ok(launcher) => Some(launcher),
+            Err(err) => {
+                reporter.report(&Err(err.clone()));
+                return Err(err);
+            }
+        },
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(BLOCKING_THREADS)
@@ -147,17 +161,22 @@ pub fn mount(mut config: MountConfig) -> Result<()> {
         .thread_name("secretfs-aws")
         .build()
         .map_err(|e| Error::Mount(format!("cannot start the async runtime: {e}")))?;
-    let started = start(&config, runtime.handle());
-    let running = match started {
-        Ok(running) => {
-            reporter.report(&Ok(()));
-            running
-        }
+    let running = match start(&config, runtime.handle(), launcher) {
+        Ok(running) => running,
         Err(err) => {
             reporter.report(&Err(err.clone()));
             return Err(err);
         }
     };
+    // SAFETY: geteuid has no preconditions.
+    if config.seccomp && unsafe { libc::geteuid() } == 0 {
+        if let Err(err) = syscall_filter::confine() {
+            stop(running, &config.mountpoint);
+            reporter.report(&Err(err.clone()));
+            return Err(err);
+        }
+    }
+    reporter.report(&Ok(()));
     tracing::info!("mounted at {}", config.mountpoint.display());
     if crate::logging::keeps_stderr() {
         tracing::info!(
@@ -236,7 +255,11 @@ fn stop(running: Running, mountpoint: &std::path::Path) {
 
 /// Build the layers and mount them. Nothing is listed: the credentials are checked once
 /// (STS, unless switched off) and directories are listed when first visited.
-fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<Running> {
+fn start(
+    config: &MountConfig,
+    handle: &tokio::runtime::Handle,
+    launcher: Option<launcher::Launcher>,
+) -> Result<Running> {
     let bridge = Bridge::new(handle.clone());
     let (parameters, secrets) = match (providers(&config.source, &bridge), &config.source) {
         // With a warm cache, AWS being unreachable at start is the case it is for: mount, serve
@@ -294,7 +317,7 @@ fn start(config: &MountConfig, handle: &tokio::runtime::Handle) -> Result<Runnin
         }
         None => None,
     };
-    on_change::start(config.on_change.clone(), &changes, config.mountpoint.clone(), prefixes, dependents)
+    on_change::start(config.on_change.clone(), &changes, launcher, prefixes, dependents)
         .map_err(|e| Error::Mount(format!("cannot start the on-change thread: {e}")))?;
     let fs = Arc::new(SecretFs::new(config.fs.clone(), services));
     // Type `fuse.secretfs` (the kernel's own subtype option) and the source as an fstab line

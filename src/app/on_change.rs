@@ -1,11 +1,11 @@
 //! On-change commands (`[[on-change]]` in the config file): a command run once per batch of
 //! changes to the paths its glob matches, after a debounce (a certificate and its key rotating
 //! together run it once), with the changed mount paths in its environment and never a value.
-//! Commands run on their own threads: a slow or failing one never blocks serving; a failure is
-//! logged once and not retried.
+//! Commands are started by the launcher process (`super::launcher`) and waited for on threads
+//! of their own there: a slow or failing one never blocks serving; a failure is logged once and
+//! not retried.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -14,6 +14,8 @@ use crate::cache::changes::{Change, ChangeStream};
 use crate::fs::ownership::matches_glob;
 use crate::inodes::NodePath;
 use crate::provider::Service;
+
+use super::launcher::Launcher;
 
 /// Default wait after the last change of a batch before its command runs.
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(1);
@@ -48,32 +50,29 @@ struct Batch {
     due: Instant,
 }
 
-/// Start the thread that runs `rules` for the changes on `changes` (mount paths are relative to
-/// `mountpoint`; `prefixes` are the names each service directory shows; `dependents` pairs a
+/// Start the thread that has `launcher` run `rules` for the changes on `changes` (`prefixes` are the names each service directory shows; `dependents` pairs a
 /// value's mount path with each view that reads it, so a change of the value is also one of
 /// the view).
 pub fn start(
     rules: Vec<OnChangeRule>,
     changes: &ChangeStream,
-    mountpoint: PathBuf,
+    launcher: Option<Launcher>,
     prefixes: HashMap<Service, String>,
     dependents: Vec<(String, String)>,
 ) -> std::io::Result<()> {
-    if rules.is_empty() {
-        return Ok(());
-    }
+    let Some(mut launcher) = launcher.filter(|_| !rules.is_empty()) else { return Ok(()) };
     let (sender, receiver) = mpsc::channel();
     changes.subscribe(sender, |change| change);
     std::thread::Builder::new()
         .name("secretfs-on-change".into())
-        .spawn(move || run(&rules, &receiver, &mountpoint, &prefixes, &dependents))
+        .spawn(move || run(&rules, &receiver, &mut launcher, &prefixes, &dependents))
         .map(drop)
 }
 
 fn run(
     rules: &[OnChangeRule],
     changes: &Receiver<Change>,
-    mountpoint: &std::path::Path,
+    launcher: &mut Launcher,
     prefixes: &HashMap<Service, String>,
     dependents: &[(String, String)],
 ) {
@@ -101,10 +100,14 @@ fn run(
             Err(RecvTimeoutError::Disconnected) => return,
         }
         let now = Instant::now();
-        for (rule, batch) in rules.iter().zip(batches.iter_mut()) {
+        for (index, batch) in batches.iter_mut().enumerate() {
             if batch.as_ref().is_some_and(|b| b.due <= now) {
                 if let Some(batch) = batch.take() {
-                    launch(rule, batch.paths, mountpoint);
+                    let paths: Vec<String> = batch.paths.into_iter().collect();
+                    if let Err(err) = launcher.run(index, &paths) {
+                        tracing::warn!("on-change launcher gone ({err}); commands no longer run");
+                        return;
+                    }
                 }
             }
         }
@@ -140,11 +143,11 @@ pub fn shown_path(prefixes: &HashMap<Service, String>, service: Service, name: &
     mount_path_of(service, prefixes.get(&service)?, name)
 }
 
-/// Run `rule`'s command for `paths` on a thread of its own, and log how it ended.
-fn launch(rule: &OnChangeRule, paths: BTreeSet<String>, mountpoint: &std::path::Path) {
+/// Start `rule`'s command for the changed mount `paths` (in the launcher), wait for it on a
+/// thread of its own, and log how it ended.
+pub fn launch(rule: &OnChangeRule, listed: Vec<String>, mountpoint: &std::path::Path) {
     let Some((program, args)) = rule.command.split_first() else { return };
     let shown = rule.command.join(" ");
-    let listed: Vec<String> = paths.into_iter().collect();
     tracing::info!("running on-change command `{shown}` for {}", listed.join(", "));
     let spawned = Command::new(program)
         .args(args)

@@ -5,7 +5,9 @@
 //! on-change commands) read their channel on their own threads.
 
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use super::sync::Mutex;
 
 use crate::provider::Service;
 

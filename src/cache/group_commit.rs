@@ -4,10 +4,11 @@
 //! writer gets. A lone writer makes the same calls as without it.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::lock;
+use super::sync::mpsc::{channel, Receiver, Sender};
+use super::sync::Mutex;
 use crate::error::{Error, Result};
 use crate::provider::Fetched;
 

@@ -16,6 +16,7 @@ mod refresh;
 pub mod slot;
 pub mod spawn;
 pub mod stats;
+mod sync;
 mod values;
 pub mod warm;
 mod writes;
@@ -24,8 +25,10 @@ use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
+
 use std::time::Duration;
+use sync::{Mutex, MutexGuard};
 
 use crate::namespace::Namespace;
 use crate::provider::{Listed, Provider, Service};

@@ -2,7 +2,8 @@
 //! across the service calls), while writers of other names and every reader go on.
 
 use std::collections::HashSet;
-use std::sync::{Condvar, Mutex};
+
+use super::sync::{Condvar, Mutex};
 
 use super::lock;
 

@@ -2,7 +2,9 @@
 //! error, the failure count and when the next attempt may run; plus the shared in-flight fetch.
 //! Pure decisions over an instant passed in, so they are tested without a clock or a provider.
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
+
+use super::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};

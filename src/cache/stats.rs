@@ -3,7 +3,8 @@
 //! the service's health (last success, last failure); and a snapshot of the entries.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+
+use super::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use super::{lock, ServiceCache};
