@@ -139,6 +139,69 @@ fn a_large_listing_under_throttling_neither_fails_whole_nor_keeps_an_exact_reade
 }
 
 #[test]
+fn refused_role_credentials_are_renewed_through_sts_while_known_values_stay_served() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    aws.put_parameter("/app/token", "tok-1", ParameterType::SecureString);
+    aws.put_parameter("/cold/a", "never read", ParameterType::String);
+    aws.create_secret("app/key", r#"{"password":"hunter2"}"#);
+    let proxy = FaultProxy::start(moto.port);
+    let role = ["--role-arn", "arn:aws:iam::123456789012:role/reader", "--role-duration", "900"];
+    let args: Vec<&str> = FAST.iter().copied().chain(role).collect();
+    let m = Mounted::start(&args, &moto.env_via(proxy.endpoint()));
+    assert_eq!(m.read("ps/app/token").unwrap(), "tok-1");
+    assert_eq!(m.read("sm/app/key/password").unwrap(), "hunter2");
+    assert!(m.path("ps/cold").is_dir());
+    assert_eq!(proxy.seen("AssumeRole"), 1);
+    // The session token is refused (expired early, revoked): every SSM and Secrets Manager call
+    // fails, STS still answers.
+    let actions = [
+        "GetParameters",
+        "GetParameter",
+        "DescribeParameters",
+        "GetSecretValue",
+        "BatchGetSecretValue",
+        "DescribeSecret",
+        "ListSecrets",
+    ];
+    for action in actions {
+        proxy.fail(action, Fault::Code("ExpiredTokenException"));
+    }
+    let refused = std::time::Instant::now();
+    while refused.elapsed() < Duration::from_millis(3500) {
+        assert_eq!(m.read("ps/app/token").unwrap(), "tok-1", "the known value is served");
+        assert_eq!(m.read("sm/app/key/password").unwrap(), "hunter2");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cold = m.read("ps/cold/a").unwrap_err();
+    assert_eq!(cold.raw_os_error(), Some(libc::EIO), "a cold read is EIO, never EACCES: {cold}");
+    let assumed = proxy.seen("AssumeRole");
+    // Renewals back off (1 s, 2 s, ...): a few in 3.5 s, not one per refused call.
+    assert!((2..=5).contains(&assumed), "the role is assumed again, with backoff: {assumed} AssumeRole calls");
+    let status = m.read(".secretfs/status").unwrap();
+    assert!(status.contains("credentials asked for again"), "{status}");
+    proxy.heal();
+    aws.put_parameter("/app/token", "tok-2", ParameterType::SecureString);
+    let healed = std::time::Instant::now();
+    while m.read("ps/app/token").unwrap() != "tok-2" {
+        assert!(
+            healed.elapsed() < Duration::from_secs(15),
+            "refreshes never resumed after the credentials were renewed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The cold read's failure is remembered until its backoff ends, then it is read.
+    while m.read("ps/cold/a").ok().as_deref() != Some("never read") {
+        assert!(healed.elapsed() < Duration::from_secs(15), "the cold value never became readable");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stderr = m.stop();
+    let renewals = stderr.matches("asking the credential chain again").count();
+    assert!((1..=5).contains(&renewals), "one log line per renewal: {stderr}");
+    assert!(!stderr.contains("tok-1") && !stderr.contains("hunter2"));
+}
+
+#[test]
 fn refused_credentials_never_take_known_values_away() {
     let moto = Moto::start();
     let aws = Aws::new(&moto);

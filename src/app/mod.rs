@@ -369,16 +369,17 @@ pub fn source_name(source: &Source) -> String {
 fn providers(source: &Source, bridge: &Bridge) -> Result<(Arc<dyn Provider>, Arc<dyn Provider>)> {
     match source {
         Source::Aws(settings) => {
-            let sdk = load_config(bridge, settings)?;
+            let config = load_config(bridge, settings)?;
+            let (sdk, credentials) = (&config.sdk, &config.credentials);
             let (ps_caller, sm_caller) = (
-                Caller::new(settings.ps_max_tps, settings.timeout, settings.attempts),
-                Caller::new(settings.sm_max_tps, settings.timeout, settings.attempts),
+                Caller::new(settings.ps_max_tps, settings.timeout, settings.attempts).renewing(credentials.clone()),
+                Caller::new(settings.sm_max_tps, settings.timeout, settings.attempts).renewing(credentials.clone()),
             );
             let ps_options = settings.ps_options.clone();
             let stage = settings.version_stage.clone();
             Ok((
-                Arc::new(ParameterStore::with_options(ssm_client(&sdk), bridge.clone(), ps_caller, ps_options)),
-                Arc::new(SecretsManager::with_stage(secrets_manager_client(&sdk), bridge.clone(), sm_caller, stage)),
+                Arc::new(ParameterStore::with_options(ssm_client(sdk), bridge.clone(), ps_caller, ps_options)),
+                Arc::new(SecretsManager::with_stage(secrets_manager_client(sdk), bridge.clone(), sm_caller, stage)),
             ))
         }
         Source::Local(path) => {

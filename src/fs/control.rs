@@ -19,6 +19,7 @@ use super::{lock, Attr, DirEntry, NodeKind, OpenFile, OpenMode, SecretFs};
 use crate::cache::CacheStats;
 use crate::error::{Error, Result};
 use crate::inodes::{Ino, NodePath, CONTROL_DIR, CONTROL_FILES};
+use crate::provider::counters::RENEW_CREDENTIALS;
 use crate::provider::{OutcomeCounts, SecretBytes, Service};
 use crate::request_stats::RequestStats;
 
@@ -229,6 +230,13 @@ impl SecretFs {
             );
             if let Some((at, error)) = &stats.last_failure {
                 let _ = writeln!(text, "{}: last failure {} ago: {error}", service.dir_name(), since(now, *at));
+            }
+            if let Some(renewals) = cache.provider().call_counts().get(RENEW_CREDENTIALS) {
+                let _ = writeln!(
+                    text,
+                    "{}: credentials asked for again {renewals} time(s) after AWS refused them",
+                    service.dir_name()
+                );
             }
         }
         text

@@ -5,6 +5,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
 
+/// The action under which renewals of the daemon's AWS credentials are counted (after AWS
+/// refused them): shown in the status and metrics like the calls.
+pub const RENEW_CREDENTIALS: &str = "RenewCredentials";
+
 /// A snapshot of calls made, keyed by API action name (`GetParameters`, `ListSecrets`, ...).
 pub type CallCounts = BTreeMap<&'static str, u64>;
 

@@ -7,6 +7,7 @@
 use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -16,8 +17,10 @@ use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 use tokio::sync::Mutex;
 
 use super::classify;
+use super::credentials::Renewable;
 use crate::deadline;
 use crate::error::{Error, Result};
+use crate::provider::counters::RENEW_CREDENTIALS;
 use crate::provider::{outcome_of, ApiCounters, CallCounts, OutcomeCounts};
 
 /// A token bucket: `rate` requests a second on average, at most `rate` at once after a pause.
@@ -75,6 +78,7 @@ pub struct Caller {
     deadline: Duration,
     attempts: u32,
     jitter: RandomState,
+    credentials: Option<Arc<Renewable>>,
 }
 
 impl Caller {
@@ -87,6 +91,27 @@ impl Caller {
             deadline,
             attempts: attempts.max(1),
             jitter: RandomState::new(),
+            credentials: None,
+        }
+    }
+
+    /// The same, renewing `credentials` when AWS refuses them.
+    pub fn renewing(self, credentials: Arc<Renewable>) -> Self {
+        Caller { credentials: Some(credentials), ..self }
+    }
+
+    /// Tell the credentials how AWS took them: a refusal renews them (once per backoff step,
+    /// counted as a [`RENEW_CREDENTIALS`] call); any answer resets their backoff.
+    fn credentials_answered<T>(&self, answer: &Result<T>) {
+        let Some(credentials) = &self.credentials else { return };
+        match answer {
+            Err(Error::Credentials(reason)) => {
+                if credentials.renew(reason) {
+                    self.counters.record(RENEW_CREDENTIALS);
+                }
+            }
+            Err(Error::Transient(_)) => {}
+            _ => credentials.accepted(),
         }
     }
 
@@ -143,6 +168,7 @@ impl Caller {
                 self.counters.record(action);
                 let answer = attempt().await;
                 self.counters.record_outcome(action, outcome_of(&answer));
+                self.credentials_answered(&answer);
                 let err = match answer {
                     Err(err @ Error::Transient(_)) => err,
                     other => return other,

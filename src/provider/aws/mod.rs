@@ -1,14 +1,17 @@
 //! Shared AWS plumbing: SDK configuration, the async bridge, and SDK error classification.
 
 pub mod call;
+pub mod credentials;
 
 use crate::provider::ps_options::PsOptions;
 pub mod parameter_store;
 pub mod secrets_manager;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use aws_config::identity::IdentityCache;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -19,6 +22,7 @@ use aws_sdk_ssm::primitives::DateTime;
 use tokio::runtime::Handle;
 
 use crate::error::{Error, Result};
+use credentials::{ChainBuilder, Renewable};
 
 /// Attempts per API call, including the first (s1crets uses 3).
 pub const DEFAULT_ATTEMPTS: u32 = 3;
@@ -116,9 +120,19 @@ pub fn app_name() -> aws_config::AppName {
     aws_config::AppName::new(concat!("secretfs-", env!("CARGO_PKG_VERSION"))).expect("a valid app name")
 }
 
+/// The SDK configuration, and the credentials its clients use (which [`call::Caller`] renews
+/// when AWS refuses them).
+#[derive(Clone, Debug)]
+pub struct AwsConfig {
+    /// What the clients are built from.
+    pub sdk: SdkConfig,
+    /// The clients' credentials.
+    pub credentials: Arc<Renewable>,
+}
+
 /// Load the SDK configuration, assume the role if one is given, and check that a region and
 /// working credentials are there (one STS GetCallerIdentity call unless switched off).
-pub fn load_config(bridge: &Bridge, settings: &AwsSettings) -> Result<SdkConfig> {
+pub fn load_config(bridge: &Bridge, settings: &AwsSettings) -> Result<AwsConfig> {
     bridge.run(async {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .app_name(app_name())
@@ -139,23 +153,26 @@ pub fn load_config(bridge: &Bridge, settings: &AwsSettings) -> Result<SdkConfig>
             check_endpoint_url(url)?;
             loader = loader.endpoint_url(url);
         }
-        let mut config = loader.load().await;
-        if config.region().is_none() {
+        let loaded = loader.load().await;
+        if loaded.region().is_none() {
             return Err(Error::Config(
                 "no AWS region: pass --region or set AWS_REGION (or a region in your AWS profile)".into(),
             ));
         }
-        if let Some(role) = &settings.assume_role {
-            config = assume_role(config, role).await;
-        }
-        let Some(credentials) = config.credentials_provider() else {
-            return Err(Error::AwsAccess("no AWS credentials provider is configured".into()));
-        };
+        let renewable = Arc::new(Renewable::new(chain_builder(&loaded, settings)));
+        let shared: Arc<dyn ProvideCredentials> = renewable.clone();
+        let config = loaded
+            .into_builder()
+            .credentials_provider(SharedCredentialsProvider::new(shared))
+            .identity_cache(IdentityCache::no_cache())
+            .build();
+        let credentials = renewable.clone();
+        let config = AwsConfig { sdk: config, credentials: renewable };
         let profile = settings.profile.as_ref().map(|p| format!(" (profile {p:?})")).unwrap_or_default();
         let deadline = settings.timeout;
         if settings.verify_credentials {
-            // Through the clients' shared credentials cache: an assumed role is assumed once.
-            verify(&config, deadline, &profile).await?;
+            // Through the clients' credentials: an assumed role is assumed once.
+            verify(&config.sdk, deadline, &profile).await?;
             return Ok(config);
         }
         match tokio::time::timeout(deadline, credentials.provide_credentials()).await {
@@ -179,8 +196,31 @@ pub fn secrets_manager_client(sdk: &SdkConfig) -> aws_sdk_secretsmanager::Client
     aws_sdk_secretsmanager::Client::from_conf(config)
 }
 
-/// `config` with credentials from assuming `role`, refreshed by the SDK before they expire.
-async fn assume_role(config: SdkConfig, role: &AssumeRole) -> SdkConfig {
+/// Builds the credential chain of `loaded` (as `settings` name the profile and role) anew at
+/// each call: the default chain, and the role assumed through it.
+fn chain_builder(loaded: &SdkConfig, settings: &AwsSettings) -> ChainBuilder {
+    let (loaded, profile, role) = (loaded.clone(), settings.profile.clone(), settings.assume_role.clone());
+    Box::new(move || {
+        let (loaded, profile, role) = (loaded.clone(), profile.clone(), role.clone());
+        Box::pin(async move {
+            let mut chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder();
+            if let Some(profile) = &profile {
+                chain = chain.profile_name(profile);
+            }
+            if let Some(region) = loaded.region() {
+                chain = chain.region(region.clone());
+            }
+            let chain = SharedCredentialsProvider::new(chain.build().await);
+            match role {
+                Some(role) => assume_role(loaded.into_builder().credentials_provider(chain).build(), &role).await,
+                None => chain,
+            }
+        })
+    })
+}
+
+/// Credentials from assuming `role` with the credentials of `config`.
+async fn assume_role(config: SdkConfig, role: &AssumeRole) -> SharedCredentialsProvider {
     let mut builder = aws_config::sts::AssumeRoleProvider::builder(role.role_arn.clone())
         .session_name(role.session_name.clone().unwrap_or_else(|| "secretfs".into()))
         .configure(&config);
@@ -190,8 +230,7 @@ async fn assume_role(config: SdkConfig, role: &AssumeRole) -> SdkConfig {
     if let Some(length) = role.duration {
         builder = builder.session_length(length);
     }
-    let provider = builder.build().await;
-    config.into_builder().credentials_provider(SharedCredentialsProvider::new(provider)).build()
+    SharedCredentialsProvider::new(builder.build().await)
 }
 
 /// One STS GetCallerIdentity call: proves the endpoint answers and accepts the credentials.
