@@ -427,6 +427,36 @@ fn a_denied_batch_is_read_name_by_name_so_the_others_are_still_served() {
 }
 
 #[test]
+fn a_host_holding_a_hundred_values_revalidates_them_in_a_few_full_calls_per_ttl() {
+    let h = Harness::new(20_000);
+    let names: Vec<String> = (0..100).map(|i| format!("/d{:02}/p{i:03}", i / 2)).collect();
+    for name in &names {
+        h.ps.insert(name, ValueKind::String, "v");
+    }
+    let read_all = || names.iter().for_each(|name| drop(h.cache.value(name, []).unwrap()));
+    read_all();
+    h.jobs.run_all();
+    // Reads every 20 s spread the values' fetch times (each read is a point for its refresh).
+    let seconds = TTL.as_secs() * 6;
+    let mut steady_from = 0;
+    for second in 1..=seconds {
+        h.advance(Duration::from_secs(1));
+        if second % 20 == 0 {
+            read_all();
+        }
+        h.cache.refresh_due();
+        h.jobs.run_all();
+        if second == 2 * TTL.as_secs() {
+            steady_from = h.calls(VERSIONS_ACTION);
+        }
+    }
+    let per_ttl = (h.calls(VERSIONS_ACTION) - steady_from) as f64 / 4.0;
+    println!("100 values: {per_ttl} metadata calls per TTL");
+    // 100 names fit in 2 calls; a due value fills its call with those due soonest after it.
+    assert!(per_ttl <= 4.0, "{per_ttl} metadata calls per TTL for 100 values");
+}
+
+#[test]
 fn refreshes_of_values_read_together_spread_over_the_ttl() {
     let h = Harness::new(20_000);
     let names: Vec<String> = (0..5000).map(|i| format!("/big/p{i:04}")).collect();

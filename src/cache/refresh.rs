@@ -29,6 +29,9 @@ pub fn tick(ttl: Duration) -> Duration {
 const LEAD_MIN: f64 = 0.05;
 /// Width of the window before expiry that refreshes are spread over, as a share of the TTL.
 const LEAD_SPREAD: f64 = 0.30;
+/// How much sooner than its own point a value may be refreshed to fill a revalidation call
+/// that is made anyway, as a share of the TTL.
+pub const FILL_AHEAD: f64 = 0.30;
 
 impl Inner {
     /// How long before expiry `key`, fetched at `fetched_at` and fresh for `ttl`, is refreshed:
@@ -38,11 +41,15 @@ impl Inner {
         ttl.mul_f64(LEAD_MIN + LEAD_SPREAD * self.jitter((key, fetched_at)))
     }
 
-    /// Whether a slot read within the last TTL (or watched) is near its expiry and free to refresh.
-    fn due<T>(&self, key: &str, slot: &Slot<T>, ttl: Duration, now: Instant) -> bool {
+    /// How long until a slot read within the last TTL (or watched), known and free to refresh,
+    /// is due (zero: due now); `None` for a slot that is not to be refreshed.
+    fn until_due<T>(&self, key: &str, slot: &Slot<T>, ttl: Duration, now: Instant) -> Option<Duration> {
         let read_recently = now.saturating_duration_since(slot.last_read) < self.policy.ttl || self.is_watched(key);
-        let near_expiry = slot.age(now).is_some_and(|age| age + self.lead(key, slot.fetched_at, ttl) >= ttl);
-        read_recently && near_expiry && slot.flight.is_none() && !slot.in_backoff(now)
+        if !read_recently || slot.flight.is_some() || slot.in_backoff(now) {
+            return None;
+        }
+        let age = slot.age(now)?;
+        Some(ttl.saturating_sub(self.lead(key, slot.fetched_at, ttl)).saturating_sub(age))
     }
 
     /// Whether a slot is idle beyond what could still be served, and may go.
@@ -56,8 +63,9 @@ impl Inner {
     /// SIGHUP), and drop idle entries.
     pub(super) fn refresh_due(self: &Arc<Self>, everything: bool) {
         let now = self.runtime.clock.now();
-        let due_values = self.claim_due(&mut lock(&self.values), now, everything, |name, _| self.value_ttl(name));
-        let due_listings = self.claim_due(&mut lock(&self.listings), now, everything, |_, s| self.listing_ttl(s));
+        let due_values =
+            self.claim_due(&mut lock(&self.values), now, everything, REVALIDATE_CHUNK, |name, _| self.value_ttl(name));
+        let due_listings = self.claim_due(&mut lock(&self.listings), now, everything, 1, |_, s| self.listing_ttl(s));
         let cache = ServiceCache { inner: self.clone() };
         for chunk in due_values.chunks(REVALIDATE_CHUNK) {
             let (inner, chunk) = (self.clone(), chunk.to_vec());
@@ -70,21 +78,41 @@ impl Inner {
 
     /// Drop the idle entries of `table`, and give the due ones (every known one with
     /// `everything`) a flight, so readers and other refreshes leave them to this one. `ttl_of`
-    /// is an entry's freshness period.
+    /// is an entry's freshness period. Refreshes go in chunks of `chunk` entries per call: when
+    /// some are due, the last chunk is filled with the entries due soonest within [`FILL_AHEAD`]
+    /// of their TTL, so a host holding many values makes a few full calls per TTL rather than
+    /// one call per tick for the one or two values due at that tick.
     fn claim_due<T>(
         &self,
         table: &mut HashMap<String, Slot<T>>,
         now: Instant,
         everything: bool,
+        chunk: usize,
         ttl_of: impl Fn(&str, &Slot<T>) -> Duration,
     ) -> Vec<String> {
         table.retain(|key, slot| !self.idle(key, slot, now));
         let mut due = Vec::new();
-        for (key, slot) in table.iter_mut() {
-            let free = slot.flight.is_none();
-            if slot.value.is_some() && (self.due(key, slot, ttl_of(key, slot), now) || (everything && free)) {
+        let mut soon = Vec::new();
+        for (key, slot) in table.iter() {
+            if slot.value.is_none() {
+                continue;
+            }
+            let ttl = ttl_of(key, slot);
+            match self.until_due(key, slot, ttl, now) {
+                Some(wait) if wait.is_zero() => due.push(key.clone()),
+                _ if everything && slot.flight.is_none() => due.push(key.clone()),
+                Some(wait) if wait <= ttl.mul_f64(FILL_AHEAD) => soon.push((wait, key.clone())),
+                _ => {}
+            }
+        }
+        let room = (chunk - due.len() % chunk) % chunk;
+        if !due.is_empty() && room > 0 {
+            soon.sort_unstable();
+            due.extend(soon.into_iter().take(room).map(|(_, key)| key));
+        }
+        for key in &due {
+            if let Some(slot) = table.get_mut(key) {
                 slot.flight = Some(Arc::new(Flight::default()));
-                due.push(key.clone());
             }
         }
         due
