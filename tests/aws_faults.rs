@@ -50,7 +50,7 @@ fn a_kms_key_that_refuses_ends_the_serving_of_a_superseded_value() {
 }
 
 #[test]
-fn every_retry_takes_a_rate_limit_slot() {
+fn every_retry_takes_a_rate_limit_slot_and_throttling_cuts_the_rate() {
     let moto = Moto::start();
     let aws = Aws::new(&moto);
     for dir in 0..20 {
@@ -76,10 +76,15 @@ fn every_retry_takes_a_rate_limit_slot() {
     let elapsed = start.elapsed().as_secs_f64();
     let requests = proxy.seen_all().values().sum::<u64>() - before;
     println!("{requests} Parameter Store requests in {elapsed:.1}s at --ps-max-tps 5 under throttling");
-    assert!(proxy.seen("GetParameters") > 20, "the reads were tried and retried: {}", proxy.seen("GetParameters"));
-    // A burst of 5, then 5 a second: retries included, never more.
-    let allowed = 5.0 + 5.0 * elapsed + 2.0;
-    assert!((requests as f64) <= allowed, "{requests} requests in {elapsed:.1}s exceed the limit ({allowed:.0})");
+    assert!(proxy.seen("GetParameters") > 5, "the reads were tried and retried: {}", proxy.seen("GetParameters"));
+    // A burst of 5, then at most 5 a second, retries included; every throttle answered cuts
+    // the rate (to 50-70 %, once a second; answered listing calls grow it back), so fewer than
+    // the ceiling reach AWS (measured: 24-33 requests in 10 s; 53 before the rate adapted).
+    let ceiling = 5.0 + 5.0 * elapsed + 2.0;
+    assert!(
+        (requests as f64) <= ceiling * 0.75,
+        "{requests} requests in {elapsed:.1}s: the rate was not cut (ceiling {ceiling:.0})"
+    );
     drop(m);
 }
 

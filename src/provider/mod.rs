@@ -1,5 +1,6 @@
 //! The provider trait every backing store implements, and the value types it returns.
 
+pub mod adaptive_rate;
 pub mod aws;
 pub mod counters;
 pub mod local;

@@ -1,67 +1,27 @@
 //! Every AWS request goes through here: counted per attempt and action, each attempt admitted
 //! by a per-service rate limit (a burst, then a steady rate: a burst of cold reads queues
-//! instead of being throttled), transient failures retried with jittered backoff, and the
+//! instead of being throttled; cut when AWS throttles, see [`AdaptiveRate`]), transient failures retried with jittered backoff, and the
 //! whole bounded by the request deadline, retries included. The SDK's own retries are off
 //! (see [`super::service_config`]): a retry the limiter does not see would bypass it.
 
 use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::BuildHasher;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use aws_sdk_ssm::config::http::HttpResponse;
 use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
-use tokio::sync::Mutex;
 
 use super::classify;
 use super::credentials::Renewable;
 use crate::deadline;
 use crate::error::{Error, Result};
+use crate::provider::adaptive_rate::AdaptiveRate;
 use crate::provider::counters::RENEW_CREDENTIALS;
 use crate::provider::{outcome_of, ApiCounters, CallCounts, OutcomeCounts};
-
-/// A token bucket: `rate` requests a second on average, at most `rate` at once after a pause.
-/// Each request reserves the next slot, so waiters are served in order.
-#[derive(Debug)]
-pub struct RateLimiter {
-    rate: f64,
-    state: Mutex<Bucket>,
-}
-
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl RateLimiter {
-    /// A limiter of `rate` requests a second (at least 1).
-    pub fn new(rate: u32) -> Self {
-        let rate = f64::from(rate.max(1));
-        RateLimiter { rate, state: Mutex::new(Bucket { tokens: rate, at: Instant::now() }) }
-    }
-
-    /// Wait for a slot.
-    pub async fn acquire(&self) {
-        let wait = {
-            let mut bucket = self.state.lock().await;
-            let now = Instant::now();
-            let refill = now.saturating_duration_since(bucket.at).as_secs_f64() * self.rate;
-            bucket.tokens = (bucket.tokens + refill).min(self.rate) - 1.0;
-            bucket.at = now;
-            match bucket.tokens < 0.0 {
-                true => Duration::from_secs_f64(-bucket.tokens / self.rate),
-                false => Duration::ZERO,
-            }
-        };
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-    }
-}
 
 /// First wait before a retry, doubled per failure up to [`RETRY_DELAY_CAP`].
 pub const RETRY_DELAY_BASE: Duration = Duration::from_millis(100);
@@ -74,7 +34,7 @@ pub const PAGE_TRIES: u32 = 8;
 #[derive(Debug)]
 pub struct Caller {
     counters: ApiCounters,
-    limiter: RateLimiter,
+    rate: Mutex<AdaptiveRate>,
     deadline: Duration,
     attempts: u32,
     jitter: RandomState,
@@ -87,7 +47,7 @@ impl Caller {
     pub fn new(max_tps: u32, deadline: Duration, attempts: u32) -> Self {
         Caller {
             counters: ApiCounters::default(),
-            limiter: RateLimiter::new(max_tps),
+            rate: Mutex::new(AdaptiveRate::new(max_tps, Instant::now().into_std())),
             deadline,
             attempts: attempts.max(1),
             jitter: RandomState::new(),
@@ -164,10 +124,12 @@ impl Caller {
         let tries = async {
             let mut failures = 0u32;
             loop {
-                self.limiter.acquire().await;
+                self.acquire().await;
                 self.counters.record(action);
                 let answer = attempt().await;
-                self.counters.record_outcome(action, outcome_of(&answer));
+                let outcome = outcome_of(&answer);
+                self.counters.record_outcome(action, outcome);
+                self.adapt_rate(outcome);
                 self.credentials_answered(&answer);
                 let err = match answer {
                     Err(err @ Error::Transient(_)) => err,
@@ -191,12 +153,41 @@ impl Caller {
         }
     }
 
+    /// Wait for a slot of the service's rate.
+    async fn acquire(&self) {
+        let wait = lock(&self.rate).reserve(Instant::now().into_std());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Adapt the rate to how AWS answered (`outcome`, see [`outcome_of`]): cut on throttling,
+    /// grow on an answer.
+    fn adapt_rate(&self, outcome: &str) {
+        let now = Instant::now().into_std();
+        match outcome {
+            "throttled" => lock(&self.rate).throttled(now, self.unit_jitter(0)),
+            "ok" | "not_found" | "denied" => lock(&self.rate).accepted(now),
+            _ => {}
+        }
+    }
+
+    /// A number in 0..1, different at each call.
+    fn unit_jitter(&self, salt: u32) -> f64 {
+        (self.jitter.hash_one((salt, std::time::Instant::now())) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// The requests a second this service is allowed now (`--ps-max-tps` or
+    /// `--sm-max-tps`, lower after throttling).
+    pub fn rate(&self) -> f64 {
+        lock(&self.rate).rate()
+    }
+
     /// The wait before attempt `failures + 1`: base × 2^(failures−1), capped, in its upper half
     /// at random (so clients that failed together do not retry together).
     fn retry_delay(&self, failures: u32) -> Duration {
         let delay = RETRY_DELAY_BASE.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(RETRY_DELAY_CAP);
-        let unit = (self.jitter.hash_one((failures, std::time::Instant::now())) >> 11) as f64 / (1u64 << 53) as f64;
-        delay.mul_f64(0.5 + 0.5 * unit)
+        delay.mul_f64(0.5 + 0.5 * self.unit_jitter(failures))
     }
 
     /// Calls made so far, per action (every attempt counts).
@@ -210,6 +201,10 @@ impl Caller {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Whether `err` is Secrets Manager's refusal of a write while another write of the same
 /// secret is in progress.
 fn is_write_conflict(err: &Error) -> bool {
@@ -221,17 +216,21 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn a_burst_beyond_the_rate_queues() {
-        let limiter = RateLimiter::new(10);
+    async fn a_burst_beyond_the_rate_queues_and_throttling_slows_it() {
+        let caller = Caller::new(10, Duration::from_secs(600), 1);
+        let ok = || async { Ok::<(), Error>(()) };
         let start = tokio::time::Instant::now();
         for _ in 0..10 {
-            limiter.acquire().await;
+            caller.attempts("GetParameters", ok).await.unwrap();
         }
         assert!(start.elapsed() < Duration::from_millis(50), "the first `rate` requests pass at once");
         for _ in 0..10 {
-            limiter.acquire().await;
+            caller.attempts("GetParameters", ok).await.unwrap();
         }
         assert!(start.elapsed() >= Duration::from_millis(900), "then 10 a second: {:?}", start.elapsed());
+        let throttled = || async { Err::<(), _>(Error::Transient("ThrottlingException: slow down".into())) };
+        assert!(caller.attempts("GetParameters", throttled).await.is_err());
+        assert!(caller.rate() <= 7.0, "AWS throttled: the rate is cut ({})", caller.rate());
     }
 
     #[tokio::test(start_paused = true)]
