@@ -38,6 +38,7 @@ use name_locks::NameLocks;
 use slot::{Policy, Slot};
 use spawn::{Spawner, ThreadPerJob};
 
+pub use refresh::tick as refresh_tick;
 pub use stats::CacheStats;
 pub use values::CachedValue;
 

@@ -110,9 +110,9 @@ impl Caller {
     }
 
     /// Run `attempt` until it succeeds, fails for good, or runs out of attempts or time. A
-    /// transient failure is tried again after a jittered, doubling delay; Secrets Manager's
-    /// TooManyUpdatesException (another write of the same secret in progress) is tried again
-    /// until the deadline, whatever the number of attempts.
+    /// transient failure is tried again after a jittered, doubling delay; a throttling answer
+    /// and Secrets Manager's TooManyUpdatesException (another write of the same secret in
+    /// progress) are tried again until the deadline, whatever the number of attempts.
     pub async fn attempts<T, F, Fut>(&self, action: &'static str, attempt: F) -> Result<T>
     where
         F: Fn() -> Fut,
@@ -137,7 +137,10 @@ impl Caller {
                 };
                 failures += 1;
                 let delay = self.retry_delay(failures);
-                let more = failures < self.attempts || is_write_conflict(&err);
+                // Throttling asks for slower requests, not fewer: with the rate cut, the
+                // request waits its turn again, until its deadline.
+                let throttled = outcome_of::<()>(&Err(err.clone())) == "throttled";
+                let more = failures < self.attempts || is_write_conflict(&err) || throttled;
                 if !more || Instant::now() + delay >= deadline {
                     return Err(err);
                 }
