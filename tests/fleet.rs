@@ -3,9 +3,9 @@
 //! one fake clock, against a simulated AWS account that enforces per-account quotas per action
 //! (requests counted per second) and answers ThrottlingException beyond them.
 //!
-//! Each host reads its working set (10 % of the account's names, two per directory) once at a
-//! random second of the first minute (a fleet cold start), then each name every
-//! `READ_INTERVAL`; its refresher runs every tick of the engine's own period (TTL/100). A 1 %
+//! Each host starts at a random second of the first minute (a fleet cold start) and reads its
+//! working set (10 % of the account's names, two per directory) spread over `READ_INTERVAL`,
+//! then each name again every `READ_INTERVAL`; its refresher runs every tick of the engine's own period (TTL/100). A 1 %
 //! rotation of the account happens at `ROTATE_AT`. Reported per scenario: calls a second by
 //! action (steady state: the last TTL), throttles, reads that failed, the staleness of served
 //! values (how long after a newer version existed), and the time for the rotation to reach
@@ -267,6 +267,8 @@ struct Host {
     cache: ServiceCache,
     provider: Arc<HostProvider>,
     names: Vec<String>,
+    /// The names (indexes) read at each second of READ_INTERVAL.
+    read_slots: Vec<Vec<usize>>,
     /// Second of the first read.
     starts_at: u64,
 }
@@ -329,7 +331,11 @@ fn simulate(scenario: Scenario) -> Report {
             // Working set: `per_host` names in pairs (two per directory), from a random start.
             let first = (next() as usize % (scenario.names / 2)) * 2;
             let names = (0..per_host).map(|i| all_names[(first + i) % scenario.names].clone()).collect();
-            Host { cache, provider, names, starts_at: next() % COLD_START }
+            let mut read_slots = vec![Vec::new(); READ_INTERVAL.as_secs() as usize];
+            for i in 0..per_host {
+                read_slots[(i * 7) % READ_INTERVAL.as_secs() as usize].push(i);
+            }
+            Host { cache, provider, names, read_slots, starts_at: next() % COLD_START }
         })
         .collect();
     // 1 % of the names (at least one), one of them held by the first host.
@@ -354,12 +360,11 @@ fn simulate(scenario: Scenario) -> Report {
                 continue;
             }
             let since_start = second - host.starts_at;
-            // Each name read once per READ_INTERVAL, the reads spread over it.
-            for (i, name) in host.names.iter().enumerate() {
-                if since_start % READ_INTERVAL.as_secs() != (i as u64 * 7) % READ_INTERVAL.as_secs() && since_start != 0
-                {
-                    continue;
-                }
+            // Each name is read once per READ_INTERVAL at its own second of it (the first read
+            // of the working set spreads over one interval).
+            let slot = (since_start % READ_INTERVAL.as_secs()) as usize;
+            for &i in &host.read_slots[slot] {
+                let name = &host.names[i];
                 let sibling = host.names[i ^ 1].as_str();
                 report.reads += 1;
                 match host.cache.value(name, [sibling]) {
