@@ -4,7 +4,8 @@
 //! (requests counted per second) and answers ThrottlingException beyond them.
 //!
 //! Each host starts at a random second of the first minute (a fleet cold start) and reads its
-//! working set (10 % of the account's names, two per directory) spread over `READ_INTERVAL`,
+//! working set (100 parameters in 50 directories, or 10 % of the secrets, two per directory)
+//! spread over `READ_INTERVAL`,
 //! then each name again every `READ_INTERVAL`; its refresher runs every tick of the engine's own period (TTL/100). A 1 %
 //! rotation of the account happens at `ROTATE_AT`. Reported per scenario: calls a second by
 //! action (steady state: the last TTL), throttles, reads that failed, the staleness of served
@@ -311,7 +312,10 @@ fn simulate(scenario: Scenario) -> Report {
     let jobs = Arc::new(QueuedJobs::default());
     let account = Account::new(clock.clone(), scenario.service, scenario.names);
     let all_names: Vec<String> = (0..scenario.names).map(|i| name_of(scenario.service, i)).collect();
-    let per_host = (scenario.names / 10).max(2);
+    let per_host = match scenario.service {
+        Service::ParameterStore => 100.min(scenario.names),
+        Service::SecretsManager => (scenario.names / 10).max(2),
+    };
     let mut seed = 0x5eed_u64;
     let mut next = move || {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
