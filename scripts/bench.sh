@@ -32,3 +32,5 @@ cargo test --quiet --test bench_cli -- --ignored --nocapture --test-threads 1 | 
 export MOUNT_DEADLINE_SECS=600
 cargo test --release --quiet --test bench_freshness -- --ignored --nocapture --test-threads 1 ${BENCH:-} \
     | grep -oE '(BENCH|  \().*' || true
+# The fleet simulator's table (the real cache engine of up to 1,000 hosts on a fake clock).
+cargo test --release --quiet --test fleet -- --ignored --nocapture | grep -oE 'FLEET.*' || true

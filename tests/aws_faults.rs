@@ -143,14 +143,21 @@ fn a_large_listing_under_throttling_neither_fails_whole_nor_keeps_an_exact_reade
     drop(m);
 }
 
-#[test]
-fn refused_role_credentials_are_renewed_through_sts_while_known_values_stay_served() {
+/// moto behind the fault proxy, holding `/app/token` (tok-1), `app/key` ({"password":
+/// "hunter2"}) and `/cold/a`, which the credential tests never read before the refusals.
+fn a_token_a_key_and_a_cold_value() -> (Moto, Aws, FaultProxy) {
     let moto = Moto::start();
     let aws = Aws::new(&moto);
     aws.put_parameter("/app/token", "tok-1", ParameterType::SecureString);
     aws.put_parameter("/cold/a", "never read", ParameterType::String);
     aws.create_secret("app/key", r#"{"password":"hunter2"}"#);
     let proxy = FaultProxy::start(moto.port);
+    (moto, aws, proxy)
+}
+
+#[test]
+fn refused_role_credentials_are_renewed_through_sts_while_known_values_stay_served() {
+    let (moto, aws, proxy) = a_token_a_key_and_a_cold_value();
     let role = ["--role-arn", "arn:aws:iam::123456789012:role/reader", "--role-duration", "900"];
     let args: Vec<&str> = FAST.iter().copied().chain(role).collect();
     let m = Mounted::start(&args, &moto.env_via(proxy.endpoint()));
@@ -208,12 +215,7 @@ fn refused_role_credentials_are_renewed_through_sts_while_known_values_stay_serv
 
 #[test]
 fn refused_credentials_never_take_known_values_away() {
-    let moto = Moto::start();
-    let aws = Aws::new(&moto);
-    aws.put_parameter("/app/token", "tok-1", ParameterType::SecureString);
-    aws.put_parameter("/cold/a", "never read", ParameterType::String);
-    aws.create_secret("app/key", r#"{"password":"hunter2"}"#);
-    let proxy = FaultProxy::start(moto.port);
+    let (moto, _aws, proxy) = a_token_a_key_and_a_cold_value();
     let m = Mounted::start(&FAST, &moto.env_via(proxy.endpoint()));
     assert_eq!(m.read("ps/app/token").unwrap(), "tok-1");
     assert_eq!(m.read("sm/app/key/password").unwrap(), "hunter2");

@@ -55,6 +55,20 @@ impl Harness {
         read(&self.fs, path).map(|bytes| String::from_utf8(bytes).unwrap())
     }
 
+    /// Store `names` (value "v") and read each once, background work included.
+    fn seed_and_read(&self, names: &[String]) {
+        for name in names {
+            self.ps.insert(name, ValueKind::String, "v");
+        }
+        self.read_names(names);
+        self.jobs.run_all();
+    }
+
+    /// Read each of `names`.
+    fn read_names(&self, names: &[String]) {
+        names.iter().for_each(|name| drop(self.cache.value(name, []).unwrap()));
+    }
+
     fn advance(&self, by: Duration) {
         self.clock.advance(by);
     }
@@ -430,12 +444,8 @@ fn a_denied_batch_is_read_name_by_name_so_the_others_are_still_served() {
 fn a_host_holding_a_hundred_values_revalidates_them_in_a_few_full_calls_per_ttl() {
     let h = Harness::new(20_000);
     let names: Vec<String> = (0..100).map(|i| format!("/d{:02}/p{i:03}", i / 2)).collect();
-    for name in &names {
-        h.ps.insert(name, ValueKind::String, "v");
-    }
-    let read_all = || names.iter().for_each(|name| drop(h.cache.value(name, []).unwrap()));
-    read_all();
-    h.jobs.run_all();
+    let read_all = || h.read_names(&names);
+    h.seed_and_read(&names);
     // Reads every 20 s spread the values' fetch times (each read is a point for its refresh).
     let seconds = TTL.as_secs() * 6;
     let mut steady_from = 0;
@@ -460,12 +470,8 @@ fn a_host_holding_a_hundred_values_revalidates_them_in_a_few_full_calls_per_ttl(
 fn refreshes_of_values_read_together_spread_over_the_ttl() {
     let h = Harness::new(20_000);
     let names: Vec<String> = (0..5000).map(|i| format!("/big/p{i:04}")).collect();
-    for name in &names {
-        h.ps.insert(name, ValueKind::String, "v");
-    }
-    let read_all = || names.iter().for_each(|name| drop(h.cache.value(name, []).unwrap()));
-    read_all();
-    h.jobs.run_all();
+    let read_all = || h.read_names(&names);
+    h.seed_and_read(&names);
     // Read everything every 20 s (so it stays due for refresh-ahead); the refresher ticks each
     // second; count metadata calls (50 names each) per second for 6 TTLs.
     let seconds = TTL.as_secs() * 6;
