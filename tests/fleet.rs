@@ -471,7 +471,8 @@ fn a_small_fleet_stays_inside_the_quotas_and_sees_a_rotation_within_the_ttl() {
 #[test]
 #[ignore = "the full fleet table takes minutes: cargo test --release --test fleet -- --ignored --nocapture"]
 fn fleet_table() {
-    for hosts in [1, 100, 1000] {
+    let only: Option<usize> = std::env::var("FLEET_HOSTS").ok().and_then(|n| n.parse().ok());
+    for hosts in [1, 100, 1000].into_iter().filter(|h| only.is_none_or(|only| only == *h)) {
         for names in [1000, 10_000] {
             let scenario = Scenario { hosts, service: Service::ParameterStore, names };
             print(scenario, &simulate(scenario));

@@ -1,14 +1,19 @@
 //! The request rate of one service on one host, adapted to what AWS accepts (AIMD): a token
 //! bucket whose rate starts at its ceiling (`--ps-max-tps`, `--sm-max-tps`), is cut to 50–70 %
 //! (at random, so hosts throttled together do not come back together) when AWS throttles, at
-//! most once a second, and grows back by one request a second for every second of accepted
-//! requests. Every host of a fleet backs off when the account's quota is reached, and takes its
+//! most once a second, and grows back by a tenth (at least 0.05 a second) for every second of
+//! accepted requests. Every host of a fleet backs off when the account's quota is reached, and takes its
 //! share again when it is not. Pure: the caller passes the time, so it runs on a fake clock too.
 
 use std::time::{Duration, Instant};
 
-/// Lowest rate, requests a second: a host never stops asking altogether.
-pub const FLOOR: f64 = 0.2;
+/// Lowest rate, requests a second: a host never stops asking altogether, and a thousand hosts
+/// at the floor still fit in a 40 TPS quota.
+pub const FLOOR: f64 = 0.02;
+/// Growth per second of accepted requests: this share of the rate, at least [`MIN_GROWTH`].
+pub const GROWTH: f64 = 0.1;
+/// Smallest growth per second, requests a second.
+pub const MIN_GROWTH: f64 = 0.05;
 /// Shortest time between two cuts: the throttles of one burst count once.
 pub const CUT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -57,12 +62,16 @@ impl AdaptiveRate {
         self.changed_at = now;
     }
 
-    /// AWS accepted a request: grow the rate by one request a second per whole second since it
-    /// last changed, up to the ceiling.
+    /// AWS accepted a request: grow the rate by a tenth (at least 0.05 a second) per whole
+    /// second since it last changed, up to the ceiling. A small fleet is back at its ceiling
+    /// within a minute of a throttle; a thousand hosts at the floor grow by 50 requests a
+    /// second each second, not a thousand.
     pub fn accepted(&mut self, now: Instant) {
         let seconds = now.saturating_duration_since(self.changed_at).as_secs();
         if self.rate < self.ceiling && seconds >= 1 {
-            self.rate = (self.rate + seconds as f64).min(self.ceiling);
+            for _ in 0..seconds.min(120) {
+                self.rate = (self.rate + (self.rate * GROWTH).max(MIN_GROWTH)).min(self.ceiling);
+            }
             self.changed_at = now;
         }
     }
@@ -113,8 +122,8 @@ mod tests {
         let last_cut = cut_at + Duration::from_secs(38);
         rate.accepted(last_cut + Duration::from_millis(500));
         assert_eq!(rate.rate(), FLOOR, "less than a second since the cut");
-        rate.accepted(last_cut + Duration::from_secs(5));
-        assert!((rate.rate() - (FLOOR + 5.0)).abs() < 1e-9, "one a second per second: {}", rate.rate());
+        rate.accepted(last_cut + Duration::from_secs(2));
+        assert!((rate.rate() - (FLOOR + 2.0 * MIN_GROWTH)).abs() < 1e-9, "slowly from the floor: {}", rate.rate());
         rate.accepted(last_cut + Duration::from_secs(100));
         assert_eq!(rate.rate(), 20.0, "up to the ceiling");
     }
