@@ -157,7 +157,7 @@ struct HostProvider {
     account: Arc<Account>,
     rate: Mutex<AdaptiveRate>,
     jitter: Mutex<u64>,
-    /// Calls that waited past the request deadline for a rate slot (never sent).
+    /// Calls whose next rate slot came after the request deadline (never sent).
     timed_out: Mutex<u64>,
 }
 
@@ -183,11 +183,12 @@ impl HostProvider {
         let now = self.account.clock.now();
         let mut at = now;
         for attempt in 1..=u32::MAX {
-            at += self.rate.lock().unwrap().reserve(at);
-            if at.saturating_duration_since(now) > DEFAULT_TIMEOUT {
+            let patience = DEFAULT_TIMEOUT.saturating_sub(at.saturating_duration_since(now));
+            let Some(wait) = self.rate.lock().unwrap().reserve_within(at, patience) else {
                 *self.timed_out.lock().unwrap() += 1;
-                return Err(Error::Transient(format!("{action}: no answer within 5s")));
-            }
+                return Err(Error::Transient(format!("{action}: no request slot before the deadline")));
+            };
+            at += wait;
             if self.account.admit(action, at) {
                 self.rate.lock().unwrap().accepted(at);
                 return Ok(());

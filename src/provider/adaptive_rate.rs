@@ -42,13 +42,25 @@ impl AdaptiveRate {
     /// Reserve the next slot: how long the request waits for it (zero within a burst). Slots
     /// are handed out in order, so waiters queue instead of racing.
     pub fn reserve(&mut self, now: Instant) -> Duration {
+        self.reserve_within(now, Duration::MAX).unwrap_or_default()
+    }
+
+    /// Reserve the next slot if it comes within `patience`: how long to wait for it, or `None`
+    /// (nothing taken) when it comes later, so requests that would miss their deadline do
+    /// not push every later request back.
+    pub fn reserve_within(&mut self, now: Instant, patience: Duration) -> Option<Duration> {
         let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + refill).min(self.rate.max(1.0)) - 1.0;
-        self.at = self.at.max(now);
-        match self.tokens < 0.0 {
-            true => Duration::from_secs_f64(-self.tokens / self.rate),
+        let tokens = (self.tokens + refill).min(self.rate.max(1.0)) - 1.0;
+        let wait = match tokens < 0.0 {
+            true => Duration::from_secs_f64(-tokens / self.rate),
             false => Duration::ZERO,
+        };
+        if wait > patience {
+            return None;
         }
+        self.tokens = tokens;
+        self.at = self.at.max(now);
+        Some(wait)
     }
 
     /// AWS throttled a request: cut the rate to 50–70 % (`jitter` in 0..1 picks where), unless
@@ -99,6 +111,22 @@ mod tests {
         assert!((0..10).all(|_| rate.reserve(start).is_zero()), "a full bucket's burst passes at once");
         assert_eq!(rate.reserve(start), Duration::from_millis(100));
         assert_eq!(rate.reserve(start), Duration::from_millis(200), "waiters queue in order");
+    }
+
+    #[test]
+    fn a_slot_beyond_the_patience_is_not_taken() {
+        let start = Instant::now();
+        let mut rate = AdaptiveRate::new(2, start);
+        assert_eq!(rate.reserve_within(start, Duration::ZERO), Some(Duration::ZERO));
+        assert_eq!(rate.reserve_within(start, Duration::ZERO), Some(Duration::ZERO));
+        for _ in 0..100 {
+            assert_eq!(rate.reserve_within(start, Duration::from_millis(400)), None, "the next slot is 0.5 s away");
+        }
+        assert_eq!(
+            rate.reserve_within(start, Duration::from_secs(1)),
+            Some(Duration::from_millis(500)),
+            "refused requests took nothing"
+        );
     }
 
     #[test]

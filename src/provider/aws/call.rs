@@ -124,7 +124,13 @@ impl Caller {
         let tries = async {
             let mut failures = 0u32;
             loop {
-                self.acquire().await;
+                if !self.acquire(deadline).await {
+                    self.counters.record_outcome(action, "no_slot");
+                    let rate = self.rate();
+                    return Err(Error::Transient(format!(
+                        "{action}: no request slot before the deadline ({rate:.2} a second now)"
+                    )));
+                }
                 self.counters.record(action);
                 let answer = attempt().await;
                 let outcome = outcome_of(&answer);
@@ -156,11 +162,20 @@ impl Caller {
         }
     }
 
-    /// Wait for a slot of the service's rate.
-    async fn acquire(&self) {
-        let wait = lock(&self.rate).reserve(Instant::now().into_std());
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+    /// Wait for a slot of the service's rate; `false` (nothing taken, no wait) when the next
+    /// slot comes after `deadline`.
+    async fn acquire(&self, deadline: Instant) -> bool {
+        let now = Instant::now();
+        let patience = deadline.saturating_duration_since(now);
+        let reserved = lock(&self.rate).reserve_within(now.into_std(), patience);
+        match reserved {
+            None => false,
+            Some(wait) => {
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                true
+            }
         }
     }
 
@@ -240,13 +255,32 @@ mod tests {
     async fn every_retry_takes_a_rate_slot_and_is_counted() {
         let caller = Caller::new(5, Duration::from_secs(600), 3);
         let start = tokio::time::Instant::now();
-        let throttled = || async { Err::<(), _>(Error::Transient("ThrottlingException: slow down".into())) };
+        let unavailable = || async { Err::<(), _>(Error::Transient("ServiceUnavailable: try later".into())) };
         for _ in 0..10 {
-            assert!(caller.attempts("GetParameters", throttled).await.is_err());
+            assert!(caller.attempts("GetParameters", unavailable).await.is_err());
         }
         assert_eq!(caller.call_counts()["GetParameters"], 30, "3 attempts each, all counted");
         // 30 attempts at 5 a second after a burst of 5: at least 5 seconds.
         assert!(start.elapsed() >= Duration::from_secs(5), "retries waited for rate slots: {:?}", start.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_request_waits_its_turn_again_until_its_deadline_and_then_takes_no_slot() {
+        let caller = Caller::new(5, Duration::from_secs(10), 3);
+        let throttled = || async { Err::<(), _>(Error::Transient("ThrottlingException: slow down".into())) };
+        let start = tokio::time::Instant::now();
+        caller.attempts("GetParameters", throttled).await.unwrap_err();
+        let tries = caller.call_counts()["GetParameters"];
+        assert!(tries > 3, "tried again past the attempt count: {tries}");
+        assert!(start.elapsed() <= Duration::from_secs(10), "within the deadline: {:?}", start.elapsed());
+        assert!(caller.rate() < 1.0, "each second of throttling cut the rate: {}", caller.rate());
+        // The next slot comes later than a short deadline allows: refused at once, nothing taken.
+        let short = Caller::new(1, Duration::from_millis(100), 1);
+        let ok = || async { Ok::<(), Error>(()) };
+        short.attempts("GetParameters", ok).await.unwrap();
+        let refused = short.attempts("GetParameters", ok).await.unwrap_err();
+        assert!(refused.to_string().contains("no request slot"), "{refused}");
+        assert_eq!(short.call_counts()["GetParameters"], 1);
     }
 
     #[tokio::test(start_paused = true)]
