@@ -441,6 +441,27 @@ fn a_denied_batch_is_read_name_by_name_so_the_others_are_still_served() {
 }
 
 #[test]
+fn names_whose_cold_read_failed_ride_along_with_the_next_fetch() {
+    let h = Harness::new(20_000);
+    for name in ["/a/x", "/b/x", "/c/x", "/d/x"] {
+        h.ps.insert(name, ValueKind::String, "v");
+    }
+    h.ps.fail(FETCH_ACTION, Some(Error::Transient("ThrottlingException".into())));
+    for name in ["/a/x", "/b/x", "/c/x"] {
+        assert!(h.cache.value(name, []).is_err());
+    }
+    assert_eq!(h.calls(FETCH_ACTION), 3);
+    h.ps.fail(FETCH_ACTION, None);
+    // Another name's read makes a call anyway: the three missed names go in it.
+    assert_eq!(h.cache.value("/d/x", []).unwrap().fetched.bytes.as_slice(), b"v");
+    assert_eq!(h.calls(FETCH_ACTION), 4);
+    for name in ["/a/x", "/b/x", "/c/x"] {
+        assert_eq!(h.cache.value(name, []).unwrap().fetched.bytes.as_slice(), b"v", "{name} rode along");
+    }
+    assert_eq!(h.calls(FETCH_ACTION), 4, "no call of their own");
+}
+
+#[test]
 fn a_host_holding_a_hundred_values_revalidates_them_in_a_few_full_calls_per_ttl() {
     let h = Harness::new(20_000);
     let names: Vec<String> = (0..100).map(|i| format!("/d{:02}/p{i:03}", i / 2)).collect();

@@ -165,6 +165,9 @@ struct Inner {
     listing_denied: AtomicBool,
     writers: NameLocks,
     batches: group_commit::Batches,
+    /// Names a reader asked for whose fetch failed transiently and that hold no value: they
+    /// ride along in the next fetch that has room (taken under the values lock).
+    missed: Mutex<std::collections::BTreeSet<String>>,
     jitter_seed: RandomState,
     watched: OnceLock<Watched>,
     ttl_rules: OnceLock<TtlRules>,
@@ -221,6 +224,7 @@ impl ServiceCache {
                 listing_denied: AtomicBool::new(false),
                 writers: NameLocks::default(),
                 batches: group_commit::Batches::default(),
+                missed: Mutex::default(),
                 jitter_seed: RandomState::new(),
                 watched: OnceLock::new(),
                 ttl_rules: OnceLock::new(),

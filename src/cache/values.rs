@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::changes::{ChangeKind, Origin};
 use super::memory_only;
-use super::slot::{Decision, Flight, Slot};
+use super::slot::{ends_stale, Decision, Flight, Slot};
 use super::stats::Counters;
 use super::{lock, Inner, ServiceCache, ENTRY_OVERHEAD};
 use crate::deadline;
@@ -217,6 +217,9 @@ impl Inner {
                 planned.push(sibling.to_string());
             }
         }
+        if planned.len() < limit {
+            self.take_missed(values, &mut planned, limit, now);
+        }
         for member in &planned {
             let slot = values.entry(member.clone()).or_insert_with(|| Slot::new(now));
             slot.flight = Some(Arc::new(Flight::default()));
@@ -225,6 +228,27 @@ impl Inner {
             }
         }
         planned.chunks(limit.min(budget).max(1)).map(<[String]>::to_vec).collect()
+    }
+
+    /// Add to `planned`, up to `limit` names, names whose reader's fetch failed transiently
+    /// (read within the last TTL, still without a value, not being fetched): a call made anyway
+    /// retries them at no cost, so a cold start under throttling needs fewer calls. Names no
+    /// longer wanted leave the set.
+    fn take_missed(&self, values: &Values, planned: &mut Vec<String>, limit: usize, now: Instant) {
+        let mut missed = lock(&self.missed);
+        missed.retain(|name| {
+            let wanted = values.get(name).is_some_and(|slot| {
+                slot.value.is_none() && now.saturating_duration_since(slot.last_read) < self.policy.ttl
+            });
+            if !wanted || planned.len() >= limit || planned.contains(name) {
+                return wanted;
+            }
+            if values.get(name).is_some_and(|slot| slot.flight.is_none()) {
+                planned.push(name.clone());
+                return false;
+            }
+            true
+        });
     }
 
     /// The members of `batch` with the flights set for them.
@@ -318,6 +342,10 @@ impl Inner {
                         }
                         Err(err)
                     }
+                };
+                match &outcome {
+                    Err(err) if slot.value.is_none() && !ends_stale(err) => lock(&self.missed).insert(name.clone()),
+                    _ => lock(&self.missed).remove(name),
                 };
                 let jitter = self.jitter((name, slot.failures));
                 failures = failures.max(slot.record(&outcome, now, &self.policy, jitter));
