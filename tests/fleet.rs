@@ -40,13 +40,13 @@ const COLD_START: u64 = 60;
 /// Per-account quotas, requests a second, by the group of actions that share one. Parameter
 /// Store: `GetParameter`, `GetParameters` and `GetParametersByPath` share 40 (standard
 /// throughput, published); `DescribeParameters` is not published and users report it as low: 10
-/// is assumed. Secrets Manager (published): `DescribeSecret` 10,000 (with GetResourcePolicy),
-/// `GetSecretValue` 10,000, `BatchGetSecretValue` 100, `ListSecrets` 100.
+/// is assumed. Secrets Manager (published): `DescribeSecret` 40,000, `GetSecretValue` 10,000,
+/// `BatchGetSecretValue` 100, `ListSecrets` 100.
 fn quota(action: &str) -> (&'static str, u32) {
     match action {
         "GetParameters" | "GetParameter" | "GetParametersByPath" => ("GetParameter*", 40),
         "DescribeParameters" => ("DescribeParameters", 10),
-        "DescribeSecret" => ("DescribeSecret", 10_000),
+        "DescribeSecret" => ("DescribeSecret", 40_000),
         "GetSecretValue" => ("GetSecretValue", 10_000),
         "BatchGetSecretValue" => ("BatchGetSecretValue", 100),
         _ => ("ListSecrets", 100),
