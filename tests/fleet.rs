@@ -293,6 +293,8 @@ struct Report {
     cold_start_done: Option<u64>,
     timed_out: u64,
     failed_reads: u64,
+    /// Reads that failed after every host had read its working set once.
+    failed_after_cold_start: u64,
     reads: u64,
     staleness_p50: Duration,
     staleness_p99: Duration,
@@ -399,7 +401,12 @@ fn simulate(scenario: Scenario) -> Report {
                             pending_reach -= 1;
                         }
                     }
-                    Err(_) => report.failed_reads += 1,
+                    Err(_) => {
+                        report.failed_reads += 1;
+                        if cold_start_done.is_some() {
+                            report.failed_after_cold_start += 1;
+                        }
+                    }
                 }
             }
             if (second + index as u64) % tick == 0 {
@@ -441,7 +448,7 @@ fn print(scenario: Scenario, report: &Report) {
     let peaks: Vec<String> =
         report.peak_calls_per_second.iter().map(|(action, peak)| format!("{action} {peak}")).collect();
     println!(
-        "FLEET {} hosts x {} {}: steady {}; peak/s {}; throttles {:?} ({} in the last TTL); no slot before the deadline {}; failed reads {} of {}; every host read its working set by {}; staleness p50 {:?} p99 {:?} max {:?}; 1 % rotation reached every host in {}",
+        "FLEET {} hosts x {} {}: steady {}; peak/s {}; throttles {:?} ({} in the last TTL); no slot before the deadline {}; failed reads {} of {} ({} after the cold start); every host read its working set by {}; staleness p50 {:?} p99 {:?} max {:?}; 1 % rotation reached every host in {}",
         scenario.hosts,
         scenario.names,
         scenario.service.dir_name(),
@@ -452,6 +459,7 @@ fn print(scenario: Scenario, report: &Report) {
         report.timed_out,
         report.failed_reads,
         report.reads,
+        report.failed_after_cold_start,
         report.cold_start_done.map_or("never (within the run)".to_string(), |s| format!("{s} s")),
         report.staleness_p50,
         report.staleness_p99,
