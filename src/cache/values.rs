@@ -19,6 +19,9 @@ use crate::provider::{selector, wipe_json_object, FetchResult, Fetched};
 
 /// Extra batches of a directory's unread values fetched in parallel with a cold read.
 pub const PREFETCH_BATCHES: usize = 4;
+/// Most names kept waiting to ride along in another fetch after their own failed (see
+/// `Inner::take_missed`); beyond it, a failed name waits for its own reader.
+pub const MAX_MISSED: usize = 4096;
 
 /// What a value held named `name` with `len` bytes counts for against the byte capacity.
 pub(super) fn entry_bytes(name: &str, len: usize) -> usize {
@@ -217,15 +220,15 @@ impl Inner {
                 planned.push(sibling.to_string());
             }
         }
-        if planned.len() < limit {
-            self.take_missed(values, &mut planned, limit, now);
-        }
         for member in &planned {
             let slot = values.entry(member.clone()).or_insert_with(|| Slot::new(now));
             slot.flight = Some(Arc::new(Flight::default()));
             if member != name && slot.value.is_none() {
                 slot.last_read = now;
             }
+        }
+        if planned.len() < limit {
+            self.take_missed(values, &mut planned, limit, now);
         }
         planned.chunks(limit.min(budget).max(1)).map(<[String]>::to_vec).collect()
     }
@@ -234,20 +237,19 @@ impl Inner {
     /// (read within the last TTL, still without a value, not being fetched): a call made anyway
     /// retries them at no cost, so a cold start under throttling needs fewer calls. Names no
     /// longer wanted leave the set.
-    fn take_missed(&self, values: &Values, planned: &mut Vec<String>, limit: usize, now: Instant) {
+    fn take_missed(&self, values: &mut Values, planned: &mut Vec<String>, limit: usize, now: Instant) {
         let mut missed = lock(&self.missed);
         missed.retain(|name| {
-            let wanted = values.get(name).is_some_and(|slot| {
-                slot.value.is_none() && now.saturating_duration_since(slot.last_read) < self.policy.ttl
-            });
-            if !wanted || planned.len() >= limit || planned.contains(name) {
-                return wanted;
-            }
-            if values.get(name).is_some_and(|slot| slot.flight.is_none()) {
-                planned.push(name.clone());
+            let Some(slot) = values.get_mut(name) else { return false };
+            if slot.value.is_some() || now.saturating_duration_since(slot.last_read) >= self.policy.ttl {
                 return false;
             }
-            true
+            if planned.len() >= limit || slot.flight.is_some() || planned.contains(name) {
+                return true;
+            }
+            slot.flight = Some(Arc::new(Flight::default()));
+            planned.push(name.clone());
+            false
         });
     }
 
@@ -343,10 +345,14 @@ impl Inner {
                         Err(err)
                     }
                 };
+                let mut missed = lock(&self.missed);
                 match &outcome {
-                    Err(err) if slot.value.is_none() && !ends_stale(err) => lock(&self.missed).insert(name.clone()),
-                    _ => lock(&self.missed).remove(name),
+                    Err(err) if slot.value.is_none() && !ends_stale(err) && missed.len() < MAX_MISSED => {
+                        missed.insert(name.clone())
+                    }
+                    _ => missed.remove(name),
                 };
+                drop(missed);
                 let jitter = self.jitter((name, slot.failures));
                 failures = failures.max(slot.record(&outcome, now, &self.policy, jitter));
                 slot.flight = None;

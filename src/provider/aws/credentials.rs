@@ -15,6 +15,9 @@ use aws_credential_types::Credentials;
 
 /// Credentials expiring sooner than this are fetched again before use.
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(300);
+/// Credentials are kept at least this long, even when they come with less than
+/// [`EXPIRY_MARGIN`] left (as instance credentials may), so each call does not fetch them.
+pub const MIN_KEEP: Duration = Duration::from_secs(10);
 /// Wait after a first renewal before another may run; doubles per refusal in a row.
 pub const RENEWAL_BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// Longest wait between renewals.
@@ -25,9 +28,15 @@ pub type ChainBuilder = Box<dyn Fn() -> Pin<Box<dyn Future<Output = SharedCreden
 
 /// Credentials from one build of the chain, fetched once by the first caller that needs them
 /// (concurrent callers wait for that one fetch, inside the cell; no lock of ours is held).
-#[derive(Default)]
 struct Generation {
     credentials: tokio::sync::OnceCell<Credentials>,
+    born: Instant,
+}
+
+impl Default for Generation {
+    fn default() -> Self {
+        Generation { credentials: tokio::sync::OnceCell::new(), born: Instant::now() }
+    }
 }
 
 /// A credentials provider for the SDK clients (with the SDK's own identity cache switched off).
@@ -59,7 +68,7 @@ impl Renewable {
     fn generation(&self) -> Arc<Generation> {
         let mut current = lock(&self.current);
         let expiring = current.credentials.get().and_then(Credentials::expiry);
-        if expiring.is_some_and(|at| at <= SystemTime::now() + EXPIRY_MARGIN) {
+        if expiring.is_some_and(|at| at <= SystemTime::now() + EXPIRY_MARGIN) && current.born.elapsed() >= MIN_KEEP {
             *current = Arc::default();
         }
         current.clone()
@@ -152,10 +161,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn credentials_about_to_expire_are_fetched_again() {
+    async fn credentials_about_to_expire_are_fetched_again_but_not_at_every_call() {
         let (renewable, builds) = counting(Some(SystemTime::now() + Duration::from_secs(60)));
         assert_eq!(key(&renewable).await, "key-1");
-        assert_eq!(key(&renewable).await, "key-2");
+        assert_eq!(key(&renewable).await, "key-1", "kept for MIN_KEEP although they expire soon");
+        {
+            let mut current = lock(&renewable.current);
+            let kept = current.credentials.get().cloned();
+            let born = Instant::now() - MIN_KEEP;
+            *current = Arc::new(Generation { credentials: tokio::sync::OnceCell::new_with(kept), born });
+        }
+        assert_eq!(key(&renewable).await, "key-2", "then fetched again");
         assert_eq!(builds.load(Ordering::SeqCst), 2);
     }
 
