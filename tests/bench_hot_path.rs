@@ -2,8 +2,8 @@
 //! names the release binary of this tree, `SECRETFS_BASELINE` a baseline's): warm
 //! open + read to EOF + close, `stat`, `ls -l` of a 100-entry directory and 32-thread
 //! throughput, each printed next to tmpfs measured in the same run and to a baseline build
-//! (`SECRETFS_BASELINE`), on a read-write and a `--read-only` mount of a local store; with the
-//! daemon's CPU time and the kernel requests it received per operation (this build). The
+//! (`SECRETFS_BASELINE`), on a read-write and a `--read-only` mount of a local store (and, for
+//! this build, a read-write mount without its system-call filter); with the daemon's CPU time and the kernel requests it received per operation (this build). The
 //! machine is noisy: read medians and ratios, not single numbers.
 
 #[path = "common/mount.rs"]
@@ -157,7 +157,12 @@ fn bench_hot_path_against_tmpfs() {
     let tmpfs_figures = measure(tmpfs.path(), None);
     report("tmpfs", &tmpfs_figures, &tmpfs_figures);
     for (build, binary) in mount::benchmark_builds() {
-        for (mode, args) in [("read-write", vec![]), ("--read-only", vec!["--read-only"])] {
+        let modes =
+            [("read-write", vec![]), ("--read-only", vec!["--read-only"]), ("rw --no-seccomp", vec!["--no-seccomp"])];
+        for (mode, args) in modes {
+            if args.contains(&"--no-seccomp") && build != "this build" {
+                continue;
+            }
             let mut all = vec!["--local", store.to_str().unwrap()];
             all.extend(args);
             let mut m = Mounted::start_binary(&binary, &all, &[]);
