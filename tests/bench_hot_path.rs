@@ -3,8 +3,9 @@
 //! open + read to EOF + close, `stat`, `ls -l` of a 100-entry directory and 32-thread
 //! throughput, each printed next to tmpfs measured in the same run and to a baseline build
 //! (`SECRETFS_BASELINE`), on a read-write and a `--read-only` mount of a local store (and, for
-//! this build, a read-write mount without its system-call filter); with the daemon's CPU time and the kernel requests it received per operation (this build). The
-//! machine is noisy: read medians and ratios, not single numbers.
+//! this build, a read-write mount without its system-call filter); with the daemon's CPU time
+//! and the kernel requests it received per operation (this build). The machine is noisy: read
+//! medians and ratios, not single numbers.
 
 #[path = "common/mount.rs"]
 mod mount;
