@@ -81,7 +81,8 @@ fn a_confined_daemon_serves_writes_refreshes_runs_commands_and_stops() {
         wait_until(Duration::from_secs(15), || m.read("ps/app/db/password").ok().as_deref() == Some("second")),
         "the rotation never reached the mount"
     );
-    assert!(wait_until(Duration::from_secs(10), || ran.exists()), "the on-change command never ran");
+    let finished = || std::fs::read_to_string(&ran).unwrap_or_default().contains("ps/app/db/password");
+    assert!(wait_until(Duration::from_secs(10), finished), "the on-change command never ran");
     let ran = std::fs::read_to_string(&ran).unwrap();
     assert!(ran.starts_with("Seccomp:\t0\n") && ran.contains("ps/app/db/password"), "{ran}");
 

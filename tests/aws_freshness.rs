@@ -134,7 +134,9 @@ fn a_hundred_readers_of_a_broken_key_cost_a_bounded_number_of_calls() {
     }
     let calls = proxy.seen("GetParameters");
     println!("100 readers of a throttled key: {calls} GetParameters calls");
-    assert!(calls <= 3, "one shared attempt (and at most a retry after backoff), not one per reader: {calls}");
+    // One shared request, whose throttled attempts wait their turn again within its 1 s
+    // deadline (0.1, 0.2, 0.4 s apart), and at most one more after the backoff.
+    assert!(calls <= 10, "one shared request, not one per reader: {calls} GetParameters");
     drop(m);
 }
 

@@ -42,9 +42,9 @@ fn a_write_reported_as_failed_is_never_stored_later() {
     assert_eq!(std::fs::read_to_string(m.path("ps/x")).unwrap(), "OLD");
     assert_eq!(std::fs::read_to_string(m.path("sm/s")).unwrap(), "OLD");
     for (action, fault, calls, file, errno) in [
-        ("PutParameter", Fault::Throttling, 3, "ps/x", "Input/output error"),
+        ("PutParameter", Fault::Unavailable, 3, "ps/x", "Input/output error"),
         ("PutParameter", Fault::AccessDenied, 1, "ps/x", "Permission denied"),
-        ("PutSecretValue", Fault::Throttling, 3, "sm/s", "Input/output error"),
+        ("PutSecretValue", Fault::Unavailable, 3, "sm/s", "Input/output error"),
         ("PutSecretValue", Fault::AccessDenied, 1, "sm/s", "Permission denied"),
     ] {
         let before = proxy.seen(action);
