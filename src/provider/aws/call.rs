@@ -61,17 +61,23 @@ impl Caller {
     }
 
     /// Tell the credentials how AWS took them: a refusal renews them (once per backoff step,
-    /// counted as a [`RENEW_CREDENTIALS`] call); any answer resets their backoff.
-    fn credentials_answered<T>(&self, answer: &Result<T>) {
-        let Some(credentials) = &self.credentials else { return };
+    /// counted as a [`RENEW_CREDENTIALS`] call); any answer resets their backoff. Returns
+    /// whether they were renewed.
+    fn credentials_answered<T>(&self, answer: &Result<T>) -> bool {
+        let Some(credentials) = &self.credentials else { return false };
         match answer {
             Err(Error::Credentials(reason)) => {
-                if credentials.renew(reason) {
+                let renewed = credentials.renew(reason);
+                if renewed {
                     self.counters.record(RENEW_CREDENTIALS);
                 }
+                renewed
             }
-            Err(Error::Transient(_)) => {}
-            _ => credentials.accepted(),
+            Err(Error::Transient(_)) => false,
+            _ => {
+                credentials.accepted();
+                false
+            }
         }
     }
 
@@ -123,6 +129,7 @@ impl Caller {
         let deadline = Instant::now() + budget;
         let tries = async {
             let mut failures = 0u32;
+            let mut renewed = false;
             loop {
                 if !self.acquire(deadline).await {
                     self.counters.record_outcome(action, "no_slot");
@@ -136,7 +143,12 @@ impl Caller {
                 let outcome = outcome_of(&answer);
                 self.counters.record_outcome(action, outcome);
                 self.adapt_rate(outcome);
-                self.credentials_answered(&answer);
+                // Credentials just renewed after a refusal (rotated, expired early): the attempt
+                // is made once more with them, so a rotation does not fail the request.
+                if self.credentials_answered(&answer) && !renewed {
+                    renewed = true;
+                    continue;
+                }
                 let err = match answer {
                     Err(err @ Error::Transient(_)) => err,
                     other => return other,
@@ -281,6 +293,30 @@ mod tests {
         let refused = short.attempts("GetParameters", ok).await.unwrap_err();
         assert!(refused.to_string().contains("no request slot"), "{refused}");
         assert_eq!(short.call_counts()["GetParameters"], 1);
+    }
+
+    #[tokio::test]
+    async fn a_request_refused_for_its_credentials_is_sent_again_once_with_renewed_ones() {
+        use crate::provider::aws::credentials::{ChainBuilder, Renewable};
+        use aws_credential_types::provider::SharedCredentialsProvider;
+        use aws_credential_types::Credentials;
+        let build: ChainBuilder = Box::new(|| {
+            Box::pin(async { SharedCredentialsProvider::new(Credentials::new("key", "secret", None, None, "test")) })
+        });
+        let caller = Caller::new(100, Duration::from_secs(5), 1).renewing(Arc::new(Renewable::new(build)));
+        let tries = std::sync::atomic::AtomicU32::new(0);
+        let rotated = || async {
+            match tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                0 => Err(Error::Credentials("ExpiredTokenException".into())),
+                _ => Ok(()),
+            }
+        };
+        caller.attempts("GetParameters", rotated).await.unwrap();
+        assert_eq!(caller.call_counts()["GetParameters"], 2);
+        assert_eq!(caller.call_counts()[RENEW_CREDENTIALS], 1);
+        let refused = || async { Err::<(), _>(Error::Credentials("InvalidClientTokenId".into())) };
+        let err = caller.attempts("GetParameters", refused).await.unwrap_err();
+        assert!(matches!(err, Error::Credentials(_)), "refused again: not retried past one renewal");
     }
 
     #[tokio::test(start_paused = true)]
