@@ -59,7 +59,8 @@ fn a_confined_daemon_serves_writes_refreshes_runs_commands_and_stops() {
     let args = ["--config", config.to_str().unwrap(), "--cache-ttl", "1", "--timeout", "2"];
     let m = Mounted::start(&args, &env_by_name(&moto));
     let pid = m.pid();
-    assert_eq!(proc_status(pid, "Seccomp"), "2", "the filter is installed");
+    // The filter goes on just after the mount appears.
+    assert!(wait_until(Duration::from_secs(5), || proc_status(pid, "Seccomp") == "2"), "the filter is installed");
     assert_eq!(proc_status(pid, "NoNewPrivs"), "1");
     assert_eq!(u64::from_str_radix(&proc_status(pid, "CapEff"), 16).unwrap(), 1 << 21, "CAP_SYS_ADMIN only");
 

@@ -210,6 +210,11 @@ fn a_root_daemon_keeps_only_the_capability_to_unmount_and_can_gain_none() {
     }
     assert_eq!(proc_status(pid, "CapInh"), "0000000000000000");
     assert_eq!(proc_status(pid, "NoNewPrivs"), "1");
+    // The filter goes on just after the mount appears.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while proc_status(pid, "Seccomp") != "2" && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(proc_status(pid, "Seccomp"), "2", "the system-call filter is installed");
     // It still serves, writes, refreshes, reports, logs and stops cleanly.
     assert_eq!(m.read("ps/prod/db/host").unwrap(), "db.prod.internal");
