@@ -361,7 +361,6 @@ fn simulate(scenario: Scenario) -> Report {
     let mut hosts_unread = hosts.len();
     let mut cold_start_done = None;
     let mut report = Report::default();
-    let start = clock.now();
     for second in 0..end {
         if second == rotate_at {
             rotated.iter().for_each(|name| account.rotate(name));
@@ -415,7 +414,6 @@ fn simulate(scenario: Scenario) -> Report {
         }
         jobs.run_all();
         clock.advance(Duration::from_secs(1));
-        let _ = start;
     }
     let calls_by_second = account.calls_by_second.lock().unwrap();
     let steady_from = end - ttl.as_secs();

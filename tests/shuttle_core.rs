@@ -191,6 +191,13 @@ fn appender(cache: &Cache, name: &'static str, suffix: &'static str) -> shuttle:
     })
 }
 
+/// Once every background job is done: `/app/x` holds `expected` in the store and in the cache.
+fn settled_on(cache: &Cache, provider: &Yielding, expected: &[u8], why: &str) {
+    cache.background.settle();
+    assert_eq!(provider.stored("/app/x"), expected, "{why}");
+    assert_eq!(cache.value("/app/x", []).unwrap().fetched.bytes.as_slice(), expected, "{why}");
+}
+
 fn store_with_x(value: &str) -> Arc<Yielding> {
     let provider = Yielding::new();
     provider.store.insert("/app/x", ValueKind::SecureString, value);
@@ -239,10 +246,7 @@ fn a_write_is_never_undone_by_an_older_fetch() {
             let seen = reader.join().unwrap().unwrap();
             assert!(seen == b"v" || seen == b"v+w", "{seen:?}");
         }
-        cache.background.settle();
-        assert_eq!(provider.stored("/app/x"), b"v+w");
-        let cached = cache.value("/app/x", []).unwrap();
-        assert_eq!(cached.fetched.bytes.as_slice(), b"v+w", "the cache went back to a value older than the write");
+        settled_on(&cache, &provider, b"v+w", "the cache went back to a value older than the write");
     });
 }
 
@@ -260,10 +264,7 @@ fn a_write_is_never_undone_by_a_refresh_that_started_before_it() {
         assert!(writer.join().unwrap().unwrap());
         let seen = reader.join().unwrap().unwrap();
         assert!(seen == b"v" || seen == b"v+w", "{seen:?}");
-        cache.background.settle();
-        assert_eq!(provider.stored("/app/x"), b"v+w");
-        let cached = cache.value("/app/x", []).unwrap();
-        assert_eq!(cached.fetched.bytes.as_slice(), b"v+w", "an older refresh landed over the write");
+        settled_on(&cache, &provider, b"v+w", "an older refresh landed over the write");
     });
 }
 
@@ -300,8 +301,6 @@ fn a_failed_update_reaches_every_joined_writer_and_stores_nothing() {
         for writer in writers {
             assert!(writer.join().unwrap().is_err(), "a writer was told a failed update succeeded");
         }
-        cache.background.settle();
-        assert_eq!(provider.stored("/app/x"), b"v");
-        assert_eq!(cache.value("/app/x", []).unwrap().fetched.bytes.as_slice(), b"v");
+        settled_on(&cache, &provider, b"v", "a failed update changed the value");
     });
 }

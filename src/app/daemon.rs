@@ -35,9 +35,7 @@ impl Reporter {
             Err(_) => std::process::exit(1),
         }
     }
-}
 
-impl Reporter {
     /// In a helper process forked from the daemon: close the report pipe (the waiting parent
     /// reads it to its end) and, in the background, leave the terminal as the daemon does.
     pub fn leave_to_the_daemon(&mut self) {

@@ -50,9 +50,9 @@ struct Batch {
     due: Instant,
 }
 
-/// Start the thread that has `launcher` run `rules` for the changes on `changes` (`prefixes` are the names each service directory shows; `dependents` pairs a
-/// value's mount path with each view that reads it, so a change of the value is also one of
-/// the view).
+/// Start the thread that has `launcher` run `rules` for the changes on `changes` (`prefixes`
+/// are the names each service directory shows; `dependents` pairs a value's mount path with
+/// each view that reads it, so a change of the value is also one of the view).
 pub fn start(
     rules: Vec<OnChangeRule>,
     changes: &ChangeStream,
@@ -60,7 +60,8 @@ pub fn start(
     prefixes: HashMap<Service, String>,
     dependents: Vec<(String, String)>,
 ) -> std::io::Result<()> {
-    let Some(mut launcher) = launcher.filter(|_| !rules.is_empty()) else { return Ok(()) };
+    // The daemon forks a launcher only when there are rules.
+    let Some(mut launcher) = launcher else { return Ok(()) };
     let (sender, receiver) = mpsc::channel();
     changes.subscribe(sender, |change| change);
     std::thread::Builder::new()

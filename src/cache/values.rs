@@ -312,6 +312,7 @@ impl Inner {
         let mut added = 0;
         {
             let mut values = lock(&self.values);
+            let mut missed = lock(&self.missed);
             for (name, flight) in members {
                 let answer = match &result {
                     Ok(_) => answers.remove(name).unwrap_or(Err(Error::NotFound)),
@@ -345,19 +346,18 @@ impl Inner {
                         Err(err)
                     }
                 };
-                let mut missed = lock(&self.missed);
                 match &outcome {
                     Err(err) if slot.value.is_none() && !ends_stale(err) && missed.len() < MAX_MISSED => {
                         missed.insert(name.clone())
                     }
                     _ => missed.remove(name),
                 };
-                drop(missed);
                 let jitter = self.jitter((name, slot.failures));
                 failures = failures.max(slot.record(&outcome, now, &self.policy, jitter));
                 slot.flight = None;
                 flight.finish(outcome);
             }
+            drop(missed);
             self.evict_over_capacity(&mut values, added);
         }
         self.counters.outcome(&result);

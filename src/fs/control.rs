@@ -211,7 +211,8 @@ impl SecretFs {
         for (service, cache) in &self.services {
             let stats = cache.stats();
             let outcomes = cache.provider().call_outcomes();
-            let calls: u64 = cache.provider().call_counts().values().sum();
+            let counts = cache.provider().call_counts();
+            let calls: u64 = counts.values().sum();
             let throttled = count_outcome(&outcomes, "throttled");
             let _ = writeln!(
                 text,
@@ -231,7 +232,7 @@ impl SecretFs {
             if let Some((at, error)) = &stats.last_failure {
                 let _ = writeln!(text, "{}: last failure {} ago: {error}", service.dir_name(), since(now, *at));
             }
-            if let Some(renewals) = cache.provider().call_counts().get(RENEW_CREDENTIALS) {
+            if let Some(renewals) = counts.get(RENEW_CREDENTIALS) {
                 let _ = writeln!(
                     text,
                     "{}: credentials asked for again {renewals} time(s) after AWS refused them",

@@ -2,8 +2,9 @@
 //! bucket whose rate starts at its ceiling (`--ps-max-tps`, `--sm-max-tps`), is cut to 50–70 %
 //! (at random, so hosts throttled together do not come back together) when AWS throttles, at
 //! most once a second, and grows back by a tenth (at least 0.05 a second) for every second of
-//! accepted requests. Every host of a fleet backs off when the account's quota is reached, and takes its
-//! share again when it is not. Pure: the caller passes the time, so it runs on a fake clock too.
+//! accepted requests. Every host of a fleet backs off when the account's quota is reached, and
+//! takes its share again when it is not. Pure: the caller passes the time, so it runs on a fake
+//! clock too.
 
 use std::time::{Duration, Instant};
 

@@ -63,7 +63,8 @@ fn is_throttling(reason: &str) -> bool {
     ["Throttl", "TooManyRequests", "RequestLimitExceeded", "Rate exceeded"].iter().any(|code| reason.contains(code))
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Lock `mutex`, taking it over from a thread that panicked while holding it.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 

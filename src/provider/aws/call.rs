@@ -1,13 +1,14 @@
 //! Every AWS request goes through here: counted per attempt and action, each attempt admitted
 //! by a per-service rate limit (a burst, then a steady rate: a burst of cold reads queues
-//! instead of being throttled; cut when AWS throttles, see [`AdaptiveRate`]), transient failures retried with jittered backoff, and the
-//! whole bounded by the request deadline, retries included. The SDK's own retries are off
+//! instead of being throttled; cut when AWS throttles, see [`AdaptiveRate`]), transient
+//! failures retried with jittered backoff, and the whole bounded by the request deadline,
+//! retries included. The SDK's own retries are off
 //! (see [`super::service_config`]): a retry the limiter does not see would bypass it.
 
 use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -20,7 +21,7 @@ use super::credentials::Renewable;
 use crate::deadline;
 use crate::error::{Error, Result};
 use crate::provider::adaptive_rate::AdaptiveRate;
-use crate::provider::counters::RENEW_CREDENTIALS;
+use crate::provider::counters::{lock, RENEW_CREDENTIALS};
 use crate::provider::{outcome_of, ApiCounters, CallCounts, OutcomeCounts};
 
 /// First wait before a retry, doubled per failure up to [`RETRY_DELAY_CAP`].
@@ -157,8 +158,7 @@ impl Caller {
                 let delay = self.retry_delay(failures);
                 // Throttling asks for slower requests, not fewer: with the rate cut, the
                 // request waits its turn again, until its deadline.
-                let throttled = outcome_of::<()>(&Err(err.clone())) == "throttled";
-                let more = failures < self.attempts || is_write_conflict(&err) || throttled;
+                let more = failures < self.attempts || is_write_conflict(&err) || outcome == "throttled";
                 if !more || Instant::now() + delay >= deadline {
                     return Err(err);
                 }
@@ -229,10 +229,6 @@ impl Caller {
     pub fn call_outcomes(&self) -> OutcomeCounts {
         self.counters.outcomes()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Whether `err` is Secrets Manager's refusal of a write while another write of the same

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_credential_types::provider::{self, future, ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 
+use crate::provider::counters::lock;
+
 /// Credentials expiring sooner than this are fetched again before use.
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(300);
 /// Credentials are kept at least this long, even when they come with less than
@@ -52,10 +54,6 @@ impl std::fmt::Debug for Renewable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Renewable").field("refusals", &self.refusals).finish_non_exhaustive()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Renewable {

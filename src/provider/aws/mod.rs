@@ -153,7 +153,8 @@ pub fn load_config(bridge: &Bridge, settings: &AwsSettings) -> Result<AwsConfig>
             check_endpoint_url(url)?;
             loader = loader.endpoint_url(url);
         }
-        let loaded = loader.load().await;
+        // The credential chain is built by `chain_builder` (and again at each renewal).
+        let loaded = loader.no_credentials().load().await;
         if loaded.region().is_none() {
             return Err(Error::Config(
                 "no AWS region: pass --region or set AWS_REGION (or a region in your AWS profile)".into(),
@@ -166,7 +167,6 @@ pub fn load_config(bridge: &Bridge, settings: &AwsSettings) -> Result<AwsConfig>
             .credentials_provider(SharedCredentialsProvider::new(shared))
             .identity_cache(IdentityCache::no_cache())
             .build();
-        let credentials = renewable.clone();
         let config = AwsConfig { sdk: config, credentials: renewable };
         let profile = settings.profile.as_ref().map(|p| format!(" (profile {p:?})")).unwrap_or_default();
         let deadline = settings.timeout;
@@ -175,7 +175,7 @@ pub fn load_config(bridge: &Bridge, settings: &AwsSettings) -> Result<AwsConfig>
             verify(&config.sdk, deadline, &profile).await?;
             return Ok(config);
         }
-        match tokio::time::timeout(deadline, credentials.provide_credentials()).await {
+        match tokio::time::timeout(deadline, config.credentials.provide_credentials()).await {
             Err(_) => Err(Error::AwsAccess(format!("no AWS credentials{profile} within {}s", deadline.as_secs_f64()))),
             Ok(Err(e)) => Err(Error::AwsAccess(format!("no AWS credentials{profile}: {}", error_chain(&e)))),
             Ok(Ok(_)) => Ok(config),
