@@ -36,6 +36,9 @@ pub enum Error {
     NotPermitted,
     /// A file handle the kernel gave us is unknown.
     BadHandle,
+    /// The inode shows a fixed version of a value and cannot be written: the path has a new
+    /// inode for writers, which the kernel looks up on ESTALE before it tries again.
+    Replaced,
     /// The name already exists (exclusive create, or a secret scheduled for deletion).
     AlreadyExists,
     /// A directory that still has entries.
@@ -80,6 +83,7 @@ impl Error {
             Error::IsADirectory => libc::EISDIR,
             Error::NotPermitted => libc::EPERM,
             Error::BadHandle => libc::EBADF,
+            Error::Replaced => libc::ESTALE,
             Error::AlreadyExists => libc::EEXIST,
             Error::NotEmpty => libc::ENOTEMPTY,
             Error::CrossDevice => libc::EXDEV,
@@ -111,7 +115,7 @@ impl Error {
             | Error::NotPermitted => 3,
             Error::AwsAccess(_) | Error::Transient(_) | Error::Credentials(_) | Error::WouldBlock => 4,
             Error::AccessDenied(_) => 5,
-            Error::Service(_) | Error::BadHandle => 6,
+            Error::Service(_) | Error::BadHandle | Error::Replaced => 6,
             Error::Mount(_) => 32,
             Error::CannotRun { missing: true, .. } => 127,
             Error::CannotRun { missing: false, .. } => 126,
@@ -134,6 +138,7 @@ impl fmt::Display for Error {
             Error::IsADirectory => write!(f, "is a directory"),
             Error::NotPermitted => write!(f, "operation not permitted"),
             Error::BadHandle => write!(f, "unknown file handle"),
+            Error::Replaced => write!(f, "a fixed version: look the path up again"),
             Error::AlreadyExists => write!(f, "already exists"),
             Error::NotEmpty => write!(f, "directory not empty"),
             Error::CrossDevice => write!(f, "cannot be renamed in place"),

@@ -264,7 +264,7 @@ fn an_open_handle_keeps_its_snapshot() {
     let (ps, sm) = stores();
     let fs = filesystem(ps.clone(), sm, true);
     let attr = stat(&fs, "ps/flat").unwrap();
-    let fh = fs.open(attr.ino, OpenMode::default()).unwrap();
+    let fh = fs.open(attr.ino, OpenMode::default()).unwrap().fh;
     ps.insert("flat", ValueKind::String, "a much longer new value");
     assert_eq!(fs.getattr(attr.ino, Some(fh)).unwrap().size, 3);
     assert_eq!(fs.read(fh, 0, 100, |b| b.to_vec()).unwrap(), b"top");

@@ -6,7 +6,7 @@ mod core;
 
 use std::sync::Arc;
 
-use core::{filesystem, read, stat, write};
+use core::{filesystem, open, read, stat, write};
 use secretfs::error::Error;
 use secretfs::fs::OpenMode;
 use secretfs::provider::memory::{MemoryProvider, UPDATE_ACTION};
@@ -44,12 +44,12 @@ fn a_whole_value_write_is_stored_on_close_and_read_back_at_once() {
 fn nothing_is_stored_before_close_and_offsets_and_appends_act_on_the_buffer() {
     let (ps, sm) = stores();
     let fs = filesystem(ps.clone(), sm, true);
-    let attr = stat(&fs, "ps/prod/db/root").unwrap();
-    let fh = fs.open(attr.ino, OpenMode { write: true, truncate: false, ..OpenMode::default() }).unwrap();
+    let (ino, fh) =
+        open(&fs, "ps/prod/db/root", OpenMode { write: true, truncate: false, ..OpenMode::default() }).unwrap();
     fs.write(fh, 3, b"-NEW").unwrap();
     fs.write(fh, 7, b"+tail").unwrap();
     assert_eq!(updates(&ps), 0, "buffered until close");
-    assert_eq!(fs.getattr(attr.ino, Some(fh)).unwrap().size, 12);
+    assert_eq!(fs.getattr(ino, Some(fh)).unwrap().size, 12);
     fs.release(fh).unwrap();
     assert_eq!(read(&fs, "ps/prod/db/root").unwrap(), b"old-NEW+tail");
 }
@@ -111,13 +111,12 @@ fn bad_input_is_refused_and_the_old_value_stays() {
     assert_eq!(read(&fs, "ps/prod/db/root").unwrap(), b"old-root");
     assert_eq!(updates(&ps) + updates(&sm), 0);
     // A write that fails part-way poisons the handle: close stores nothing.
-    let attr = stat(&fs, "sm/prod/bin").unwrap();
-    let fh = fs.open(attr.ino, OpenMode { write: true, truncate: true, ..OpenMode::default() }).unwrap();
+    let (bin, fh) = open(&fs, "sm/prod/bin", OpenMode { write: true, truncate: true, ..OpenMode::default() }).unwrap();
     fs.write(fh, 0, &vec![7u8; 65_536]).unwrap();
     assert_eq!(fs.write(fh, 65_536, b"one too many").unwrap_err(), Error::TooLarge);
     assert_eq!(fs.release(fh).unwrap_err(), Error::TooLarge);
     assert_eq!(read(&fs, "sm/prod/bin").unwrap(), [0, 1, 2]);
-    assert_eq!(fs.change_metadata(attr.ino).unwrap_err().errno(), libc::EPERM);
+    assert_eq!(fs.change_metadata(bin).unwrap_err().errno(), libc::EPERM);
 }
 
 #[test]
@@ -133,7 +132,7 @@ fn a_reader_opened_before_a_write_keeps_the_whole_old_value() {
     let (ps, sm) = stores();
     let fs = filesystem(ps, sm, true);
     let attr = stat(&fs, "ps/prod/db/root").unwrap();
-    let before = fs.open(attr.ino, OpenMode::default()).unwrap();
+    let before = fs.open(attr.ino, OpenMode::default()).unwrap().fh;
     write(&fs, "ps/prod/db/root", b"a-new-and-longer-value").unwrap();
     assert_eq!(fs.read(before, 0, 100, |b| b.to_vec()).unwrap(), b"old-root");
     fs.release(before).unwrap();
@@ -144,8 +143,8 @@ fn a_reader_opened_before_a_write_keeps_the_whole_old_value() {
 fn a_write_reported_as_failed_is_never_stored_later() {
     let (ps, sm) = stores();
     let fs = filesystem(ps.clone(), sm, true);
-    let ino = stat(&fs, "ps/prod/db/root").unwrap().ino;
-    let fh = fs.open(ino, OpenMode { write: true, truncate: true, ..OpenMode::default() }).unwrap();
+    let writing = OpenMode { write: true, truncate: true, ..OpenMode::default() };
+    let (_, fh) = open(&fs, "ps/prod/db/root", writing).unwrap();
     fs.write(fh, 0, b"NEW").unwrap();
     ps.fail(UPDATE_ACTION, Some(Error::Transient("ThrottlingException".into())));
     assert!(matches!(fs.flush(fh), Err(Error::Transient(_))), "close() reports the failure");
@@ -154,7 +153,7 @@ fn a_write_reported_as_failed_is_never_stored_later() {
     assert_eq!(updates(&ps), 1, "the release made no second attempt");
     assert_eq!(ps.get("/prod/db/root").unwrap().bytes.as_slice(), b"old-root");
     // Writing again and closing again does store.
-    let fh = fs.open(ino, OpenMode { write: true, truncate: true, ..OpenMode::default() }).unwrap();
+    let (_, fh) = open(&fs, "ps/prod/db/root", writing).unwrap();
     fs.write(fh, 0, b"NEW").unwrap();
     ps.fail(UPDATE_ACTION, Some(Error::AccessDenied("denied".into())));
     assert!(fs.flush(fh).is_err());
@@ -170,8 +169,7 @@ fn an_oversized_write_fails_at_close_in_both_services() {
     let (ps, sm) = stores();
     let fs = filesystem(ps.clone(), sm.clone(), true);
     for (path, limit) in [("ps/prod/db/root", 8192), ("sm/prod/db/.value", 65_536)] {
-        let ino = stat(&fs, path).unwrap().ino;
-        let fh = fs.open(ino, OpenMode { write: true, truncate: true, ..OpenMode::default() }).unwrap();
+        let (_, fh) = open(&fs, path, OpenMode { write: true, truncate: true, ..OpenMode::default() }).unwrap();
         assert_eq!(fs.write(fh, 0, &vec![b'x'; limit + 1]).unwrap_err(), Error::TooLarge);
         assert_eq!(fs.flush(fh).unwrap_err(), Error::TooLarge, "{path}: close() fails too");
         let _ = fs.release(fh);
@@ -224,4 +222,60 @@ fn creating_dot_value_in_a_directory_without_a_value_creates_the_directory_s_val
     core::create(&fs, "sm/app/db", ".value", b"{}").unwrap();
     assert_eq!(sm.get("app/db").unwrap().bytes.as_slice(), b"{}");
     assert!(matches!(core::create(&fs, "ps", ".value", b"x"), Err(Error::InvalidInput(_))));
+}
+
+#[test]
+fn a_writer_never_changes_an_inode_whose_pages_a_reader_keeps() {
+    let (ps, sm) = stores();
+    let fs = filesystem(ps, sm, true);
+    let writing = OpenMode { write: true, truncate: true, ..OpenMode::default() };
+    // No reader open: the writer takes the inode itself (editors compare inode numbers).
+    let root = stat(&fs, "ps/prod/db/root").unwrap();
+    let opened = fs.open(root.ino, OpenMode::default()).unwrap();
+    assert!(opened.keep_pages, "a pinned inode: the kernel may keep its pages");
+    fs.release(opened.fh).unwrap();
+    let fh = fs.open(root.ino, writing).unwrap().fh;
+    fs.write(fh, 0, b"new-root-value").unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(fs.getattr(root.ino, None).unwrap().size, 14, "a live inode shows the new value");
+    let opened = fs.open(root.ino, OpenMode::default()).unwrap();
+    assert!(!opened.keep_pages, "the kernel changed its pages and size as it wrote");
+    fs.release(opened.fh).unwrap();
+    // A reader keeps the pages of the inode: the writer is sent to look the name up again,
+    // and finds a live inode of its own; the reader keeps its version, size included.
+    let member = stat(&fs, "sm/prod/db/password").unwrap();
+    let reader = fs.open(member.ino, OpenMode::default()).unwrap();
+    assert!(reader.keep_pages);
+    assert_eq!(fs.open(member.ino, writing).unwrap_err(), Error::Replaced);
+    let (live, fh) = open(&fs, "sm/prod/db/password", writing).unwrap();
+    assert_ne!(live, member.ino);
+    fs.write(fh, 0, b"new-password").unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(fs.getattr(live, None).unwrap().size, 12);
+    assert_eq!(fs.read(reader.fh, 0, 4096, |b| b.to_vec()).unwrap(), b"old");
+    assert_eq!(fs.getattr(member.ino, None).unwrap().size, 3);
+    fs.release(reader.fh).unwrap();
+}
+
+#[test]
+fn inodes_showing_a_value_written_through_the_mount_read_the_new_value_before_the_kernel_hears() {
+    let (ps, sm) = stores();
+    let fs = filesystem(ps, sm, true);
+    let whole = stat(&fs, "sm/prod/db/.value").unwrap();
+    write(&fs, "sm/prod/db/password", b"new-password").unwrap();
+    // The kernel may open the pinned inode it still holds before the notifier's invalidation
+    // reaches it: it reads the new value, through the handle, and keeps the attributes of the
+    // version it shows (files opened on it before read that version).
+    let opened = fs.open(whole.ino, OpenMode::default()).unwrap();
+    assert!(!opened.keep_pages, "pages kept from before the write would show the old value");
+    let bytes = fs.read(opened.fh, 0, 4096, |b| b.to_vec()).unwrap();
+    assert!(String::from_utf8_lossy(&bytes).contains("new-password"));
+    assert_eq!(fs.getattr(whole.ino, None).unwrap().size, whole.size);
+    fs.release(opened.fh).unwrap();
+    // The next lookup hands out a pinned inode again.
+    let again = stat(&fs, "sm/prod/db/.value").unwrap();
+    assert_ne!(again.ino, whole.ino);
+    let opened = fs.open(again.ino, OpenMode::default()).unwrap();
+    assert!(opened.keep_pages);
+    assert!(fs.read(opened.fh, 0, 4096, |b| String::from_utf8_lossy(b).contains("new-password")).unwrap());
 }

@@ -172,8 +172,8 @@ fn check(steps: &[Step]) -> Result<(), TestCaseError> {
                 allowed(&model, NAMES[*n], &read).map_err(fail)?;
             }
             Step::OpenAndHold(n) => {
-                let opened =
-                    core::stat(&real.fs, &path(NAMES[*n])).and_then(|attr| real.fs.open(attr.ino, OpenMode::default()));
+                let opened = core::stat(&real.fs, &path(NAMES[*n]))
+                    .and_then(|attr| real.fs.open(attr.ino, OpenMode::default()).map(|o| o.fh));
                 if let Ok(fh) = opened {
                     let bytes = real.fs.read(fh, 0, 1 << 16, |b| b.to_vec()).map_err(|e| fail(format!("{e:?}")))?;
                     let read = Ok(String::from_utf8(bytes.clone()).unwrap());

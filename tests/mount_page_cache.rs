@@ -1,7 +1,9 @@
-//! The kernel's caches on a read-only mount, through a real mount: nothing is opened (no OPEN or
-//! RELEASE reaches the daemon), pages are kept, and still a rotation (of the same length or
-//! not) reaches the next open, a file opened before a rotation reads exactly the old value
-//! through its end with `fstat` agreeing, and readers never see a mix of two versions.
+//! The kernel's caches, through a real mount: a read-only mount opens nothing (no OPEN or
+//! RELEASE reaches the daemon) and a read-write mount only opens and releases (no READ, no
+//! FLUSH) while pages are kept; and on both a rotation (of the same length or not) reaches the
+//! next open, a file opened before a rotation reads exactly the old value through its end with
+//! `fstat` agreeing, and readers never see a mix of two versions. On a read-write mount a
+//! value written through the mount, by its own path or another, is what the next open reads.
 
 #[path = "common/moto.rs"]
 mod moto;
@@ -17,6 +19,7 @@ use moto::{Aws, Moto};
 use mount::Mounted;
 
 const READ_ONLY_FAST: [&str; 5] = ["--read-only", "--cache-ttl", "1", "--timeout", "1"];
+const READ_WRITE_FAST: [&str; 4] = ["--cache-ttl", "1", "--timeout", "1"];
 
 /// The count after `operation ` in the last SIGUSR1 status line of `stderr` (0 if never seen).
 fn requests(stderr: &str, operation: &str) -> u64 {
@@ -42,30 +45,101 @@ fn wait_for(m: &Mounted, rel: &str, expected: &str) {
 
 #[test]
 fn a_read_only_mount_opens_nothing_and_reads_warm_values_from_the_page_cache() {
-    let mut m = Mounted::local(&["--read-only"]);
+    let m = Mounted::local(&["--read-only"]);
     let path = m.path("ps/prod/db/root");
     let first = std::fs::read(&path).unwrap();
     for _ in 0..200 {
         assert_eq!(std::fs::read(&path).unwrap(), first);
     }
-    m.signal(libc::SIGUSR1);
-    std::thread::sleep(Duration::from_millis(200));
-    m.signal(libc::SIGTERM);
-    let (_, stderr) = m.wait_exit();
-    let (opens, reads, releases) = (requests(&stderr, "open"), requests(&stderr, "read"), requests(&stderr, "release"));
-    println!("201 reads of a warm file: {opens} OPEN, {reads} READ, {releases} RELEASE");
+    let counts = stopped_counts(m, &["open", "read", "release"]);
+    println!("201 reads of a warm file: {counts:?} OPEN, READ, RELEASE");
+    let [opens, reads, releases] = counts[..] else { unreachable!() };
     assert!(opens <= 1, "only the first open reaches the daemon (answered ENOSYS): {opens}");
     assert_eq!(releases, 0, "nothing opened, nothing released");
     assert!(reads <= 3, "the pages are kept: {reads} READ for 201 reads");
 }
 
+/// The request counts of `m` after SIGUSR1, once it has stopped.
+fn stopped_counts(mut m: Mounted, operations: &[&str]) -> Vec<u64> {
+    m.signal(libc::SIGUSR1);
+    std::thread::sleep(Duration::from_millis(200));
+    m.signal(libc::SIGTERM);
+    let (_, stderr) = m.wait_exit();
+    operations.iter().map(|operation| requests(&stderr, operation)).collect()
+}
+
+#[test]
+fn a_read_write_mount_only_opens_and_releases_warm_values() {
+    let m = Mounted::local(&[]);
+    let path = m.path("ps/prod/db/root");
+    let first = std::fs::read(&path).unwrap();
+    for _ in 0..200 {
+        assert_eq!(std::fs::read(&path).unwrap(), first);
+    }
+    let counts = stopped_counts(m, &["open", "read", "flush", "release"]);
+    println!("201 reads of a warm file: {counts:?} OPEN, READ, FLUSH, RELEASE");
+    let [opens, reads, flushes, releases] = counts[..] else { unreachable!() };
+    assert_eq!(opens, 201, "every open reaches the daemon");
+    assert!(reads <= 3, "the pages are kept: {reads} READ for 201 reads");
+    assert_eq!(flushes, 0, "a reader needs no flush");
+    assert!((200..=201).contains(&releases), "{releases} RELEASE");
+}
+
+#[test]
+fn a_write_through_the_mount_is_what_the_next_open_reads() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    aws.put_parameter("/app/token", "first", ParameterType::SecureString);
+    aws.create_secret("app/conf", r#"{"user":"admin","pass":"p-1"}"#);
+    let m = Mounted::start(&READ_WRITE_FAST, &moto.env());
+    let token = m.path("ps/app/token");
+    let whole = m.path("sm/app/conf/.value");
+    assert_eq!(std::fs::read_to_string(&token).unwrap(), "first");
+    let before = std::fs::read_to_string(&whole).unwrap();
+    // Its own path: same length, longer, shorter, each read and stat'ed at once (kept pages
+    // and a kept size would show the old value).
+    for value in ["firsT", "a-much-longer-value", "s", "x".repeat(4_000).as_str()] {
+        std::fs::write(&token, value).unwrap();
+        assert_eq!(std::fs::read_to_string(&token).unwrap(), value);
+        assert_eq!(std::fs::metadata(&token).unwrap().len(), value.len() as u64);
+        for _ in 0..3 {
+            assert_eq!(std::fs::read_to_string(&token).unwrap(), value, "read again");
+        }
+    }
+    // A reader keeps its version, size included, through a write of the same path: the
+    // writer is sent to a live inode of its own (ESTALE, looked up again by the kernel).
+    let mut reader = std::fs::File::open(&token).unwrap();
+    let mut head = [0u8; 1_000];
+    reader.read_exact(&mut head).unwrap();
+    std::fs::write(&token, "short").unwrap();
+    assert_eq!(std::fs::read_to_string(&token).unwrap(), "short");
+    assert_eq!(std::fs::metadata(&token).unwrap().len(), 5);
+    assert_eq!(reader.metadata().unwrap().len(), 4_000, "fstat tells what the open file reads");
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    assert!(rest.len() == 3_000 && head.iter().chain(&rest).all(|b| *b == b'x'), "the old version, whole");
+    drop(reader);
+    // Another path: a JSON member changes the secret that the whole-value file shows.
+    std::fs::write(m.path("sm/app/conf/pass"), "p-22").unwrap();
+    let after = std::fs::read_to_string(&whole).unwrap();
+    assert_ne!(after, before);
+    assert!(after.contains("p-22"), "the whole value, read at once after the member's write");
+    wait_for(&m, "sm/app/conf/.value", &after);
+    drop(m);
+}
+
 #[test]
 fn rotations_reach_the_next_open_and_open_files_keep_their_version() {
+    rotations_reach_the_next_open(&READ_ONLY_FAST);
+    rotations_reach_the_next_open(&READ_WRITE_FAST);
+}
+
+fn rotations_reach_the_next_open(flags: &[&str]) {
     let moto = Moto::start();
     let aws = Aws::new(&moto);
     aws.put_parameter("/app/token", "tok-1", ParameterType::SecureString);
     aws.create_secret("app/cert", &"A".repeat(10_000));
-    let m = Mounted::start(&READ_ONLY_FAST, &moto.env());
+    let m = Mounted::start(flags, &moto.env());
     assert_eq!(std::fs::read_to_string(m.path("ps/app/token")).unwrap(), "tok-1");
     // Same length: a kept page must not hide it.
     aws.put_parameter("/app/token", "tok-2", ParameterType::SecureString);
@@ -108,10 +182,15 @@ fn rotations_reach_the_next_open_and_open_files_keep_their_version() {
 
 #[test]
 fn readers_never_see_two_versions_mixed_while_a_value_rotates() {
+    readers_never_see_two_versions_mixed(&READ_WRITE_FAST);
+    readers_never_see_two_versions_mixed(&READ_ONLY_FAST);
+}
+
+fn readers_never_see_two_versions_mixed(flags: &[&str]) {
     let moto = Moto::start();
     let aws = Aws::new(&moto);
     aws.create_secret("app/blob", &"A".repeat(12_000));
-    let m = Mounted::start(&READ_ONLY_FAST, &moto.env());
+    let m = Mounted::start(flags, &moto.env());
     let path = m.path("sm/app/blob");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let readers: Vec<_> = (0..4)

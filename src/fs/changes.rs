@@ -34,6 +34,7 @@ impl SecretFs {
             writer: Some(buffer),
             append: false,
             refresh: None,
+            pages_kept: false,
         });
         Ok((self.file_attr(ino, 0, made), fh))
     }

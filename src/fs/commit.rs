@@ -77,7 +77,8 @@ impl SecretFs {
     }
 
     /// Replace the value of `name` with `edit(current bytes)`: the cache's write protocol (the
-    /// value stored now, one writer per name, the update call, the change announced).
+    /// value stored now, one writer per name, the update call, the change announced). The
+    /// pinned inodes showing the name are retired.
     pub(super) fn edit_value(
         &self,
         service: Service,
@@ -85,7 +86,13 @@ impl SecretFs {
         edit: impl FnOnce(&[u8]) -> Result<Vec<u8>> + Send + 'static,
     ) -> Result<()> {
         let cache = self.cache(service).ok_or(Error::NotFound)?;
-        cache.edit(name, Box::new(move |current: &Fetched| edit(current.bytes.as_slice()))).map(drop)
+        cache.edit(name, Box::new(move |current: &Fetched| edit(current.bytes.as_slice())))?;
+        // Before the reply: the next open of any path showing the name reads the new value,
+        // even through an inode the kernel has not yet been told to drop.
+        if let Some(node) = NodePath::of_name(service, cache.prefix(), name) {
+            self.pins.retire_under(&self.inodes, service, &node.parts);
+        }
+        Ok(())
     }
 
     /// Replace the whole value of the existing `name` with `data`, and show the name (it was

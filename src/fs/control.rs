@@ -117,26 +117,21 @@ impl SecretFs {
     }
 
     /// The inode of the generated file (control file or view) at `path`, showing `bytes` now.
-    /// On a read-only mount (inodes pinned) a file whose text changed gets a new inode, so the
-    /// kernel, which keeps a pinned inode's pages, reads the new text.
+    /// On a read-only mount (which opens nothing, so every inode is pinned) a file whose text
+    /// changed gets a new inode, so the kernel, which keeps a pinned inode's pages, reads the
+    /// new text. A read-write mount opens generated files with every read coming to the handle.
     pub(super) fn generated_ino(&self, path: NodePath, bytes: SecretBytes) -> Ino {
-        let Some(pinned) = &self.pinned else { return self.inodes.lookup(path) };
-        let mut pinned = lock(pinned);
-        if let Some(held) = self.inodes.find(&path) {
-            if pinned.get(&held).is_some_and(|(shown, _)| *shown != bytes) {
-                self.inodes.retire(&path);
-            }
+        match self.opens_nothing() {
+            true => self.pins.hand_out(&self.inodes, path, bytes, SystemTime::now, |_| false).0,
+            false => self.inodes.lookup(path),
         }
-        let ino = self.inodes.lookup(path);
-        pinned.entry(ino).or_insert_with(|| (bytes, SystemTime::now()));
-        ino
     }
 
     /// The attributes of control node `node` at `ino`, showing `size` bytes.
     pub(super) fn control_attr(&self, ino: Ino, node: ControlNode, size: u64) -> Attr {
         let (uid, gid) = (self.config.uid, self.config.gid);
         let mtime = SystemTime::now();
-        Attr { ino, kind: node.kind(), size, mtime, perm: node.perm(), uid, gid, volatile: true }
+        Attr { ino, kind: node.kind(), size, mtime, perm: node.perm(), uid, gid, volatile: true, fixed: false }
     }
 
     /// Open a control file: the refresh file for writing takes paths; status and metrics show
@@ -151,7 +146,7 @@ impl SecretFs {
             (_, false) => None,
         };
         let bytes = self.control_bytes(node);
-        Ok(self.files.insert(OpenFile { ino, bytes, writer: None, append: false, refresh }))
+        Ok(self.files.insert(OpenFile { ino, bytes, writer: None, append: false, refresh, pages_kept: false }))
     }
 
     /// The entries of the control directory.

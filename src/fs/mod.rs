@@ -8,12 +8,12 @@ pub mod handles;
 pub mod json_view;
 pub mod ownership;
 pub mod pending;
+mod pins;
 pub mod resolve;
 mod views;
 pub mod write;
 pub mod xattrs;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -27,6 +27,7 @@ use control::{ControlNode, RefreshRequest, Requester};
 use handles::HandleTable;
 use json_view::{listed_keys, RAW_VALUE_FILE};
 use pending::{PendingNode, PendingTable};
+use pins::Pins;
 use resolve::{resolve_in_service, value_is_dir, Resolved};
 use write::{Target, WriteBuffer};
 
@@ -112,6 +113,9 @@ pub struct Attr {
     /// Made when read (a control file's text): the kernel must not keep the entry or the
     /// attributes.
     pub volatile: bool,
+    /// A file inode pinned to one value (see [`SecretFs::open`]): its attributes never change,
+    /// so the kernel may keep them long.
+    pub fixed: bool,
 }
 
 /// One directory entry.
@@ -136,6 +140,8 @@ struct OpenFile {
     append: bool,
     /// The paths written to the control directory's refresh file through this handle.
     refresh: Option<Arc<Mutex<RefreshRequest>>>,
+    /// A reader of a pinned inode whose pages the kernel keeps (counted in [`Pins`]).
+    pages_kept: bool,
 }
 
 impl OpenFile {
@@ -163,6 +169,16 @@ pub struct Invalidation {
     pub replaced: Vec<(Ino, Ino, String)>,
 }
 
+/// A file handle just opened, and what the kernel may cache of what it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Opened {
+    /// The handle.
+    pub fh: u64,
+    /// The handle reads its inode's pinned bytes: the kernel may keep and reuse the inode's
+    /// pages. Otherwise every read must come to the handle.
+    pub keep_pages: bool,
+}
+
 /// How a file is opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OpenMode {
@@ -184,10 +200,10 @@ pub struct SecretFs {
     files: HandleTable<OpenFile>,
     dirs: HandleTable<Arc<Vec<DirEntry>>>,
     pending: PendingTable,
-    /// On a read-only mount, the bytes each file inode shows, fixed when the inode is handed
-    /// out: an inode never changes content (a new value gets a new inode), so the kernel may
-    /// keep its pages and attributes, and reads need no open.
-    pinned: Option<Mutex<HashMap<Ino, (SecretBytes, SystemTime)>>>,
+    /// The pinned file inodes (see [`pins`]): a lookup hands one out showing the value's bytes
+    /// then, and a value that moves on gets a new inode, so the kernel may keep a pinned inode's
+    /// pages and attributes, and a read-only mount needs no open.
+    pins: Pins,
     started: SystemTime,
     requests: Arc<RequestStats>,
     views: crate::views::Views,
@@ -200,7 +216,7 @@ impl SecretFs {
     /// caches announce is [`SecretFs::invalidation_for`] that change.
     pub fn new(config: FsConfig, services: Vec<(Service, ServiceCache)>) -> Self {
         SecretFs {
-            pinned: config.read_only.then(Mutex::default),
+            pins: Pins::default(),
             views: crate::views::Views::new(config.views.clone()),
             config,
             services,
@@ -275,30 +291,20 @@ impl SecretFs {
             return self.view_lookup(path, node);
         }
         let resolved = self.resolve(&path)?;
-        let Some(pinned) = &self.pinned else {
-            let ino = self.inodes.lookup(path);
-            return self.attr(ino, &resolved);
-        };
         if resolved.is_dir() {
             return self.attr(self.inodes.lookup(path), &resolved);
         }
         let bytes = resolved.bytes()?;
-        let mut pinned = lock(pinned);
-        if let Some(held) = self.inodes.find(&path) {
-            if pinned.get(&held).is_some_and(|(shown, _)| *shown != bytes) {
-                // The value moved on since this inode was handed out: the path gets a new one.
-                self.inodes.retire(&path);
-            }
+        let has_open_files = |ino| self.files.find(|open| open.ino == ino).is_some();
+        match self.pins.hand_out(&self.inodes, path, bytes, || self.mtime(&resolved), has_open_files) {
+            (ino, Some((bytes, mtime))) => Ok(self.pinned_attr(ino, bytes.len() as u64, mtime)),
+            (ino, None) => self.attr(ino, &resolved),
         }
-        let ino = self.inodes.lookup(path);
-        let (bytes, mtime) = pinned.entry(ino).or_insert_with(|| (bytes, self.mtime(&resolved))).clone();
-        Ok(self.file_attr(ino, bytes.len() as u64, mtime))
     }
 
-    /// The bytes (and mtime) a file inode of a read-only mount shows, fixed when it was handed
-    /// out.
+    /// The bytes (and mtime) pinned file inode `ino` shows, fixed when it was handed out.
     fn pinned(&self, ino: Ino) -> Option<(SecretBytes, SystemTime)> {
-        lock(self.pinned.as_ref()?).get(&ino).cloned()
+        self.pins.get(ino)
     }
 
     /// Read up to `size` bytes at `offset` of the file inode `ino` of a read-only mount, with no
@@ -308,18 +314,16 @@ impl SecretFs {
         Ok(reply(&bytes.as_slice()[window(bytes.len(), offset, size)]))
     }
 
-    /// Whether file inodes never change content (a read-only mount): the kernel may keep their
-    /// pages and attributes, and needs to open nothing.
-    pub fn pins_inodes(&self) -> bool {
-        self.pinned.is_some()
+    /// Whether the kernel needs to open nothing (a read-only mount): every file inode is
+    /// pinned, and reads are answered from the inode's bytes.
+    pub fn opens_nothing(&self) -> bool {
+        self.config.read_only
     }
 
     /// The kernel forgot `count` lookups of `ino`.
     pub fn forget(&self, ino: Ino, count: u64) {
         if self.inodes.forget(ino, count) {
-            if let Some(pinned) = &self.pinned {
-                lock(pinned).remove(&ino);
-            }
+            self.pins.forget(ino);
         }
     }
 
@@ -361,7 +365,7 @@ impl SecretFs {
     pub fn getattr(&self, ino: Ino, fh: Option<u64>) -> Result<Attr> {
         let path = self.path(ino)?;
         if let Some((bytes, mtime)) = self.pinned(ino) {
-            return Ok(self.file_attr(ino, bytes.len() as u64, mtime));
+            return Ok(self.pinned_attr(ino, bytes.len() as u64, mtime));
         }
         if let Some(node) = ControlNode::at(&path) {
             let size = match fh.and_then(|fh| self.files.get(fh)) {
@@ -386,8 +390,15 @@ impl SecretFs {
     }
 
     /// Open a file. The value read is fixed for this handle until release; a handle opened for
-    /// writing buffers the new content, which [`SecretFs::flush`] commits.
-    pub fn open(&self, ino: Ino, mode: OpenMode) -> Result<u64> {
+    /// writing buffers the new content, which [`SecretFs::flush`] commits. A pinned inode opened
+    /// for reading gives its own bytes, and the kernel may keep its pages, unless it was
+    /// retired (its path holds a value written through the mount, or a change the kernel has
+    /// not heard of yet): then, like a live inode, it reads what the path holds now, every read
+    /// coming to the handle. A pinned inode is written through only once no reader keeps its
+    /// pages: it becomes live; otherwise the writer is answered [`Error::Replaced`] and finds a
+    /// live inode when it looks the path up again.
+    pub fn open(&self, ino: Ino, mode: OpenMode) -> Result<Opened> {
+        let opened = |fh, keep_pages| Opened { fh, keep_pages };
         let path = self.path(ino)?;
         if let Some(node) = self.pending.get(&path) {
             let PendingNode::File(buffer, _) = node else { return Err(Error::IsADirectory) };
@@ -395,22 +406,31 @@ impl SecretFs {
                 lock(&buffer).truncate(0)?;
             }
             let append = mode.append;
-            return Ok(self.files.insert(OpenFile {
+            let bytes = SecretBytes::new(Vec::new());
+            let fh = self.files.insert(OpenFile {
                 ino,
-                bytes: SecretBytes::new(Vec::new()),
+                bytes,
                 writer: Some(buffer),
                 append,
                 refresh: None,
-            }));
+                pages_kept: false,
+            });
+            return Ok(opened(fh, false));
         }
         if let Some(node) = ControlNode::at(&path) {
-            return self.control_open(ino, node, mode);
+            return Ok(opened(self.control_open(ino, node, mode)?, false));
         }
         if let Some(node) = self.views.at(&path) {
-            return self.view_open(ino, &path, node, mode);
+            return Ok(opened(self.view_open(ino, &path, node, mode)?, false));
         }
-        if let Some((bytes, _)) = self.pinned(ino).filter(|_| !mode.write) {
-            return Ok(self.files.insert(OpenFile { ino, bytes, writer: None, append: false, refresh: None }));
+        if mode.write {
+            self.writable()?;
+            self.pins.writer_reached(&self.inodes, ino, &path)?;
+        } else if self.opens_nothing() || !self.inodes.is_retired(ino) {
+            if let Some(bytes) = self.pins.keep_pages(ino) {
+                let kept = OpenFile { ino, bytes, writer: None, append: false, refresh: None, pages_kept: true };
+                return Ok(opened(self.files.insert(kept), true));
+            }
         }
         let resolved = self.resolve(&path)?;
         let bytes = resolved.bytes()?;
@@ -418,7 +438,9 @@ impl SecretFs {
             false => None,
             true => Some(Arc::new(Mutex::new(self.write_buffer(&path, &resolved, mode.truncate)?))),
         };
-        Ok(self.files.insert(OpenFile { ino, bytes, writer, append: mode.append, refresh: None }))
+        let fh =
+            self.files.insert(OpenFile { ino, bytes, writer, append: mode.append, refresh: None, pages_kept: false });
+        Ok(opened(fh, false))
     }
 
     /// The buffer of a file opened for writing. Without O_TRUNC it starts from the value stored
@@ -478,6 +500,8 @@ impl SecretFs {
         if let Some(writer) = writer {
             return lock(&writer).truncate(size);
         }
+        self.writable()?;
+        self.pins.writer_reached(&self.inodes, ino, &path)?;
         let resolved = self.resolve(&path)?;
         let mut buffer = self.write_buffer(&path, &resolved, false)?;
         buffer.truncate(size)?;
@@ -505,7 +529,11 @@ impl SecretFs {
     /// writes stores the empty value here).
     pub fn release(&self, fh: u64) -> Result<()> {
         let result = self.commit_handle(fh, false);
-        self.files.remove(fh);
+        if let Some(open) = self.files.remove(fh) {
+            if open.pages_kept {
+                self.pins.reader_left(open.ino);
+            }
+        }
         result
     }
 
@@ -720,12 +748,16 @@ impl SecretFs {
         self.owned_attr(ino, NodeKind::File, size, mtime)
     }
 
+    fn pinned_attr(&self, ino: Ino, size: u64, mtime: SystemTime) -> Attr {
+        Attr { fixed: true, ..self.file_attr(ino, size, mtime) }
+    }
+
     fn owned_attr(&self, ino: Ino, kind: NodeKind, size: u64, mtime: SystemTime) -> Attr {
         let (perm, uid, gid) = match self.config.rules.is_empty() {
             true => self.ownership_at("", kind),
             false => self.ownership_at(&self.describe(ino, None), kind),
         };
-        Attr { ino, kind, size, mtime, perm, uid, gid, volatile: false }
+        Attr { ino, kind, size, mtime, perm, uid, gid, volatile: false, fixed: false }
     }
 
     /// The permission bits, owner and group of a node of `kind` at `mount_path`: the first

@@ -73,7 +73,7 @@ impl SecretFs {
             return Err(Error::ReadOnly);
         }
         let bytes = self.view_bytes(path, index)?;
-        Ok(self.files.insert(OpenFile { ino, bytes, writer: None, append: false, refresh: None }))
+        Ok(self.files.insert(OpenFile { ino, bytes, writer: None, append: false, refresh: None, pages_kept: false }))
     }
 
     /// The entries of the view directory at `path`.
@@ -121,6 +121,6 @@ impl SecretFs {
 
     fn view_attr(&self, ino: Ino, path: &NodePath, kind: NodeKind, size: u64) -> Attr {
         let (perm, uid, gid) = self.ownership_at(&path.mount_path(), kind);
-        Attr { ino, kind, size, mtime: SystemTime::now(), perm, uid, gid, volatile: true }
+        Attr { ino, kind, size, mtime: SystemTime::now(), perm, uid, gid, volatile: true, fixed: false }
     }
 }

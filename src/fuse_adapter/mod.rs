@@ -54,8 +54,8 @@ use notifier::Notices;
 /// How long the kernel may keep entries and attributes: short, but never zero (zero TTLs
 /// cause cascades of lookups).
 pub const KERNEL_TTL: Duration = Duration::from_secs(1);
-/// How long the kernel may keep the attributes of a file inode of a read-only mount: such an
-/// inode never changes (a new value gets a new inode), so only its entry needs a short TTL.
+/// How long the kernel may keep the attributes of a pinned file inode: such an inode never
+/// changes (a new value gets a new inode), so only its entry needs a short TTL.
 pub const PINNED_ATTR_TTL: Duration = Duration::from_secs(60);
 
 /// The `fuser::Filesystem` over the core, under the threading contract above.
@@ -211,10 +211,10 @@ fn reply_entries(entries: crate::error::Result<Vec<crate::fs::DirEntry>>, offset
     reply.ok();
 }
 
-/// How long the kernel may keep `attr`: long for a file inode whose content never changes (a
-/// read-only mount), none for a control file, [`KERNEL_TTL`] otherwise.
-fn attr_ttl(fs: &SecretFs, attr: &Attr) -> Duration {
-    match (attr.volatile, fs.pins_inodes() && attr.kind == NodeKind::File) {
+/// How long the kernel may keep `attr`: long for a pinned file inode (its content never
+/// changes), none for a control file, [`KERNEL_TTL`] otherwise.
+fn attr_ttl(attr: &Attr) -> Duration {
+    match (attr.volatile, attr.fixed) {
         (true, _) => Duration::ZERO,
         (false, true) => PINNED_ATTR_TTL,
         (false, false) => KERNEL_TTL,
@@ -297,8 +297,8 @@ impl Filesystem for FuseAdapter {
         self.memory_first(
             self.span(req, "getattr", ino, None),
             move |s| s.fs.getattr(Ino(ino.0), fh.map(|fh| fh.0)),
-            |s, result| match result {
-                Ok(attr) => reply.attr(&attr_ttl(&s.fs, &attr), &to_file_attr(&attr)),
+            |_, result| match result {
+                Ok(attr) => reply.attr(&attr_ttl(&attr), &to_file_attr(&attr)),
                 Err(e) => reply.error(errno(&e)),
             },
         );
@@ -344,7 +344,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        if self.shared.fs.pins_inodes() {
+        if self.shared.fs.opens_nothing() {
             // A read-only mount: ENOSYS tells the kernel to open nothing from now on (no OPEN,
             // no RELEASE) and to keep each inode's pages; reads come with no handle and are
             // answered from the inode's own fixed bytes.
@@ -361,11 +361,21 @@ impl Filesystem for FuseAdapter {
             self.span(req, "open", ino, None),
             move |s| s.fs.open(Ino(ino.0), mode),
             move |_, result| match result {
-                // Direct I/O: every read is served from this handle's snapshot, so a rotated
-                // value never mixes with stale page-cache bytes or a stale cached size. A
-                // handle that cannot write needs no FLUSH at close.
-                Ok(fh) if mode.write => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH),
+                // A handle that reads its pinned inode's bytes keeps the inode's pages: they
+                // only ever hold those bytes. Any other handle reads with direct I/O, from its
+                // own snapshot, so a changed value never mixes with kept pages or a kept size.
+                // A handle that cannot write needs no FLUSH at close.
+                Ok(opened) => {
+                    let caching = match opened.keep_pages {
+                        true => FopenFlags::FOPEN_KEEP_CACHE,
+                        false => FopenFlags::FOPEN_DIRECT_IO,
+                    };
+                    let flush = match mode.write {
+                        true => FopenFlags::empty(),
+                        false => FopenFlags::FOPEN_NOFLUSH,
+                    };
+                    reply.opened(FileHandle(opened.fh), caching | flush)
+                }
                 Err(e) => reply.error(errno(&e)),
             },
         );
@@ -427,7 +437,7 @@ impl Filesystem for FuseAdapter {
         match self.shared.fs.is_writer(fh.0) {
             true => self.offload(span, move |s| s.reply_commit(ino, s.fs.flush(fh.0), reply)),
             // Nothing is ever written on a read-only mount: the kernel may stop sending flushes.
-            false if self.shared.fs.pins_inodes() => reply.error(Errno::ENOSYS),
+            false if self.shared.fs.opens_nothing() => reply.error(Errno::ENOSYS),
             false => reply.ok(),
         }
     }
@@ -458,7 +468,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        if self.shared.fs.pins_inodes() {
+        if self.shared.fs.opens_nothing() {
             // A read-only mount: ENOSYS tells the kernel to open no directory from now on and
             // to keep listings (dropped when a change is told for the directory); readdir then
             // comes with no handle.

@@ -157,7 +157,7 @@ mod tests {
         // Two writes, as a request thread makes them; the kernel hears nothing from this thread.
         for name in ["a", "b"] {
             let ino = fs.lookup(ps_dir, name).unwrap().ino;
-            let fh = fs.open(ino, OpenMode { write: true, truncate: true, ..OpenMode::default() }).unwrap();
+            let fh = fs.open(ino, OpenMode { write: true, truncate: true, ..OpenMode::default() }).unwrap().fh;
             fs.write(fh, 0, b"2").unwrap();
             fs.release(fh).unwrap();
             inodes.push(ino);

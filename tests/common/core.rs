@@ -56,7 +56,7 @@ pub fn stat(fs: &SecretFs, path: &str) -> Result<Attr> {
 /// The whole content of the file at `path`, read through open/read/release.
 pub fn read(fs: &SecretFs, path: &str) -> Result<Vec<u8>> {
     let attr = stat(fs, path)?;
-    let fh = fs.open(attr.ino, OpenMode::default())?;
+    let fh = fs.open(attr.ino, OpenMode::default())?.fh;
     let mut content = Vec::new();
     loop {
         let chunk = fs.read(fh, content.len() as u64, 4096, |b| b.to_vec())?;
@@ -86,10 +86,22 @@ pub fn names(fs: &SecretFs, path: &str) -> Vec<String> {
     list(fs, path).unwrap().into_iter().map(|(n, _)| n).collect()
 }
 
+/// Open `path` with `mode` as the kernel does: looked up, and looked up again once if the
+/// inode found shows a fixed version (ESTALE); returns the inode and the handle.
+pub fn open(fs: &SecretFs, path: &str, mode: OpenMode) -> Result<(Ino, u64)> {
+    let attr = stat(fs, path)?;
+    match fs.open(attr.ino, mode) {
+        Err(secretfs::error::Error::Replaced) => {
+            let attr = stat(fs, path)?;
+            Ok((attr.ino, fs.open(attr.ino, mode)?.fh))
+        }
+        opened => Ok((attr.ino, opened?.fh)),
+    }
+}
+
 /// Open `path` for writing (truncating), write `content`, and close; returns close's result.
 pub fn write(fs: &SecretFs, path: &str, content: &[u8]) -> Result<()> {
-    let attr = stat(fs, path)?;
-    let fh = fs.open(attr.ino, OpenMode { write: true, truncate: true, ..OpenMode::default() })?;
+    let (_, fh) = open(fs, path, OpenMode { write: true, truncate: true, ..OpenMode::default() })?;
     let written = fs.write(fh, 0, content);
     let closed = fs.release(fh);
     written?;
