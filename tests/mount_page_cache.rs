@@ -1,6 +1,6 @@
 //! The kernel's caches, through a real mount: a read-only mount opens nothing (no OPEN or
 //! RELEASE reaches the daemon) and a read-write mount only opens and releases (no READ, no
-//! FLUSH) while pages are kept; and on both a rotation (of the same length or not) reaches the
+//! FLUSH) while pages and listings are kept; and on both a rotation (of the same length or not) reaches the
 //! next open, a file opened before a rotation reads exactly the old value through its end with
 //! `fstat` agreeing, and readers never see a mix of two versions. On a read-write mount a
 //! value written through the mount, by its own path or another, is what the next open reads.
@@ -76,13 +76,20 @@ fn a_read_write_mount_only_opens_and_releases_warm_values() {
     for _ in 0..200 {
         assert_eq!(std::fs::read(&path).unwrap(), first);
     }
-    let counts = stopped_counts(m, &["open", "read", "flush", "release"]);
-    println!("201 reads of a warm file: {counts:?} OPEN, READ, FLUSH, RELEASE");
-    let [opens, reads, flushes, releases] = counts[..] else { unreachable!() };
+    let listed = |m: &Mounted| std::fs::read_dir(m.path("ps/prod/db")).unwrap().count();
+    let names = listed(&m);
+    for _ in 0..50 {
+        assert_eq!(listed(&m), names);
+    }
+    let counts = stopped_counts(m, &["open", "read", "flush", "release", "opendir", "readdir"]);
+    println!("201 reads of a warm file, 51 listings: {counts:?} OPEN, READ, FLUSH, RELEASE, OPENDIR, READDIR");
+    let [opens, reads, flushes, releases, opendirs, readdirs] = counts[..] else { unreachable!() };
     assert_eq!(opens, 201, "every open reaches the daemon");
     assert!(reads <= 3, "the pages are kept: {reads} READ for 201 reads");
     assert_eq!(flushes, 0, "a reader needs no flush");
     assert!((200..=201).contains(&releases), "{releases} RELEASE");
+    assert!(opendirs >= 51, "{opendirs} OPENDIR");
+    assert!(readdirs <= 4, "the listing is kept: {readdirs} READDIR for 51 listings");
 }
 
 #[test]

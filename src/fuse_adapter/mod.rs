@@ -2,13 +2,12 @@
 //! into a reply or an errno.
 //!
 //! The threading contract:
-//! - fuser's threads read kernel requests. `read`, `write`, `readdir` of an open directory,
-//!   `releasedir` and `forget` are answered on them at once, from memory (an open handle's
-//!   snapshot or buffer), and so are flush, fsync and release of handles that write nothing.
-//!   A read-only mount opens nothing (OPEN and OPENDIR answered ENOSYS once): reads answer
-//!   from the inode's fixed bytes, and readdir is tried from memory like lookup. `lookup`,
-//!   `getattr`, `open`, `opendir`, `getxattr` and `listxattr` are tried on them with every
-//!   provider wait refused
+//! - fuser's threads read kernel requests. `read`, `write`, `releasedir` and `forget` are
+//!   answered on them at once, from memory (an open handle's snapshot or buffer, a pinned
+//!   inode's bytes), and so are flush, fsync and release of handles that write nothing. A
+//!   read-only mount opens nothing (OPEN and OPENDIR answered ENOSYS once). `lookup`,
+//!   `getattr`, `open`, `opendir`, `readdir` (an open directory is listed at its first read),
+//!   `getxattr` and `listxattr` are tried on them with every provider wait refused
 //!   (`cache::memory_only`): what memory can answer is answered there; what would wait on AWS
 //!   (a fetch, a listing, a version check) is handed to the runtime's blocking pool and
 //!   replied from there, as are commits, writes to the control directory's refresh file (they
@@ -197,7 +196,7 @@ fn reply_written(result: crate::error::Result<u32>, reply: ReplyWrite) {
 }
 
 /// Answer a readdir from `offset` of `entries`.
-fn reply_entries(entries: crate::error::Result<Vec<crate::fs::DirEntry>>, offset: u64, mut reply: ReplyDirectory) {
+fn reply_entries(entries: crate::error::Result<&[crate::fs::DirEntry]>, offset: u64, mut reply: ReplyDirectory) {
     let entries = match entries {
         Ok(entries) => entries,
         Err(e) => return reply.error(errno(&e)),
@@ -479,7 +478,9 @@ impl Filesystem for FuseAdapter {
             self.span(req, "opendir", ino, None),
             move |s| s.fs.opendir(Ino(ino.0)),
             |_, result| match result {
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                // The kernel keeps the listing it read (dropped when the directory changes,
+                // through the mount or as told by the notifier), so an open reads none.
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE),
                 Err(e) => reply.error(errno(&e)),
             },
         );
@@ -488,14 +489,19 @@ impl Filesystem for FuseAdapter {
     fn readdir(&self, req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, reply: ReplyDirectory) {
         let span = self.span(req, "readdir", ino, None);
         if fh.0 != 0 {
-            let _entered = span.span.enter();
-            return reply_entries(self.shared.fs.readdir(fh.0).map(|e| e.to_vec()), offset, reply);
+            return self.memory_first(
+                span,
+                move |s| s.fs.readdir(fh.0),
+                move |_, entries| {
+                    reply_entries(entries.as_deref().map(Vec::as_slice).map_err(Clone::clone), offset, reply)
+                },
+            );
         }
         // No handle: a read-only mount opens no directory; the listing is made for this read.
         self.memory_first(
             span,
             move |s| s.fs.entries(Ino(ino.0)),
-            move |_, entries| reply_entries(entries, offset, reply),
+            move |_, entries| reply_entries(entries.as_deref().map_err(Clone::clone), offset, reply),
         );
     }
 
