@@ -587,3 +587,16 @@ fn a_lone_value_expired_long_ago_costs_one_call() {
     h.jobs.run_all();
     assert_eq!(h.calls(FETCH_ACTION), fetches + 1, "one batch (its expired siblings ride along), no prefetch");
 }
+
+#[test]
+fn a_first_listing_that_adds_to_names_read_by_exact_name_tells_the_kernel_once_per_directory() {
+    let h = Harness::new(1000);
+    h.ps.insert("/app/db/host", ValueKind::String, "db");
+    h.cache.discover_exact("/app/db/password", false).unwrap();
+    h.changes();
+    h.cache.list_dir("/app/db/").unwrap();
+    let changes = h.changes();
+    assert!(changes.iter().all(|c| c.kind == ChangeKind::Listed), "a first listing discovers nothing: {changes:?}");
+    let directories: Vec<&str> = changes.iter().map(|c| c.name.rsplit_once('/').unwrap().0).collect();
+    assert_eq!(directories, ["/app/db"], "one per directory a kept listing may miss names of: {changes:?}");
+}

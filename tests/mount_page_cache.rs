@@ -114,7 +114,10 @@ fn a_write_through_the_mount_is_what_the_next_open_reads() {
         }
     }
     // A reader keeps its version, size included, through a write of the same path: the
-    // writer is sent to a live inode of its own (ESTALE, looked up again by the kernel).
+    // writer is sent to a live inode of its own (ESTALE, looked up again by the kernel). The
+    // reader opens a pinned inode: the path's entry is looked up again once its second has
+    // passed (the writes above left the path a live inode).
+    std::thread::sleep(Duration::from_millis(1_100));
     let mut reader = std::fs::File::open(&token).unwrap();
     let mut head = [0u8; 1_000];
     reader.read_exact(&mut head).unwrap();

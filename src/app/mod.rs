@@ -28,9 +28,13 @@ use crate::provider::aws::secrets_manager::SecretsManager;
 use crate::provider::aws::{load_config, secrets_manager_client, ssm_client, AwsSettings, Bridge};
 use crate::provider::{local, Provider, Service};
 
-/// Threads reading kernel requests. Requests that may wait on AWS are handed to the runtime's
-/// blocking pool, so these threads stay free for cached reads.
-pub const FUSE_THREADS: usize = 8;
+/// Threads reading kernel requests: one per CPU, at least 2 and at most 8. Requests that may
+/// wait on AWS are handed to the runtime's blocking pool, so these threads only ever use a CPU,
+/// and more of them than CPUs only adds wake-ups (measured on 2 CPUs: a warm read-write cycle
+/// took 12–13.5 µs with 2 threads, 22 µs with 8, 25–27 µs with 4).
+fn fuse_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |cpus| cpus.get().clamp(2, 8))
+}
 /// Most threads the blocking pool runs at once (requests waiting on AWS, background refreshes).
 pub const BLOCKING_THREADS: usize = 256;
 /// How often the main thread checks whether the session ended (external unmount).
@@ -335,7 +339,7 @@ fn start(
     }
     let mut fuse_config = fuser::Config::default();
     fuse_config.mount_options = options;
-    fuse_config.n_threads = Some(FUSE_THREADS);
+    fuse_config.n_threads = Some(fuse_threads());
     if config.allow_other {
         fuse_config.acl = fuser::SessionACL::All;
     }

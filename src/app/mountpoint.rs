@@ -145,15 +145,26 @@ pub fn detach(path: &Path) -> Result<()> {
     }
 }
 
+/// How long an unmount refused as busy is tried again: a file closed just before is busy
+/// until the daemon has answered its release, which the kernel sends after `close()` returns.
+const BUSY_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Unmount `path`: umount(2) as root, else `fusermount3 -u`.
 pub fn unmount(path: &Path) -> Result<()> {
     let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|_| Error::Mount("mount point path contains a NUL byte".into()))?;
-    // SAFETY: c_path is a valid NUL-terminated string for the duration of the call.
-    if unsafe { libc::umount2(c_path.as_ptr(), 0) } == 0 {
-        return Ok(());
-    }
-    let err = std::io::Error::last_os_error();
+    let give_up = std::time::Instant::now() + BUSY_PATIENCE;
+    let err = loop {
+        // SAFETY: c_path is a valid NUL-terminated string for the duration of the call.
+        if unsafe { libc::umount2(c_path.as_ptr(), 0) } == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EBUSY) || std::time::Instant::now() >= give_up {
+            break err;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
     match err.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) => {
             let status = Command::new("fusermount3").arg("-u").arg(path).status();

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use crate::cache::changes::{Change, ChangeStream};
+use crate::cache::changes::{Change, ChangeKind, ChangeStream};
 use crate::fs::ownership::matches_glob;
 use crate::inodes::NodePath;
 use crate::provider::Service;
@@ -85,6 +85,7 @@ fn run(
             None => changes.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         match received {
+            Ok(change) if change.kind == ChangeKind::Listed => {}
             Ok(change) => {
                 let Some(path) = mount_path(&change, prefixes) else { continue };
                 let views = dependents.iter().filter(|(source, _)| *source == path).map(|(_, view)| view.clone());
@@ -184,7 +185,7 @@ mod tests {
         let change = Change {
             service: Service::ParameterStore,
             name: "/prod/db/root".into(),
-            kind: crate::cache::changes::ChangeKind::Updated,
+            kind: ChangeKind::Updated,
             origin: crate::cache::changes::Origin::Service,
         };
         let prefixes = HashMap::from([(Service::ParameterStore, "/".to_string())]);

@@ -21,6 +21,10 @@ pub enum ChangeKind {
     /// It exists and was not known before (created through the mount, or found by a listing
     /// refresh).
     Discovered,
+    /// The first listing of its directory showed it, beside names known before (read by exact
+    /// name): nothing changed in the service, but a listing of the directory shown from those
+    /// names alone is stale. One per directory.
+    Listed,
 }
 
 /// Who made the change.

@@ -214,7 +214,8 @@ impl Inner {
             .map(|names| Arc::new(Listing { names }));
         self.counters.outcome(&result);
         let now = self.runtime.clock.now();
-        let (mut added, mut removed) = (Vec::new(), Vec::new());
+        let (mut added, mut removed, mut first_listed) = (Vec::new(), Vec::new(), Vec::new());
+        let known_before = lock(&self.tree).names.keys().any(|name| under_prefix(prefix, name));
         if let Ok(listing) = &result {
             (added, removed) = self.merge(prefix, &listing.names, started);
         }
@@ -222,8 +223,15 @@ impl Inner {
             let mut listings = lock(&self.listings);
             let slot = listings.entry(prefix.to_string()).or_insert_with(|| Slot::new(now));
             if slot.value.is_none() {
-                // A first listing discovers nothing: it only learns what was already there.
-                added.clear();
+                // A first listing discovers nothing: it only learns what was already there. Its
+                // directories were shown from the names known before (read by exact name), if
+                // any: one name of each tells the kernel to drop what it kept of them.
+                let mut directories = HashSet::new();
+                added.retain(|name| directories.insert(name.rsplit_once('/').map_or("", |(dir, _)| dir).to_string()));
+                first_listed = std::mem::take(&mut added);
+                if !known_before {
+                    first_listed.clear();
+                }
             }
             let jitter = self.jitter((prefix, slot.failures));
             let failures = slot.record(&result, now, &self.policy, jitter);
@@ -247,6 +255,7 @@ impl Inner {
         }
         self.announce(ChangeKind::Deleted, Origin::Service, removed);
         self.announce(ChangeKind::Discovered, Origin::Service, added);
+        self.announce(ChangeKind::Listed, Origin::Service, first_listed);
     }
 
     /// Replace the known names starting with `prefix` by `listed`; returns the names that came

@@ -144,13 +144,6 @@ struct OpenFile {
     pages_kept: bool,
 }
 
-/// An open directory: its entries, listed at the first read.
-#[derive(Clone)]
-struct OpenDir {
-    ino: Ino,
-    entries: Arc<std::sync::OnceLock<Arc<Vec<DirEntry>>>>,
-}
-
 impl OpenFile {
     /// The size `read` on this handle sees.
     fn size(&self) -> u64 {
@@ -205,7 +198,7 @@ pub struct SecretFs {
     services: Vec<(Service, ServiceCache)>,
     inodes: Arc<InodeTable>,
     files: HandleTable<OpenFile>,
-    dirs: HandleTable<OpenDir>,
+    dirs: HandleTable<Arc<Vec<DirEntry>>>,
     pending: PendingTable,
     /// The pinned file inodes (see [`pins`]): a lookup hands one out showing the value's bytes
     /// then, and a value that moves on gets a new inode, so the kernel may keep a pinned inode's
@@ -567,21 +560,15 @@ impl SecretFs {
         }
     }
 
-    /// Open a directory: its entries are listed at its first read and served from the handle
-    /// (the kernel may keep the listing and read none).
+    /// Open a directory: its entries are listed once and served from the handle.
     pub fn opendir(&self, ino: Ino) -> Result<u64> {
-        self.path(ino)?;
-        Ok(self.dirs.insert(OpenDir { ino, entries: Arc::default() }))
+        let entries = self.entries(ino)?;
+        Ok(self.dirs.insert(Arc::new(entries)))
     }
 
-    /// The entries of an open directory, as listed at its first read (`.` and `..` first).
+    /// The entries of an open directory, as listed when it was opened (`.` and `..` first).
     pub fn readdir(&self, fh: u64) -> Result<Arc<Vec<DirEntry>>> {
-        let dir = self.dirs.get(fh).ok_or(Error::BadHandle)?;
-        if let Some(entries) = dir.entries.get() {
-            return Ok(entries.clone());
-        }
-        let listed = Arc::new(self.entries(dir.ino)?);
-        Ok(dir.entries.get_or_init(|| listed).clone())
+        self.dirs.get(fh).ok_or(Error::BadHandle)
     }
 
     /// Close a directory handle.

@@ -2,12 +2,13 @@
 //! into a reply or an errno.
 //!
 //! The threading contract:
-//! - fuser's threads read kernel requests. `read`, `write`, `releasedir` and `forget` are
-//!   answered on them at once, from memory (an open handle's snapshot or buffer, a pinned
-//!   inode's bytes), and so are flush, fsync and release of handles that write nothing. A
-//!   read-only mount opens nothing (OPEN and OPENDIR answered ENOSYS once). `lookup`,
-//!   `getattr`, `open`, `opendir`, `readdir` (an open directory is listed at its first read),
-//!   `getxattr` and `listxattr` are tried on them with every provider wait refused
+//! - fuser's threads read kernel requests. `read`, `write`, `readdir` of an open directory,
+//!   `releasedir` and `forget` are answered on them at once, from memory (an open handle's
+//!   snapshot or buffer, a pinned inode's bytes), and so are flush, fsync and release of
+//!   handles that write nothing. A read-only mount opens nothing (OPEN and OPENDIR answered
+//!   ENOSYS once): readdir is then tried from memory like lookup. `lookup`, `getattr`,
+//!   `open`, `opendir`, `getxattr` and `listxattr` are tried on them with every provider wait
+//!   refused
 //!   (`cache::memory_only`): what memory can answer is answered there; what would wait on AWS
 //!   (a fetch, a listing, a version check) is handed to the runtime's blocking pool and
 //!   replied from there, as are commits, writes to the control directory's refresh file (they
@@ -489,13 +490,9 @@ impl Filesystem for FuseAdapter {
     fn readdir(&self, req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, reply: ReplyDirectory) {
         let span = self.span(req, "readdir", ino, None);
         if fh.0 != 0 {
-            return self.memory_first(
-                span,
-                move |s| s.fs.readdir(fh.0),
-                move |_, entries| {
-                    reply_entries(entries.as_deref().map(Vec::as_slice).map_err(Clone::clone), offset, reply)
-                },
-            );
+            let _entered = span.span.enter();
+            let entries = self.shared.fs.readdir(fh.0);
+            return reply_entries(entries.as_deref().map(Vec::as_slice).map_err(Clone::clone), offset, reply);
         }
         // No handle: a read-only mount opens no directory; the listing is made for this read.
         self.memory_first(
