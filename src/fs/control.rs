@@ -333,7 +333,14 @@ impl SecretFs {
                 (vec![name.clone()], None)
             }
         };
-        cache.refresh_now(&names, subtree.as_deref())
+        cache.refresh_now(&names, subtree.as_deref())?;
+        // Before the write returns: the next open of what was refreshed reads what the refresh
+        // found, even through an inode the kernel has not yet been told to drop.
+        let nodes = names.iter().filter_map(|name| NodePath::of_name(service, cache.prefix(), name));
+        for node in nodes.chain([path.clone()]) {
+            self.pins.retire_under(&self.inodes, service, &node.parts);
+        }
+        Ok(())
     }
 
     /// `AccessDenied` unless `by` may read the node of `kind` at `path` by its owner, group and
