@@ -215,7 +215,10 @@ impl Inner {
         self.counters.outcome(&result);
         let now = self.runtime.clock.now();
         let (mut added, mut removed, mut first_listed) = (Vec::new(), Vec::new(), Vec::new());
-        let known_before = lock(&self.tree).names.keys().any(|name| under_prefix(prefix, name));
+        // Names read by exact name before a first listing: their directories may have been
+        // shown from them alone.
+        let first = lock(&self.listings).get(prefix).is_none_or(|slot| slot.value.is_none());
+        let known_before = first && lock(&self.tree).names.keys().any(|name| under_prefix(prefix, name));
         if let Ok(listing) = &result {
             (added, removed) = self.merge(prefix, &listing.names, started);
         }
@@ -223,15 +226,14 @@ impl Inner {
             let mut listings = lock(&self.listings);
             let slot = listings.entry(prefix.to_string()).or_insert_with(|| Slot::new(now));
             if slot.value.is_none() {
-                // A first listing discovers nothing: it only learns what was already there. Its
-                // directories were shown from the names known before (read by exact name), if
-                // any: one name of each tells the kernel to drop what it kept of them.
+                // A first listing discovers nothing: it only learns what was already there. If
+                // names were known before it, one new name per directory tells the kernel to
+                // drop what it kept of those directories.
                 let mut directories = HashSet::new();
-                added.retain(|name| directories.insert(name.rsplit_once('/').map_or("", |(dir, _)| dir).to_string()));
                 first_listed = std::mem::take(&mut added);
-                if !known_before {
-                    first_listed.clear();
-                }
+                first_listed.retain(|name| {
+                    known_before && directories.insert(name.rsplit_once('/').map_or("", |(dir, _)| dir).to_string())
+                });
             }
             let jitter = self.jitter((prefix, slot.failures));
             let failures = slot.record(&result, now, &self.policy, jitter);

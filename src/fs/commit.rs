@@ -87,12 +87,18 @@ impl SecretFs {
     ) -> Result<()> {
         let cache = self.cache(service).ok_or(Error::NotFound)?;
         cache.edit(name, Box::new(move |current: &Fetched| edit(current.bytes.as_slice())))?;
-        // Before the reply: the next open of any path showing the name reads the new value,
-        // even through an inode the kernel has not yet been told to drop.
-        if let Some(node) = NodePath::of_name(service, cache.prefix(), name) {
+        // Before the reply: the next open of any path showing the name reads the new value.
+        self.retire_pinned(service, cache.prefix(), name);
+        Ok(())
+    }
+
+    /// Retire the pinned inodes showing `name` of `service` (shown below `prefix`), its JSON
+    /// keys and `.value` included: opening one reads what the name holds now, even through an
+    /// inode the kernel has not yet been told to drop.
+    pub(super) fn retire_pinned(&self, service: Service, prefix: &str, name: &str) {
+        if let Some(node) = NodePath::of_name(service, prefix, name) {
             self.pins.retire_under(&self.inodes, service, &node.parts);
         }
-        Ok(())
     }
 
     /// Replace the whole value of the existing `name` with `data`, and show the name (it was

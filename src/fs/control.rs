@@ -334,12 +334,11 @@ impl SecretFs {
             }
         };
         cache.refresh_now(&names, subtree.as_deref())?;
-        // Before the write returns: the next open of what was refreshed reads what the refresh
-        // found, even through an inode the kernel has not yet been told to drop.
-        let nodes = names.iter().filter_map(|name| NodePath::of_name(service, cache.prefix(), name));
-        for node in nodes.chain([path.clone()]) {
-            self.pins.retire_under(&self.inodes, service, &node.parts);
+        // Before the write returns: the next open of what was refreshed reads what it found.
+        for name in &names {
+            self.retire_pinned(service, cache.prefix(), name);
         }
+        self.pins.retire_under(&self.inodes, service, &path.parts);
         Ok(())
     }
 

@@ -198,7 +198,7 @@ pub struct SecretFs {
     services: Vec<(Service, ServiceCache)>,
     inodes: Arc<InodeTable>,
     files: HandleTable<OpenFile>,
-    dirs: HandleTable<Arc<Vec<DirEntry>>>,
+    dirs: HandleTable<Arc<[DirEntry]>>,
     pending: PendingTable,
     /// The pinned file inodes (see [`pins`]): a lookup hands one out showing the value's bytes
     /// then, and a value that moves on gets a new inode, so the kernel may keep a pinned inode's
@@ -302,15 +302,10 @@ impl SecretFs {
         }
     }
 
-    /// The bytes (and mtime) pinned file inode `ino` shows, fixed when it was handed out.
-    fn pinned(&self, ino: Ino) -> Option<(SecretBytes, SystemTime)> {
-        self.pins.get(ino)
-    }
-
     /// Read up to `size` bytes at `offset` of the file inode `ino` of a read-only mount, with no
     /// open handle (the kernel opens nothing there), passing them to `reply`.
     pub fn read_inode<R>(&self, ino: Ino, offset: u64, size: u32, reply: impl FnOnce(&[u8]) -> R) -> Result<R> {
-        let (bytes, _) = self.pinned(ino).ok_or(Error::BadHandle)?;
+        let (bytes, _) = self.pins.get(ino).ok_or(Error::BadHandle)?;
         Ok(reply(&bytes.as_slice()[window(bytes.len(), offset, size)]))
     }
 
@@ -364,7 +359,7 @@ impl SecretFs {
     /// still open on it: what that file reads, not the new value.
     pub fn getattr(&self, ino: Ino, fh: Option<u64>) -> Result<Attr> {
         let path = self.path(ino)?;
-        if let Some((bytes, mtime)) = self.pinned(ino) {
+        if let Some((bytes, mtime)) = self.pins.get(ino) {
             return Ok(self.pinned_attr(ino, bytes.len() as u64, mtime));
         }
         if let Some(node) = ControlNode::at(&path) {
@@ -563,11 +558,11 @@ impl SecretFs {
     /// Open a directory: its entries are listed once and served from the handle.
     pub fn opendir(&self, ino: Ino) -> Result<u64> {
         let entries = self.entries(ino)?;
-        Ok(self.dirs.insert(Arc::new(entries)))
+        Ok(self.dirs.insert(Arc::from(entries)))
     }
 
     /// The entries of an open directory, as listed when it was opened (`.` and `..` first).
-    pub fn readdir(&self, fh: u64) -> Result<Arc<Vec<DirEntry>>> {
+    pub fn readdir(&self, fh: u64) -> Result<Arc<[DirEntry]>> {
         self.dirs.get(fh).ok_or(Error::BadHandle)
     }
 

@@ -196,11 +196,15 @@ fn reply_written(result: crate::error::Result<u32>, reply: ReplyWrite) {
     }
 }
 
-/// Answer a readdir from `offset` of `entries`.
-fn reply_entries(entries: crate::error::Result<&[crate::fs::DirEntry]>, offset: u64, mut reply: ReplyDirectory) {
+/// Answer a readdir from `offset` of `entries`, or with the failure to list them.
+fn reply_entries(
+    entries: &crate::error::Result<impl AsRef<[crate::fs::DirEntry]>>,
+    offset: u64,
+    mut reply: ReplyDirectory,
+) {
     let entries = match entries {
-        Ok(entries) => entries,
-        Err(e) => return reply.error(errno(&e)),
+        Ok(entries) => entries.as_ref(),
+        Err(e) => return reply.error(errno(e)),
     };
     let start = usize::try_from(offset).unwrap_or(usize::MAX);
     for (index, entry) in entries.iter().enumerate().skip(start) {
@@ -491,14 +495,13 @@ impl Filesystem for FuseAdapter {
         let span = self.span(req, "readdir", ino, None);
         if fh.0 != 0 {
             let _entered = span.span.enter();
-            let entries = self.shared.fs.readdir(fh.0);
-            return reply_entries(entries.as_deref().map(Vec::as_slice).map_err(Clone::clone), offset, reply);
+            return reply_entries(&self.shared.fs.readdir(fh.0), offset, reply);
         }
         // No handle: a read-only mount opens no directory; the listing is made for this read.
         self.memory_first(
             span,
             move |s| s.fs.entries(Ino(ino.0)),
-            move |_, entries| reply_entries(entries.as_deref().map_err(Clone::clone), offset, reply),
+            move |_, entries| reply_entries(&entries, offset, reply),
         );
     }
 
