@@ -416,14 +416,16 @@ async fn wait_for_end(running: &Running) {
     let [interrupt, terminate, hangup, user1, user2] = &mut streams[..] else { return };
     let mut poll = tokio::time::interval(SESSION_POLL);
     loop {
+        // In this order: a signal sent before the stop is handled before it.
         tokio::select! {
-            _ = interrupt.recv() => return,
-            _ = terminate.recv() => return,
+            biased;
             _ = hangup.recv() => running.caches.iter().for_each(ServiceCache::refresh_all),
             _ = user1.recv() => {
                 tracing::info!("status: {}; requests: {}", running.fs.status_line(), running.requests.summary())
             }
             _ = user2.recv() => tracing::info!("SIGUSR2 ignored"),
+            _ = interrupt.recv() => return,
+            _ = terminate.recv() => return,
             _ = poll.tick() => if running.session.guard.is_finished() { return },
         }
     }
