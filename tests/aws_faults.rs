@@ -62,6 +62,8 @@ fn every_retry_takes_a_rate_limit_slot_and_throttling_cuts_the_rate() {
     proxy.fail("GetParameters", Fault::Throttling);
     let args = ["--ps-max-tps", "5", "--retries", "3", "--timeout", "8", "--services", "ps"];
     let m = Mounted::start(&args, &moto.env_via(proxy.endpoint()));
+    // Listed first, so the requests counted are the reads' own (and their retries).
+    assert_eq!(std::fs::read_dir(m.path("ps/t")).unwrap().count(), 20);
     let before: u64 = proxy.seen_all().values().sum();
     let start = Instant::now();
     let readers: Vec<_> = (0..20)

@@ -229,6 +229,40 @@ fn exact_names_work_beyond_the_listing_and_without_listing_permission() {
     assert!(stderr.contains("denied"), "{stderr}");
 }
 
+/// The first `cat` of a deep path under a directory of hundreds of names costs, per directory
+/// level not known yet, one exact read and one page of the names below it, asked together (one
+/// round trip): never a listing of the subtree.
+#[test]
+fn a_deep_path_in_a_large_account_costs_a_round_trip_a_level() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    for i in 0..300 {
+        aws.put_parameter(&format!("/prod/svc{i:03}/key"), "v", ParameterType::String);
+    }
+    aws.put_parameter("/prod/db/root", "pw", ParameterType::SecureString);
+    let proxy = FaultProxy::start(moto.port);
+    // A TTL long enough that no refresh-ahead call lands among the counted ones.
+    let m = Mounted::start(&["--cache-ttl", "60"], &moto.env_via(proxy.endpoint()));
+    let before = proxy.seen_all();
+    let since = |action: &str| proxy.seen(action) - before.get(action).copied().unwrap_or(0);
+    assert_eq!(m.read("ps/prod/db/root").unwrap(), "pw");
+    // prod, db, root: a page of names below each (moto's pages hold 10 of the 301) and its
+    // exact read (the last one is the value `cat` reads).
+    assert!(since("DescribeParameters") <= 3, "{} DescribeParameters", since("DescribeParameters"));
+    assert!(since("GetParameters") <= 3, "{} GetParameters", since("GetParameters"));
+    let after_read = proxy.seen_all();
+    assert_eq!(m.read("ps/prod/db/root").unwrap(), "pw");
+    assert_eq!(proxy.seen_all(), after_read, "read again: no call");
+    // A name that exists nowhere: ENOENT, asked once within the negative-cache period.
+    for _ in 0..3 {
+        assert_eq!(std::fs::metadata(m.path("ps/prod/nope")).unwrap_err().raw_os_error(), Some(libc::ENOENT));
+    }
+    let asked = proxy.seen("DescribeParameters") - after_read.get("DescribeParameters").copied().unwrap_or(0);
+    assert_eq!(asked, 1, "one probe for a missing name");
+    // `ls` still lists the whole directory.
+    assert_eq!(std::fs::read_dir(m.path("ps/prod")).unwrap().count(), 301);
+}
+
 #[test]
 fn a_role_is_assumed_through_sts_and_mounting_checks_the_credentials_once() {
     let (moto, _aws) = seeded();

@@ -93,6 +93,14 @@ fn mounting_lists_nothing_and_an_exact_path_costs_one_listing_and_one_fetch() {
     assert_eq!(h.calls(LIST_ACTION), 2, "a missing name is asked once per negative-cache period");
     stat(&h.fs, "ps/.nope.swp").unwrap_err();
     assert_eq!(h.calls(LIST_ACTION), 2, "scratch-looking names never cause a call");
+    for _ in 0..3 {
+        h.advance(Duration::from_secs(10));
+        h.cache.refresh_due();
+        h.jobs.run_all();
+    }
+    assert_eq!(h.calls(LIST_ACTION), 2, "a missing name is not asked about again in the background");
+    assert_eq!(stat(&h.fs, "ps/nope").unwrap_err(), Error::NotFound);
+    assert_eq!(h.calls(LIST_ACTION), 3, "but again by the next lookup past the negative-cache period");
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! Fleet simulator: the real cache engine (`ServiceCache`: refresh-ahead, chunked revalidation,
 //! backoff, stale serving) and the real adaptive rate (`AdaptiveRate`) of N simulated hosts, on
 //! one fake clock, against a simulated AWS account that enforces per-account quotas per action
-//! (requests counted per second) and answers ThrottlingException beyond them.
+//! (a token bucket per quota group, refilled at the quota's rate and holding one second of it)
+//! and answers ThrottlingException beyond them. Hosts' clocks are a fraction of a second apart
+//! (each host's refresher ticks at its own offset within the second), as real hosts' are.
 //!
 //! Each host starts at a random second of the first minute (a fleet cold start) and reads its
 //! working set (100 parameters in 50 directories, or 10 % of the secrets, two per directory)
@@ -53,6 +55,46 @@ fn quota(action: &str) -> (&'static str, u32) {
     }
 }
 
+/// How far around a request the token bucket's constraint is checked.
+const BUCKET_HORIZON: Duration = Duration::from_secs(5);
+
+/// Whether a token bucket refilled at `rate` a second and holding one second of it admits one
+/// more request at `at`, next to the requests `admitted` (instant → count). Requests reach the
+/// account out of time order (hosts are simulated one after another, and a host's request may
+/// wait for its own rate), so the bucket is checked in its equivalent form: no interval `[s, e]`
+/// within [`BUCKET_HORIZON`] of `at` that holds it may hold more than `rate × (1 s + (e - s))`
+/// requests.
+fn bucket_admits(admitted: &BTreeMap<Instant, u32>, at: Instant, rate: u32) -> bool {
+    let rate = f64::from(rate);
+    let origin = at.checked_sub(BUCKET_HORIZON).unwrap_or(at);
+    let secs = |t: Instant| t.saturating_duration_since(origin).as_secs_f64();
+    let mut before: Vec<(f64, u32)> = Vec::new();
+    let mut after: Vec<(f64, u32)> = Vec::new();
+    for (&t, &n) in admitted.range(origin..=at + BUCKET_HORIZON) {
+        match t <= at {
+            true => before.push((secs(t), n)),
+            false => after.push((secs(t), n)),
+        }
+    }
+    // With the new request counted at `at`: an interval starting at the i-th instant at or
+    // before `at` and ending at the k-th at or after it holds C(k) - C(i-1) requests (C: the
+    // running count). The bucket allows that iff (C(k) - rate·t(k)) - (C(i-1) - rate·t(i)) ≤ rate.
+    let held_before: u32 = before.iter().map(|(_, n)| n).sum();
+    let (mut count, mut lowest_start) = (0u32, f64::MAX);
+    for &(t, n) in &before {
+        lowest_start = lowest_start.min(f64::from(count) - rate * t);
+        count += n;
+    }
+    lowest_start = lowest_start.min(f64::from(held_before) - rate * secs(at));
+    let mut count = held_before + 1;
+    let mut highest_end = f64::from(count) - rate * secs(at);
+    for &(t, n) in &after {
+        count += n;
+        highest_end = highest_end.max(f64::from(count) - rate * t);
+    }
+    highest_end - lowest_start <= rate
+}
+
 /// One name of the account: its version now and when each version after the first was set.
 struct Entry {
     version: u64,
@@ -64,8 +106,9 @@ struct Account {
     clock: Arc<FakeClock>,
     service: Service,
     names: Mutex<BTreeMap<String, Entry>>,
-    /// Requests admitted per (quota group, second).
-    per_second: Mutex<HashMap<(&'static str, u64), u32>>,
+    /// Per quota group, the requests admitted (how many at each instant) within the last
+    /// [`BUCKET_HORIZON`] or later.
+    buckets: Mutex<HashMap<&'static str, BTreeMap<Instant, u32>>>,
     calls: Mutex<BTreeMap<&'static str, u64>>,
     calls_by_second: Mutex<BTreeMap<(&'static str, u64), u64>>,
     throttles: Mutex<BTreeMap<&'static str, u64>>,
@@ -82,7 +125,7 @@ impl Account {
             clock,
             service,
             names: Mutex::new(names),
-            per_second: Mutex::default(),
+            buckets: Mutex::default(),
             calls: Mutex::default(),
             calls_by_second: Mutex::default(),
             throttles: Mutex::default(),
@@ -96,15 +139,18 @@ impl Account {
         let second = at.saturating_duration_since(self.start).as_secs();
         *self.calls.lock().unwrap().entry(action).or_default() += 1;
         *self.calls_by_second.lock().unwrap().entry((action, second)).or_default() += 1;
-        let (group, limit) = quota(action);
-        let mut per_second = self.per_second.lock().unwrap();
-        let count = per_second.entry((group, second)).or_default();
-        if *count >= limit {
+        let (group, rate) = quota(action);
+        let mut buckets = self.buckets.lock().unwrap();
+        let admitted = buckets.entry(group).or_default();
+        if let Some(forgotten) = self.clock.now().checked_sub(2 * BUCKET_HORIZON) {
+            *admitted = admitted.split_off(&forgotten);
+        }
+        if !bucket_admits(admitted, at, rate) {
             *self.throttles.lock().unwrap().entry(action).or_default() += 1;
             *self.throttles_by_second.lock().unwrap().entry(second).or_default() += 1;
             return false;
         }
-        *count += 1;
+        *admitted.entry(at).or_default() += 1;
         true
     }
 
@@ -155,6 +201,8 @@ struct HostProvider {
     account: Arc<Account>,
     rate: Mutex<AdaptiveRate>,
     jitter: Mutex<u64>,
+    /// Where in the simulated second this host's clock ticks.
+    offset: Duration,
     /// Calls whose next rate slot came after the request deadline (never sent).
     timed_out: Mutex<u64>,
 }
@@ -166,19 +214,21 @@ impl HostProvider {
             Service::SecretsManager => DEFAULT_SM_TPS,
         };
         let now = account.clock.now();
-        HostProvider {
+        let host = HostProvider {
             account,
             rate: Mutex::new(AdaptiveRate::new(ceiling, now)),
             jitter: Mutex::new(seed),
+            offset: Duration::ZERO,
             timed_out: Mutex::new(0),
-        }
+        };
+        HostProvider { offset: Duration::from_secs_f64(host.jitter()), ..host }
     }
 
     /// One request of `action` as the daemon's `Caller` sends it: each attempt takes a rate
     /// slot; a throttled one is tried again after a jittered 0.1 s, 0.2 s, ... (at most 2 s)
     /// until the request deadline.
     fn call(&self, action: &'static str) -> Result<()> {
-        let now = self.account.clock.now();
+        let now = self.account.clock.now() + self.offset;
         let mut at = now;
         for attempt in 1..=u32::MAX {
             let patience = DEFAULT_TIMEOUT.saturating_sub(at.saturating_duration_since(now));

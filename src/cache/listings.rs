@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use super::changes::{ChangeKind, Origin};
 use super::memory_only;
 use super::slot::{Decision, Flight, Slot};
-use super::{lock, Inner, Listing, ServiceCache, Tree, DISCOVERY_PATIENCE};
+use super::{lock, Inner, Listing, ServiceCache, Tree};
 use crate::deadline;
 use crate::error::{Error, Result};
 use crate::namespace::Namespace;
-use crate::provider::{under_prefix, Listed, Service};
+use crate::provider::{under_prefix, Listed, Page, Service};
 
 impl ServiceCache {
     /// The tree of the names known now; no provider call.
@@ -41,21 +41,19 @@ impl ServiceCache {
         }
     }
 
-    /// The tree, after asking the service for `name` (a name not in the tree yet): the names
-    /// starting with `name` are listed (at most once per negative-cache period), or, when
-    /// listing is denied, the value is read by its exact name. A name read that way is added
-    /// to the tree; a missing one is treated as a possible directory while listing is denied,
-    /// so deeper exact paths stay reachable. A listing that fails transiently or takes longer
-    /// than [`DISCOVERY_PATIENCE`] (a large prefix, throttled pages) goes on in the background,
-    /// and `name` is asked for directly: its value by exact name, and whether any name lies
-    /// below it (one probe), so a reader of an exact path never depends on a whole listing.
+    /// The tree, after asking the service for `name` (a name not in the tree yet): the first
+    /// page of the names starting with `name` (one call). A page that is the whole listing is
+    /// kept as the listing of `name` (a name missing there is not asked about again for the
+    /// negative-cache period); a partial one (a large subtree) adds its names, and when it does
+    /// not tell what `name` is, `name` is read by its exact name while a page of the names below
+    /// `name/` is asked (a second round trip). A subtree is never listed whole for a lookup.
+    /// When listing is denied, the value is read by its exact name, and a missing one is
+    /// treated as a possible directory, so deeper exact paths stay reachable.
     pub fn discover(&self, name: &str) -> Result<Arc<Namespace>> {
         if !self.inner.listing_denied.load(Ordering::Relaxed) {
-            match self.listing(name, DISCOVERY_PATIENCE.min(self.inner.patience)) {
-                Ok(()) => return Ok(self.namespace()),
+            match self.first_page(name) {
                 Err(Error::AccessDenied(reason)) => self.inner.listing_was_denied(&reason),
-                Err(err @ (Error::Transient(_) | Error::Service(_))) => return self.discover_directly(name, err),
-                Err(err) => return Err(err),
+                answer => return answer,
             }
         }
         if let Some(flat) = self.flat_twin(name) {
@@ -72,36 +70,77 @@ impl ServiceCache {
         self.discover_exact(name, true)
     }
 
+    /// See [`ServiceCache::discover`]: the first page of the names starting with `name`.
+    fn first_page(&self, name: &str) -> Result<Arc<Namespace>> {
+        let now = self.inner.runtime.clock.now();
+        if self.inner.listed_lately(name, now) {
+            return Ok(self.namespace());
+        }
+        memory_only::may_wait()?;
+        let page = self.probe_in_background(name, now).wait(deadline::bound(self.inner.patience))?;
+        if page.complete {
+            return Ok(self.namespace());
+        }
+        let below = format!("{name}/");
+        let tells = page.names.iter().any(|listed| listed.name == name || under_prefix(&below, &listed.name));
+        self.inner.add_names(page.names.clone());
+        match tells {
+            true => Ok(self.namespace()),
+            false => self.read_and_probe(name, &below),
+        }
+    }
+
+    /// `name` read by its exact name while the first page of the names below it (`below`) is
+    /// asked on another thread; what either finds joins the tree. An `AccessDenied` probe is
+    /// returned as such (the value read is kept).
+    fn read_and_probe(&self, name: &str, below: &str) -> Result<Arc<Namespace>> {
+        let now = self.inner.runtime.clock.now();
+        if self.inner.listed_lately(below, now) && matches!(self.value(name, []), Err(Error::NotFound)) {
+            return Ok(self.namespace());
+        }
+        let probe = self.probe_in_background(below, now);
+        let value = self.value(name, []);
+        let page = probe.wait(deadline::bound(self.inner.patience));
+        if let Ok(value) = &value {
+            let listed = Listed { name: name.to_string(), last_modified: value.fetched.last_modified };
+            self.inner.add_names(vec![listed]);
+        }
+        match (value, page) {
+            (_, Err(denied @ Error::AccessDenied(_))) => Err(denied),
+            (_, Ok(page)) if !page.names.is_empty() => {
+                self.inner.add_names(page.names.clone());
+                Ok(self.namespace())
+            }
+            (Ok(_), _) | (Err(Error::NotFound), Ok(_)) => Ok(self.namespace()),
+            (Err(Error::NotFound), Err(probe_error)) => Err(probe_error),
+            (Err(err), _) => Err(err),
+        }
+    }
+
+    /// Ask for the first page of the names starting with `prefix`, on another thread (its
+    /// caller waits a bounded time). A page that is the whole listing is kept there as the
+    /// listing of `prefix`, also when nobody waits for it any more.
+    fn probe_in_background(&self, prefix: &str, started: Instant) -> Arc<Flight<Page>> {
+        let flight = Arc::new(Flight::default());
+        let (inner, job, prefix) = (self.inner.clone(), flight.clone(), prefix.to_string());
+        self.inner.runtime.spawner.spawn_now(Box::new(move || {
+            let page = catch_unwind(AssertUnwindSafe(|| inner.provider.probe(&prefix)))
+                .unwrap_or_else(|_| Err(Error::Transient("listing aborted".into())));
+            inner.counters.outcome(&page);
+            if let Some(page) = page.as_ref().ok().filter(|page| page.complete) {
+                inner.settle_listing(&prefix, started, Ok(Arc::new(Listing { names: page.names.clone() })));
+            }
+            job.finish(page.map(Arc::new));
+        }));
+        flight
+    }
+
     /// SSM's flat name (`x`) shown at the same path as the top-level name `name` (`/x`), when
     /// this cache shows every parameter (prefix `/`).
     fn flat_twin<'a>(&self, name: &'a str) -> Option<&'a str> {
         let rest =
             name.strip_prefix('/').filter(|_| self.inner.prefix == "/" && self.service() == Service::ParameterStore)?;
         (!rest.is_empty() && !rest.contains('/')).then_some(rest)
-    }
-
-    /// The tree, after reading `name` by its exact name and, if it holds no value, probing for
-    /// a name below it (shown as a directory). Neither found: `listing_error`, since the
-    /// listing that could have said more failed.
-    fn discover_directly(&self, name: &str, listing_error: Error) -> Result<Arc<Namespace>> {
-        tracing::debug!("listing {name:?} did not answer in time ({listing_error}); asking for the name directly");
-        match self.value(name, []) {
-            Ok(value) => {
-                let listed = Listed { name: name.to_string(), last_modified: value.fetched.last_modified };
-                self.inner.add_names(vec![listed]);
-                return Ok(self.namespace());
-            }
-            Err(Error::NotFound) => {}
-            Err(err) => return Err(err),
-        }
-        match self.inner.provider.probe(&format!("{name}/")) {
-            Ok(Some(below)) => {
-                self.inner.add_names(vec![below]);
-                Ok(self.namespace())
-            }
-            Ok(None) => Err(Error::NotFound),
-            Err(_) => Err(listing_error),
-        }
     }
 
     /// The tree, after reading `name` by its exact name: added if found; if not and
@@ -186,6 +225,14 @@ impl Inner {
             .max_by_key(String::len)
     }
 
+    /// Whether `prefix` was listed within its listing's freshness period (marked read now).
+    fn listed_lately(&self, prefix: &str, now: Instant) -> bool {
+        let mut listings = lock(&self.listings);
+        let Some(slot) = listings.get_mut(prefix) else { return false };
+        slot.last_read = now;
+        slot.value.is_some() && slot.age(now).is_some_and(|age| age < self.listing_ttl(slot))
+    }
+
     fn listing_was_denied(&self, reason: &str) {
         if !self.listing_denied.swap(true, Ordering::Relaxed) {
             tracing::warn!(
@@ -213,6 +260,12 @@ impl Inner {
             .unwrap_or_else(|_| Err(Error::Transient("listing aborted".into())))
             .map(|names| Arc::new(Listing { names }));
         self.counters.outcome(&result);
+        self.settle_listing(prefix, started, result);
+    }
+
+    /// Merge what a listing of `prefix` started at `started` found into the tree, record it in
+    /// the prefix's slot (finishing its flight, if any), and announce what changed.
+    fn settle_listing(&self, prefix: &str, started: Instant, result: Result<Arc<Listing>>) {
         let now = self.runtime.clock.now();
         let (mut added, mut removed, mut first_listed) = (Vec::new(), Vec::new(), Vec::new());
         // Names read by exact name before a first listing: their directories may have been

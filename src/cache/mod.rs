@@ -64,8 +64,6 @@ pub const PATIENCE_MARGIN: Duration = Duration::from_secs(1);
 /// Default longest wait of a reader for a fetch: the default request deadline (5 s) and the
 /// margin.
 pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(6);
-/// Longest wait of a lookup for a listing before it asks for the name directly instead.
-pub const DISCOVERY_PATIENCE: Duration = Duration::from_secs(1);
 /// Longest time a name found missing is not asked for again.
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(10);
 

@@ -63,9 +63,14 @@ impl Inner {
     /// SIGHUP), and drop idle entries.
     pub(super) fn refresh_due(self: &Arc<Self>, everything: bool) {
         let now = self.runtime.clock.now();
-        let due_values =
-            self.claim_due(&mut lock(&self.values), now, everything, REVALIDATE_CHUNK, |name, _| self.value_ttl(name));
-        let due_listings = self.claim_due(&mut lock(&self.listings), now, everything, 1, |_, s| self.listing_ttl(s));
+        let due_values = self.claim_due(&mut lock(&self.values), now, everything, REVALIDATE_CHUNK, |name, _| {
+            Some(self.value_ttl(name))
+        });
+        // A listing that found nothing (a lookup of a missing name) is not kept up to date: it
+        // is asked again when a lookup needs it after the negative-cache period.
+        let due_listings = self.claim_due(&mut lock(&self.listings), now, everything, 1, |_, s| {
+            s.value.as_ref().is_some_and(|listing| !listing.names.is_empty()).then(|| self.listing_ttl(s))
+        });
         let cache = ServiceCache { inner: self.clone() };
         for chunk in due_values.chunks(REVALIDATE_CHUNK) {
             let (inner, chunk) = (self.clone(), chunk.to_vec());
@@ -78,7 +83,7 @@ impl Inner {
 
     /// Drop the idle entries of `table`, and give the due ones (every known one with
     /// `everything`) a flight, so readers and other refreshes leave them to this one. `ttl_of`
-    /// is an entry's freshness period. Refreshes go in chunks of `chunk` entries per call: when
+    /// is an entry's freshness period (`None`: not refreshed ahead). Refreshes go in chunks of `chunk` entries per call: when
     /// some are due, the last chunk is filled with the entries due soonest within [`FILL_AHEAD`]
     /// of their TTL, so a host holding many values makes a few full calls per TTL rather than
     /// one call per tick for the one or two values due at that tick.
@@ -88,7 +93,7 @@ impl Inner {
         now: Instant,
         everything: bool,
         chunk: usize,
-        ttl_of: impl Fn(&str, &Slot<T>) -> Duration,
+        ttl_of: impl Fn(&str, &Slot<T>) -> Option<Duration>,
     ) -> Vec<String> {
         table.retain(|key, slot| !self.idle(key, slot, now));
         let mut due = Vec::new();
@@ -97,7 +102,7 @@ impl Inner {
             if slot.value.is_none() {
                 continue;
             }
-            let ttl = ttl_of(key, slot);
+            let Some(ttl) = ttl_of(key, slot) else { continue };
             match self.until_due(key, slot, ttl, now) {
                 Some(wait) if wait.is_zero() => due.push(key.clone()),
                 _ if everything && slot.flight.is_none() => due.push(key.clone()),

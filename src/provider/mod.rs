@@ -98,6 +98,15 @@ pub struct Listed {
     pub last_modified: Option<SystemTime>,
 }
 
+/// The first page of a listing that holds a name (the whole listing when it is the only page).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    /// The names on it.
+    pub names: Vec<Listed>,
+    /// Whether no page follows: the names are the whole listing.
+    pub complete: bool,
+}
+
 /// A fetched value with the metadata needed to show it. `Debug` never prints the bytes.
 #[derive(Clone, Debug)]
 pub struct Fetched {
@@ -158,10 +167,10 @@ pub trait Provider: Send + Sync {
     /// flat names included). Metadata only, never values.
     fn list(&self, prefix: &str) -> Result<Vec<Listed>>;
 
-    /// One name that starts with `prefix`, if any: whether `prefix` names a directory, without
-    /// listing it whole. Providers that can stop at the first name found do.
-    fn probe(&self, prefix: &str) -> Result<Option<Listed>> {
-        Ok(self.list(prefix)?.into_iter().next())
+    /// The first page of the names that start with `prefix` that holds one: what lies there,
+    /// without listing it whole. Providers that do not page answer with the whole listing.
+    fn probe(&self, prefix: &str) -> Result<Page> {
+        Ok(Page { names: self.list(prefix)?, complete: true })
     }
 
     /// The current version of each of `names` that exists, asked as cheaply as the service

@@ -64,7 +64,7 @@ pub fn exists(session: &Session, target: &Target) -> Result<bool> {
         Ok(_) => Ok(true),
         Err(Error::NotFound) if target.keys.is_empty() => {
             let prefix = format!("{}/", target.name.trim_end_matches('/'));
-            Ok(session.cache(target.service).provider().probe(&prefix)?.is_some())
+            Ok(!session.cache(target.service).provider().probe(&prefix)?.names.is_empty())
         }
         Err(Error::NotFound) => Ok(false),
         Err(Error::InvalidInput(_)) if !target.keys.is_empty() => Ok(false),

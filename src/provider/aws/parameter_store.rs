@@ -16,8 +16,8 @@ use super::{to_system_time, Bridge};
 use crate::error::{Error, Result};
 use crate::provider::ps_options::{is_reference, PsOptions};
 use crate::provider::{
-    selector, under_prefix, CallCounts, FetchResult, Fetched, Listed, Metadata, OutcomeCounts, Provider, SecretBytes,
-    Service, ValueKind,
+    selector, under_prefix, CallCounts, FetchResult, Fetched, Listed, Metadata, OutcomeCounts, Page, Provider,
+    SecretBytes, Service, ValueKind,
 };
 
 /// Largest value of a Standard-tier parameter (Advanced: 8 KB).
@@ -104,7 +104,7 @@ impl ParameterStore {
     /// The parameters whose names start with `prefix`, page by page (a page that fails is
     /// tried again on its own; the pages before it are kept; pages may be empty and still carry
     /// a token); with `first_only`, up to the first page that holds one.
-    async fn list_pages(&self, prefix: &str, first_only: bool) -> Result<Vec<Listed>> {
+    async fn list_pages(&self, prefix: &str, first_only: bool) -> Result<Page> {
         let mut listed = Vec::new();
         let mut next_token = None;
         loop {
@@ -124,7 +124,7 @@ impl ParameterStore {
             }));
             next_token = page.next_token().map(str::to_string);
             if next_token.is_none() || (first_only && !listed.is_empty()) {
-                return Ok(listed);
+                return Ok(Page { names: listed, complete: next_token.is_none() });
             }
         }
     }
@@ -175,11 +175,11 @@ impl ParameterStore {
 
 impl Provider for ParameterStore {
     fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
-        self.bridge.run(self.list_pages(prefix, false))
+        Ok(self.bridge.run(self.list_pages(prefix, false))?.names)
     }
 
-    fn probe(&self, prefix: &str) -> Result<Option<Listed>> {
-        Ok(self.bridge.run(self.list_pages(prefix, true))?.into_iter().next())
+    fn probe(&self, prefix: &str) -> Result<Page> {
+        self.bridge.run(self.list_pages(prefix, true))
     }
 
     fn fetch(&self, names: &[String]) -> Result<Vec<FetchResult>> {

@@ -12,8 +12,8 @@ use super::call::Caller;
 use super::{classify_code, to_system_time, Bridge};
 use crate::error::{Error, Result};
 use crate::provider::{
-    selector, under_prefix, CallCounts, FetchResult, Fetched, Listed, Metadata, OutcomeCounts, Provider, SecretBytes,
-    Service, ValueKind,
+    selector, under_prefix, CallCounts, FetchResult, Fetched, Listed, Metadata, OutcomeCounts, Page, Provider,
+    SecretBytes, Service, ValueKind,
 };
 
 /// The version stage that names a secret's current value.
@@ -52,7 +52,7 @@ impl SecretsManager {
     /// The secrets whose names start with `prefix`, page by page (a page that fails is tried
     /// again on its own; the pages before it are kept); with `first_only`, up to the first page
     /// that holds one.
-    async fn list_pages(&self, prefix: &str, first_only: bool) -> Result<Vec<Listed>> {
+    async fn list_pages(&self, prefix: &str, first_only: bool) -> Result<Page> {
         let mut listed = Vec::new();
         let mut next_token = None;
         loop {
@@ -70,7 +70,7 @@ impl SecretsManager {
             }));
             next_token = page.next_token().map(str::to_string);
             if next_token.is_none() || (first_only && !listed.is_empty()) {
-                return Ok(listed);
+                return Ok(Page { names: listed, complete: next_token.is_none() });
             }
         }
     }
@@ -164,11 +164,11 @@ fn stored(bytes: SecretBytes, kind: ValueKind, version: Option<&str>) -> Fetched
 
 impl Provider for SecretsManager {
     fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
-        self.bridge.run(self.list_pages(prefix, false))
+        Ok(self.bridge.run(self.list_pages(prefix, false))?.names)
     }
 
-    fn probe(&self, prefix: &str) -> Result<Option<Listed>> {
-        Ok(self.bridge.run(self.list_pages(prefix, true))?.into_iter().next())
+    fn probe(&self, prefix: &str) -> Result<Page> {
+        self.bridge.run(self.list_pages(prefix, true))
     }
 
     fn fetch(&self, names: &[String]) -> Result<Vec<FetchResult>> {
