@@ -218,6 +218,37 @@ fn bench_cold_directory_reads_at_20ms() {
     report("cold `cat` of 40 JSON secrets' keys, 20 ms RTT", &figures_sm);
 }
 
+#[test]
+#[ignore = "benchmark: scripts/bench.sh"]
+fn bench_cold_deep_path_in_a_large_account_at_20ms() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    seed_parameters(&aws, "/prod/svc", 7_000);
+    seed_parameters(&aws, "/other", 3_000);
+    aws.put_parameter("/prod/db/root", "pw", ParameterType::SecureString);
+    let proxy = FaultProxy::start(moto.port);
+    proxy.set_latency(Duration::from_millis(20));
+    let mut figures = Vec::new();
+    for (build, binary) in mount::benchmark_builds() {
+        let (m, _) = mount(&binary, &[], &moto.env_via(proxy.endpoint()));
+        let before = proxy.seen_all();
+        let start = Instant::now();
+        assert_eq!(m.read("ps/prod/db/root").unwrap(), "pw");
+        let took = start.elapsed();
+        let calls: Vec<String> = proxy
+            .seen_all()
+            .iter()
+            .filter_map(|(action, n)| {
+                let new = n - before.get(action).copied().unwrap_or(0);
+                (new > 0).then(|| format!("{new} {action}"))
+            })
+            .collect();
+        figures.push((build, format!("{:.2} s, {}", took.as_secs_f64(), calls.join(" + "))));
+        drop(m);
+    }
+    report("cold `cat /prod/db/root`, 10,000 parameters (7,000 under /prod), 20 ms RTT", &figures);
+}
+
 /// boto3 reading `/dir` whole with GetParametersByPath (client made before the clock starts),
 /// with `BENCH_VENV`'s Python; `None` without it.
 fn boto3_by_path(env: &[(&str, String)]) -> Option<String> {
