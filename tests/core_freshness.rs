@@ -104,6 +104,17 @@ fn mounting_lists_nothing_and_an_exact_path_costs_one_listing_and_one_fetch() {
 }
 
 #[test]
+fn an_exact_path_is_found_while_listing_calls_fail() {
+    let h = Harness::new(1000);
+    h.ps.insert("/flag", ValueKind::String, "on");
+    h.ps.fail(LIST_ACTION, Some(Error::Transient("ThrottlingException".into())));
+    assert_eq!(h.read("ps/flag").unwrap(), "on", "its value read directly");
+    assert!(matches!(stat(&h.fs, "ps/nope").unwrap_err(), Error::Transient(_)), "unknown, not ENOENT");
+    h.ps.fail(LIST_ACTION, None);
+    assert_eq!(stat(&h.fs, "ps/nope").unwrap_err(), Error::NotFound);
+}
+
+#[test]
 fn a_known_value_is_served_through_an_outage_until_max_stale() {
     let h = Harness::new(1000);
     assert_eq!(h.read("ps/app/token").unwrap(), "tok-1");

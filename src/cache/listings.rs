@@ -77,11 +77,20 @@ impl ServiceCache {
             return Ok(self.namespace());
         }
         memory_only::may_wait()?;
-        let page = self.probe_in_background(name, now).wait(deadline::bound(self.inner.patience))?;
+        let below = format!("{name}/");
+        let probe = self.probe_in_background(name, now);
+        let page = match probe.wait(deadline::bound(self.inner.patience)) {
+            Ok(page) => page,
+            // A page that failed with time left (throttled, refused by a service error): the
+            // name is asked for directly, so an exact path never depends on listing calls.
+            Err(Error::Transient(_) | Error::Service(_)) if probe.is_finished() => {
+                return self.read_and_probe(name, &below);
+            }
+            Err(err) => return Err(err),
+        };
         if page.complete {
             return Ok(self.namespace());
         }
-        let below = format!("{name}/");
         let tells = page.names.iter().any(|listed| listed.name == name || under_prefix(&below, &listed.name));
         self.inner.add_names(page.names.clone());
         match tells {
@@ -91,8 +100,9 @@ impl ServiceCache {
     }
 
     /// `name` read by its exact name while the first page of the names below it (`below`) is
-    /// asked on another thread; what either finds joins the tree. An `AccessDenied` probe is
-    /// returned as such (the value read is kept).
+    /// asked on another thread; what either finds joins the tree (a value found answers at
+    /// once: a page still on its way is kept only if it is the whole listing). An
+    /// `AccessDenied` probe is returned as such (the value read is kept).
     fn read_and_probe(&self, name: &str, below: &str) -> Result<Arc<Namespace>> {
         let now = self.inner.runtime.clock.now();
         if self.inner.listed_lately(below, now) && matches!(self.value(name, []), Err(Error::NotFound)) {
@@ -100,11 +110,14 @@ impl ServiceCache {
         }
         let probe = self.probe_in_background(below, now);
         let value = self.value(name, []);
-        let page = probe.wait(deadline::bound(self.inner.patience));
         if let Ok(value) = &value {
             let listed = Listed { name: name.to_string(), last_modified: value.fetched.last_modified };
             self.inner.add_names(vec![listed]);
+            if !probe.is_finished() {
+                return Ok(self.namespace());
+            }
         }
+        let page = probe.wait(deadline::bound(self.inner.patience));
         match (value, page) {
             (_, Err(denied @ Error::AccessDenied(_))) => Err(denied),
             (_, Ok(page)) if !page.names.is_empty() => {
@@ -264,7 +277,7 @@ impl Inner {
     }
 
     /// Merge what a listing of `prefix` started at `started` found into the tree, record it in
-    /// the prefix's slot (finishing its flight, if any), and announce what changed.
+    /// the prefix's slot, announce what changed, and finish the slot's flight, if any.
     fn settle_listing(&self, prefix: &str, started: Instant, result: Result<Arc<Listing>>) {
         let now = self.runtime.clock.now();
         let (mut added, mut removed, mut first_listed) = (Vec::new(), Vec::new(), Vec::new());
@@ -275,7 +288,7 @@ impl Inner {
         if let Ok(listing) = &result {
             (added, removed) = self.merge(prefix, &listing.names, started);
         }
-        {
+        let flight = {
             let mut listings = lock(&self.listings);
             let slot = listings.entry(prefix.to_string()).or_insert_with(|| Slot::new(now));
             if slot.value.is_none() {
@@ -298,10 +311,8 @@ impl Inner {
                     );
                 }
             }
-            if let Some(flight) = slot.flight.take() {
-                flight.finish(result);
-            }
-        }
+            slot.flight.take()
+        };
         if !removed.is_empty() {
             let mut values = lock(&self.values);
             for name in &removed {
@@ -311,6 +322,10 @@ impl Inner {
         self.announce(ChangeKind::Deleted, Origin::Service, removed);
         self.announce(ChangeKind::Discovered, Origin::Service, added);
         self.announce(ChangeKind::Listed, Origin::Service, first_listed);
+        // Waiters wake once the changes are announced: what they see next is announced.
+        if let Some(flight) = flight {
+            flight.finish(result);
+        }
     }
 
     /// Replace the known names starting with `prefix` by `listed`; returns the names that came
