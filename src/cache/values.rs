@@ -182,8 +182,9 @@ impl Inner {
 
     /// Which names to fetch with `name`, in batches (the first holds `name`): the siblings
     /// that are unknown or expired and not already being fetched or backing off; beyond the
-    /// first batch, up to [`PREFETCH_BATCHES`] more when `prefetch`, within half the capacity
-    /// so a batch never evicts its own members. Every planned name gets its flight here.
+    /// first batch, up to [`PREFETCH_BATCHES`] more when `prefetch`, within half the capacity,
+    /// in entries and in bytes (at the size of the values held now, on average), so a batch
+    /// never evicts its own members. Every planned name gets its flight here.
     fn plan<'a>(
         &self,
         values: &mut Values,
@@ -193,7 +194,7 @@ impl Inner {
         prefetch: bool,
     ) -> Vec<Vec<String>> {
         let limit = self.provider.batch_limit().max(1);
-        let budget = (self.capacity / 2).max(1);
+        let budget = (self.capacity / 2).min(self.byte_capacity / 2 / self.mean_entry_bytes(values)).max(1);
         let most = if prefetch { limit * (1 + PREFETCH_BATCHES) } else { limit };
         let most = most.min(budget).max(1);
         // Siblings after `name` first (readers walk a directory in order), then those before.
@@ -416,6 +417,13 @@ impl Inner {
             flight.finish(Ok(value));
         }
         self.evict_over_capacity(&mut values, added);
+    }
+
+    /// What a value held counts for on average (see [`entry_bytes`]); with none held, an
+    /// entry's overhead.
+    fn mean_entry_bytes(&self, values: &Values) -> usize {
+        let held = self.bytes_counted.load(Ordering::Relaxed) + self.bytes_added.load(Ordering::Relaxed);
+        (held / values.len().max(1)).max(ENTRY_OVERHEAD)
     }
 
     /// After values counting `added` bytes (see [`entry_bytes`]) came in: beyond the entry or
