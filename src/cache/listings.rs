@@ -1,6 +1,7 @@
 //! Lazy listings: a directory is listed when first visited (the names starting with its
-//! prefix), a name not known yet is asked for directly, and a stale listing is served while a
-//! background refresh replaces it. The tree of known names is swapped whole, so readers never
+//! prefix), a name not known yet is asked for with one page of the names starting with it
+//! (never a whole subtree), and a stale listing is served while a background refresh replaces
+//! it. The tree of known names is swapped whole, so readers never
 //! wait for a listing in progress.
 
 use std::collections::HashSet;

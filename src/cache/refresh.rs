@@ -83,10 +83,11 @@ impl Inner {
 
     /// Drop the idle entries of `table`, and give the due ones (every known one with
     /// `everything`) a flight, so readers and other refreshes leave them to this one. `ttl_of`
-    /// is an entry's freshness period (`None`: not refreshed ahead). Refreshes go in chunks of `chunk` entries per call: when
-    /// some are due, the last chunk is filled with the entries due soonest within [`FILL_AHEAD`]
-    /// of their TTL, so a host holding many values makes a few full calls per TTL rather than
-    /// one call per tick for the one or two values due at that tick.
+    /// is an entry's freshness period (`None`: not refreshed ahead). Refreshes go in chunks of
+    /// `chunk` entries per call: when some are due, the last chunk is filled with the entries
+    /// due soonest within [`FILL_AHEAD`] of their TTL, so a host holding many values makes a
+    /// few full calls per TTL rather than one call per tick for the one or two values due at
+    /// that tick.
     fn claim_due<T>(
         &self,
         table: &mut HashMap<String, Slot<T>>,
