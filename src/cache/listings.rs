@@ -1,8 +1,8 @@
 //! Lazy listings: a directory is listed when first visited (the names starting with its
 //! prefix), a name not known yet is asked for with one page of the names starting with it
 //! (never a whole subtree), and a stale listing is served while a background refresh replaces
-//! it. The tree of known names is swapped whole, so readers never
-//! wait for a listing in progress.
+//! it. The tree of known names is swapped whole, so readers never wait for a listing in
+//! progress.
 
 use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -17,7 +17,7 @@ use super::{lock, Inner, Listing, ServiceCache, Tree};
 use crate::deadline;
 use crate::error::{Error, Result};
 use crate::namespace::Namespace;
-use crate::provider::{under_prefix, Listed, Page, Service};
+use crate::provider::{under_prefix, Fetched, Listed, Page, Service};
 
 impl ServiceCache {
     /// The tree of the names known now; no provider call.
@@ -63,8 +63,7 @@ impl ServiceCache {
             let flat = flat.to_string();
             let flat_value = self.value(&flat, [name]);
             if let (Err(Error::NotFound), Ok(value)) = (self.value(name, []), flat_value) {
-                let listed = Listed { name: flat, last_modified: value.fetched.last_modified };
-                self.inner.add_names(vec![listed]);
+                self.inner.add_name(&flat, &value.fetched);
                 return Ok(self.namespace());
             }
         }
@@ -112,8 +111,7 @@ impl ServiceCache {
         let probe = self.probe_in_background(below, now);
         let value = self.value(name, []);
         if let Ok(value) = &value {
-            let listed = Listed { name: name.to_string(), last_modified: value.fetched.last_modified };
-            self.inner.add_names(vec![listed]);
+            self.inner.add_name(name, &value.fetched);
             if !probe.is_finished() {
                 return Ok(self.namespace());
             }
@@ -138,9 +136,7 @@ impl ServiceCache {
         let flight = Arc::new(Flight::default());
         let (inner, job, prefix) = (self.inner.clone(), flight.clone(), prefix.to_string());
         self.inner.runtime.spawner.spawn_now(Box::new(move || {
-            let page = catch_unwind(AssertUnwindSafe(|| inner.provider.probe(&prefix)))
-                .unwrap_or_else(|_| Err(Error::Transient("listing aborted".into())));
-            inner.counters.outcome(&page);
+            let page = inner.listing_call(|| inner.provider.probe(&prefix));
             if let Some(page) = page.as_ref().ok().filter(|page| page.complete) {
                 inner.settle_listing(&prefix, started, Ok(Arc::new(Listing { names: page.names.clone() })));
             }
@@ -161,10 +157,7 @@ impl ServiceCache {
     /// `maybe_directory`, shown as a directory (listing is denied, so it may hold names).
     pub fn discover_exact(&self, name: &str, maybe_directory: bool) -> Result<Arc<Namespace>> {
         match self.value(name, []) {
-            Ok(value) => {
-                let listed = Listed { name: name.to_string(), last_modified: value.fetched.last_modified };
-                self.inner.add_names(vec![listed]);
-            }
+            Ok(value) => self.inner.add_name(name, &value.fetched),
             Err(Error::NotFound) if maybe_directory => self.inner.add_directory(name),
             Err(Error::NotFound) => {}
             Err(err) => return Err(err),
@@ -266,14 +259,20 @@ impl Inner {
         outcome.map(drop)
     }
 
+    /// A listing call to the provider (a whole listing or its first page): a panic in it is a
+    /// transient failure; its outcome is counted.
+    fn listing_call<T>(&self, call: impl FnOnce() -> Result<T>) -> Result<T> {
+        let result =
+            catch_unwind(AssertUnwindSafe(call)).unwrap_or_else(|_| Err(Error::Transient("listing aborted".into())));
+        self.counters.outcome(&result);
+        result
+    }
+
     /// List the names starting with `prefix` (its slot's flight is set), merge them into the
     /// tree, and finish the flight.
     pub(super) fn run_listing(&self, prefix: &str) {
         let started = self.runtime.clock.now();
-        let result = catch_unwind(AssertUnwindSafe(|| self.provider.list(prefix)))
-            .unwrap_or_else(|_| Err(Error::Transient("listing aborted".into())))
-            .map(|names| Arc::new(Listing { names }));
-        self.counters.outcome(&result);
+        let result = self.listing_call(|| self.provider.list(prefix)).map(|names| Arc::new(Listing { names }));
         self.settle_listing(prefix, started, result);
     }
 
@@ -374,6 +373,11 @@ impl Inner {
             tree.learned.insert(entry.name.clone(), now);
             tree.insert(&self.prefix, entry);
         }
+    }
+
+    /// Add `name`, learned outside a listing, with what was read or stored under it.
+    pub(super) fn add_name(&self, name: &str, fetched: &Fetched) {
+        self.add_names(vec![Listed { name: name.to_string(), last_modified: fetched.last_modified }]);
     }
 
     /// Drop names that no longer exist.

@@ -10,7 +10,7 @@ use super::group_commit::{self, Batch, Edit, Joined};
 use super::memory_only;
 use super::{lock, CachedValue, ServiceCache};
 use crate::error::{Error, Result};
-use crate::provider::{same_version, selector, Fetched, Listed, SecretBytes, Service, ValueKind};
+use crate::provider::{same_version, selector, Fetched, SecretBytes, Service, ValueKind};
 
 impl ServiceCache {
     /// Replace the value of `name` with `edit(current)`, where `current` is the value stored now,
@@ -77,8 +77,7 @@ impl ServiceCache {
         }
         let _writer = self.inner.writers.acquire(name);
         let stored = self.inner.provider.create(name, kind, bytes)?;
-        let listed = Listed { name: name.to_string(), last_modified: stored.last_modified };
-        self.inner.add_names(vec![listed]);
+        self.inner.add_name(name, &stored);
         self.inner.store(name, stored);
         tracing::info!("created {} {name}", self.service().dir_name());
         self.inner.announce(ChangeKind::Discovered, Origin::Mount, [name.to_string()]);
