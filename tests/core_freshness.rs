@@ -93,14 +93,18 @@ fn mounting_lists_nothing_and_an_exact_path_costs_one_listing_and_one_fetch() {
     assert_eq!(h.calls(LIST_ACTION), 2, "a missing name is asked once per negative-cache period");
     stat(&h.fs, "ps/.nope.swp").unwrap_err();
     assert_eq!(h.calls(LIST_ACTION), 2, "scratch-looking names never cause a call");
+    // In a cache with nothing else to refresh: a missing name is not asked about again in the
+    // background.
+    let h = Harness::new(1000);
+    assert_eq!(stat(&h.fs, "ps/nope").unwrap_err(), Error::NotFound);
     for _ in 0..3 {
         h.advance(Duration::from_secs(10));
         h.cache.refresh_due();
         h.jobs.run_all();
     }
-    assert_eq!(h.calls(LIST_ACTION), 2, "a missing name is not asked about again in the background");
+    assert_eq!(h.calls(LIST_ACTION), 1, "a missing name is not asked about again in the background");
     assert_eq!(stat(&h.fs, "ps/nope").unwrap_err(), Error::NotFound);
-    assert_eq!(h.calls(LIST_ACTION), 3, "but again by the next lookup past the negative-cache period");
+    assert_eq!(h.calls(LIST_ACTION), 2, "but again by the next lookup past the negative-cache period");
 }
 
 #[test]
@@ -563,6 +567,32 @@ fn refreshes_of_values_read_together_spread_over_the_ttl() {
     assert!(first_peak <= 8, "the first wave is spread too: {first_peak} calls in its busiest second");
     let per_ttl = steady.iter().sum::<u64>() as f64 / 4.0;
     assert!(per_ttl <= 5000.0 / 50.0 * 2.0, "about one revalidation per value per TTL: {per_ttl} calls per TTL");
+}
+
+#[test]
+fn values_read_together_cold_spread_their_first_refreshes_over_the_whole_ttl() {
+    // A fleet deployed together reads its values cold within a minute: refreshes drawn only
+    // from the last third of the TTL would keep it refreshing together for many TTLs.
+    let h = Harness::new(20_000);
+    let names: Vec<String> = (0..5000).map(|i| format!("/big/p{i:04}")).collect();
+    h.seed_and_read(&names);
+    let mut calls_at = Vec::new();
+    for second in 1..=TTL.as_secs() {
+        h.advance(Duration::from_secs(1));
+        if second % 20 == 0 {
+            h.read_names(&names);
+        }
+        let before = h.calls(VERSIONS_ACTION);
+        h.cache.refresh_due();
+        h.jobs.run_all();
+        calls_at.extend(std::iter::repeat_n(second, (h.calls(VERSIONS_ACTION) - before) as usize));
+    }
+    let first_half = calls_at.iter().filter(|&&second| second < TTL.as_secs() / 2).count();
+    println!("first refreshes: {} calls within the TTL, {first_half} in its first half", calls_at.len());
+    assert!(calls_at.len() >= 90, "every value is refreshed once within the TTL: {} calls", calls_at.len());
+    assert!(first_half >= calls_at.len() / 3, "{first_half} of {} calls in the first half", calls_at.len());
+    // Those refreshed early come round once more within the TTL (once: then the lead is narrow).
+    assert!(calls_at.len() <= 130, "{} calls", calls_at.len());
 }
 
 #[test]

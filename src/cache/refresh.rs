@@ -29,16 +29,22 @@ pub fn tick(ttl: Duration) -> Duration {
 const LEAD_MIN: f64 = 0.05;
 /// Width of the window before expiry that refreshes are spread over, as a share of the TTL.
 const LEAD_SPREAD: f64 = 0.30;
+/// Width of that window for the first refresh after a cold read: nearly the whole TTL, so
+/// hosts that started together (a fleet deployment) spread their refreshes over the TTL once,
+/// and the narrow window keeps them spread.
+const COLD_LEAD_SPREAD: f64 = 0.90;
 /// How much sooner than its own point a value may be refreshed to fill a revalidation call
 /// that is made anyway, as a share of the TTL.
 pub const FILL_AHEAD: f64 = 0.30;
 
 impl Inner {
-    /// How long before expiry `key`, fetched at `fetched_at` and fresh for `ttl`, is refreshed:
-    /// between 5 % and 35 % of its TTL, drawn again at each fetch, so values fetched together (a directory
-    /// read) drift apart with every refresh instead of refreshing together forever.
-    fn lead(&self, key: &str, fetched_at: Option<Instant>, ttl: Duration) -> Duration {
-        ttl.mul_f64(LEAD_MIN + LEAD_SPREAD * self.jitter((key, fetched_at)))
+    /// How long before expiry `key`, held in `slot` and fresh for `ttl`, is refreshed: between
+    /// 5 % and 35 % of its TTL (5 % and 95 % after a cold read), drawn again at each fetch, so
+    /// values fetched together (a directory read, a fleet's cold start) drift apart with every
+    /// refresh instead of refreshing together forever.
+    fn lead<T>(&self, key: &str, slot: &Slot<T>, ttl: Duration) -> Duration {
+        let spread = if slot.cold { COLD_LEAD_SPREAD } else { LEAD_SPREAD };
+        ttl.mul_f64(LEAD_MIN + spread * self.jitter((key, slot.fetched_at)))
     }
 
     /// How long until a slot read within the last TTL (or watched), known and free to refresh,
@@ -49,7 +55,7 @@ impl Inner {
             return None;
         }
         let age = slot.age(now)?;
-        Some(ttl.saturating_sub(self.lead(key, slot.fetched_at, ttl)).saturating_sub(age))
+        Some(ttl.saturating_sub(self.lead(key, slot, ttl)).saturating_sub(age))
     }
 
     /// Whether a slot is idle beyond what could still be served, and may go.

@@ -109,12 +109,23 @@ pub struct Slot<T> {
     pub last_read: Instant,
     /// The fetch in progress, if any.
     pub flight: Option<Arc<Flight<T>>>,
+    /// Whether `value` is the first this entry held (a cold read), not a refresh of one.
+    pub cold: bool,
 }
 
 impl<T> Slot<T> {
     /// An entry that knows nothing yet.
     pub fn new(now: Instant) -> Self {
-        Slot { value: None, fetched_at: None, error: None, failures: 0, next_retry: None, last_read: now, flight: None }
+        Slot {
+            value: None,
+            fetched_at: None,
+            error: None,
+            failures: 0,
+            next_retry: None,
+            last_read: now,
+            flight: None,
+            cold: false,
+        }
     }
 
     /// How old the value is.
@@ -168,6 +179,7 @@ impl<T> Slot<T> {
     pub fn record(&mut self, outcome: &Result<Arc<T>>, now: Instant, policy: &Policy, jitter: f64) -> u32 {
         match outcome {
             Ok(value) => {
+                self.cold = self.value.is_none();
                 self.value = Some(value.clone());
                 self.fetched_at = Some(now);
                 self.error = None;
