@@ -1,7 +1,8 @@
 //! What AWS refusing or struggling does, through a real mount against moto behind the
 //! fault-injecting proxy: a KMS key that refuses ends the serving of a superseded value, every
 //! retry takes a rate-limit slot, Secrets Manager's write conflicts are retried, and a large
-//! listing under throttling neither fails whole nor keeps an exact-name reader waiting.
+//! listing under throttling neither fails whole nor keeps an exact-name reader waiting, and
+//! stopping ends the listings still running cleanly.
 
 #[path = "common/fault_proxy.rs"]
 mod fault_proxy;
@@ -143,6 +144,31 @@ fn a_large_listing_under_throttling_neither_fails_whole_nor_keeps_an_exact_reade
     assert_eq!(listed("sm/many"), 250);
     assert!(proxy.refused() > 0, "pages were throttled");
     drop(m);
+}
+
+#[test]
+fn stopping_ends_the_listings_still_running_without_a_panic() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    for i in 0..200 {
+        aws.put_parameter(&format!("/big/p{i:03}"), "v", ParameterType::String);
+    }
+    let proxy = FaultProxy::start(moto.port);
+    // 20 pages of 300 ms: the listing outlives the reader's patience and runs on in the
+    // background when the daemon is told to stop.
+    proxy.set_latency(Duration::from_millis(300));
+    let mut m = Mounted::start(&["--timeout", "1"], &moto.env_via(proxy.endpoint()));
+    let out = sh(&format!("timeout 20 ls {} | wc -l", m.path("ps/big").display()));
+    assert!(out.status.success());
+    let pages = proxy.seen("DescribeParameters");
+    m.signal(libc::SIGTERM);
+    let started = Instant::now();
+    let (code, log) = m.wait_exit();
+    println!("stopped in {:?} after {pages} pages", started.elapsed());
+    assert!(pages < 20, "the listing was still running: {pages} pages");
+    assert_eq!(code, Some(0), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(started.elapsed() < Duration::from_secs(10), "stopped in {:?}", started.elapsed());
 }
 
 /// moto behind the fault proxy, holding `/app/token` (tok-1), `app/key` ({"password":

@@ -41,6 +41,8 @@ pub const BLOCKING_THREADS: usize = 256;
 const SESSION_POLL: Duration = Duration::from_millis(20);
 /// How long a stopping daemon lets requests in progress (commits) finish before detaching.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long a stopping daemon waits for the provider calls it ended to return.
+const BRIDGE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Where values come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,6 +103,8 @@ struct Running {
     busy: Arc<std::sync::atomic::AtomicUsize>,
     requests: Arc<crate::request_stats::RequestStats>,
     keep_warm: Option<keep_warm::KeepWarm>,
+    /// The providers' way onto the runtime, closed last.
+    bridge: Bridge,
 }
 
 /// Normalise a Parameter Store prefix: `prod` and `/prod/` both become `/prod/`.
@@ -223,10 +227,19 @@ fn notify_ready(config: &MountConfig) {
     }
 }
 
-/// Stop serving: write the warm-restart files a last time, let requests in progress (commits)
-/// finish for up to [`STOP_GRACE`], name the files whose writes were never stored, and unmount; if the mount is busy (files still open),
-/// detach it lazily so the path is free at once and holders get an error on their next call.
+/// Stop serving: unmount, then end the provider calls still running in the background
+/// (refreshes, listings) before the runtime goes.
 fn stop(running: Running, mountpoint: &std::path::Path) {
+    let bridge = running.bridge.clone();
+    release_mount(running, mountpoint);
+    bridge.close(BRIDGE_CLOSE_GRACE);
+}
+
+/// Write the warm-restart files a last time, let requests in progress (commits) finish for up
+/// to [`STOP_GRACE`], name the files whose writes were never stored, and unmount; if the mount
+/// is busy (files still open), detach it lazily so the path is free at once and holders get an
+/// error on their next call.
+fn release_mount(running: Running, mountpoint: &std::path::Path) {
     use std::os::unix::fs::MetadataExt;
     if let Some(keep_warm) = &running.keep_warm {
         keep_warm.stop();
@@ -358,7 +371,7 @@ fn start(
     if let Some(keep_warm) = &keep_warm {
         keep_warm.start().map_err(|e| Error::Mount(format!("cannot start the warm cache writer: {e}")))?;
     }
-    Ok(Running { session, device, fs, caches, busy, requests, keep_warm })
+    Ok(Running { session, device, fs, caches, busy, requests, keep_warm, bridge })
 }
 
 /// The mount's source as fstab writes it: `aws`, or `local:PATH`.

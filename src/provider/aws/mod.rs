@@ -8,6 +8,7 @@ pub mod parameter_store;
 pub mod secrets_manager;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -96,21 +97,54 @@ impl Default for AwsSettings {
     }
 }
 
-/// Blocks on SDK futures from non-runtime threads through a stored runtime handle.
+/// Blocks on SDK futures from non-runtime threads through a stored runtime handle. Once
+/// [`Bridge::close`]d, calls in progress end at once with a transient error and new calls
+/// never start, so no SDK call is left running (and touching the runtime's timers) while the
+/// runtime shuts down.
 #[derive(Clone, Debug)]
 pub struct Bridge {
     handle: Handle,
+    closed: Arc<tokio::sync::watch::Sender<bool>>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts one call in progress for as long as it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Bridge {
     /// A bridge onto the runtime behind `handle`.
     pub fn new(handle: Handle) -> Self {
-        Bridge { handle }
+        Bridge { handle, closed: Arc::new(tokio::sync::watch::Sender::new(false)), in_flight: Arc::default() }
     }
 
-    /// Run `future` to completion. Must not be called from a runtime worker thread.
-    pub fn run<F: Future>(&self, future: F) -> F::Output {
-        self.handle.block_on(future)
+    /// Run `future` to completion, or until the bridge is closed. Must not be called from a
+    /// runtime worker thread.
+    pub fn run<T>(&self, future: impl Future<Output = Result<T>>) -> Result<T> {
+        let mut closed = self.closed.subscribe();
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let _in_flight = InFlight(&self.in_flight);
+        self.handle.block_on(async move {
+            tokio::select! {
+                biased;
+                _ = closed.wait_for(|closed| *closed) => Err(Error::Transient("secretfs is stopping".into())),
+                outcome = future => outcome,
+            }
+        })
+    }
+
+    /// End the calls in progress and refuse new ones; returns once none runs, or after `grace`.
+    pub fn close(&self, grace: Duration) {
+        self.closed.send_replace(true);
+        let ends = std::time::Instant::now() + grace;
+        while self.in_flight.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < ends {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
