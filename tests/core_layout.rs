@@ -270,3 +270,25 @@ fn an_open_handle_keeps_its_snapshot() {
     assert_eq!(fs.read(fh, 0, 100, |b| b.to_vec()).unwrap(), b"top");
     fs.release(fh).unwrap();
 }
+
+#[test]
+fn opening_a_directory_lists_it_and_makes_its_entries_only_when_read() {
+    let (ps, sm) = stores();
+    for i in 0..100 {
+        ps.insert(&format!("/big/p{i:03}"), ValueKind::String, "v");
+    }
+    let fs = filesystem(ps.clone(), sm, true);
+    let dir = stat(&fs, "ps/big").unwrap();
+    let fh = fs.opendir(dir.ino).unwrap();
+    let listings = ps.call_counts().values().sum::<u64>();
+    // Entries are made at the first read (the kernel keeps what it read, so most opens are
+    // never read: `bench_hot_path` measures what that saves), from the listing of the open.
+    ps.insert("/big/zz-later", ValueKind::String, "v");
+    let entries = fs.readdir(fh).unwrap();
+    assert_eq!(entries.len(), 102, "., .. and the 100 names listed at the open");
+    assert!(entries.iter().all(|entry| entry.name != "zz-later"));
+    assert_eq!(fs.readdir(fh).unwrap().len(), 102, "made once");
+    assert_eq!(ps.call_counts().values().sum::<u64>(), listings, "reading the handle asks nothing");
+    fs.releasedir(fh);
+    assert_eq!(fs.opendir(stat(&fs, "ps/prod/db/root").unwrap().ino).unwrap_err(), Error::NotADirectory);
+}

@@ -14,13 +14,13 @@ mod views;
 pub mod write;
 pub mod xattrs;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::SystemTime;
 
 use crate::cache::ServiceCache;
 use crate::error::{Error, Result};
 use crate::inodes::{Ino, InodeTable, NodePath};
-use crate::namespace::NsNode;
+use crate::namespace::{Namespace, NsNode};
 use crate::provider::{SecretBytes, Service, ValueKind};
 use crate::request_stats::RequestStats;
 use control::{ControlNode, RefreshRequest, Requester};
@@ -192,13 +192,36 @@ pub struct OpenMode {
     pub by: Requester,
 }
 
+/// A stored directory as listed when it was asked for: what its entries are made from.
+struct StoredDir {
+    resolved: Resolved,
+    /// The service's name tree after the directory's listing, for a directory of names.
+    listed: Option<(Arc<Namespace>, Service)>,
+}
+
+/// What a directory lists.
+enum DirListing {
+    /// Entries made already (control, view and pending directories).
+    Made(Vec<DirEntry>),
+    /// A stored directory, whose entries are made when they are read.
+    Stored(StoredDir),
+}
+
+/// An open directory: its listing as of the open, made into entries at the first read.
+struct OpenDir {
+    ino: Ino,
+    path: Arc<NodePath>,
+    stored: Option<StoredDir>,
+    entries: OnceLock<Arc<[DirEntry]>>,
+}
+
 /// The filesystem: paths over the per-service caches.
 pub struct SecretFs {
     config: FsConfig,
     services: Vec<(Service, ServiceCache)>,
     inodes: Arc<InodeTable>,
     files: HandleTable<OpenFile>,
-    dirs: HandleTable<Arc<[DirEntry]>>,
+    dirs: HandleTable<Arc<OpenDir>>,
     pending: PendingTable,
     /// The pinned file inodes (see [`pins`]): a lookup hands one out showing the value's bytes
     /// then, and a value that moves on gets a new inode, so the kernel may keep a pinned inode's
@@ -555,15 +578,28 @@ impl SecretFs {
         }
     }
 
-    /// Open a directory: its entries are listed once and served from the handle.
+    /// Open a directory: it is listed now (fetched if it must be), and its entries are made from
+    /// that listing at the first read of the handle. The kernel keeps the entries it read, so
+    /// most opens are never read and cost no entries.
     pub fn opendir(&self, ino: Ino) -> Result<u64> {
-        let entries = self.entries(ino)?;
-        Ok(self.dirs.insert(Arc::from(entries)))
+        let path = self.path(ino)?;
+        let open = match self.dir_listing(ino, &path)? {
+            DirListing::Made(entries) => {
+                OpenDir { ino, path, stored: None, entries: OnceLock::from(Arc::from(entries)) }
+            }
+            DirListing::Stored(stored) => OpenDir { ino, path, stored: Some(stored), entries: OnceLock::new() },
+        };
+        Ok(self.dirs.insert(Arc::new(open)))
     }
 
     /// The entries of an open directory, as listed when it was opened (`.` and `..` first).
     pub fn readdir(&self, fh: u64) -> Result<Arc<[DirEntry]>> {
-        self.dirs.get(fh).ok_or(Error::BadHandle)
+        let open = self.dirs.get(fh).ok_or(Error::BadHandle)?;
+        let entries = open.entries.get_or_init(|| match &open.stored {
+            Some(stored) => Arc::from(self.stored_entries(open.ino, &open.path, stored)),
+            None => Arc::from([]),
+        });
+        Ok(entries.clone())
     }
 
     /// Close a directory handle.
@@ -575,23 +611,36 @@ impl SecretFs {
     /// `child_kind`).
     pub fn entries(&self, ino: Ino) -> Result<Vec<DirEntry>> {
         let path = self.path(ino)?;
-        if let Some(node) = ControlNode::at(&path) {
-            return self.control_entries(ino, &path, node);
+        Ok(match self.dir_listing(ino, &path)? {
+            DirListing::Made(entries) => entries,
+            DirListing::Stored(stored) => self.stored_entries(ino, &path, &stored),
+        })
+    }
+
+    /// What directory `ino` at `path` lists: the entries of a control, view or pending
+    /// directory, or a stored directory as listed now.
+    fn dir_listing(&self, ino: Ino, path: &NodePath) -> Result<DirListing> {
+        if let Some(node) = ControlNode::at(path) {
+            return self.control_entries(ino, path, node).map(DirListing::Made);
         }
-        if let Some(node) = self.views.at(&path) {
-            return self.view_entries(ino, &path, node);
+        if let Some(node) = self.views.at(path) {
+            return self.view_entries(ino, path, node).map(DirListing::Made);
         }
-        let mut entries = match self.pending.get(&path) {
-            Some(PendingNode::Dir(_)) => self.dot_entries(ino, &path),
-            Some(PendingNode::File(..)) => return Err(Error::NotADirectory),
-            None => self.stored_entries(ino, &path)?,
-        };
-        for (name, kind) in self.pending.children(&path) {
+        match self.pending.get(path) {
+            Some(PendingNode::Dir(_)) => Ok(DirListing::Made(self.with_pending(path, self.dot_entries(ino, path)))),
+            Some(PendingNode::File(..)) => Err(Error::NotADirectory),
+            None => self.stored_dir(path).map(DirListing::Stored),
+        }
+    }
+
+    /// `entries` and the names being created in `path` that it does not hold.
+    fn with_pending(&self, path: &NodePath, mut entries: Vec<DirEntry>) -> Vec<DirEntry> {
+        for (name, kind) in self.pending.children(path) {
             if let Some(child) = path.child(&name).filter(|_| !entries.iter().any(|e| e.name == name)) {
                 entries.push(DirEntry { ino: self.inodes.listed(&child), kind, name });
             }
         }
-        Ok(entries)
+        entries
     }
 
     fn dot_entries(&self, ino: Ino, path: &NodePath) -> Vec<DirEntry> {
@@ -602,26 +651,14 @@ impl SecretFs {
         ]
     }
 
-    fn stored_entries(&self, ino: Ino, path: &NodePath) -> Result<Vec<DirEntry>> {
+    /// Stored directory `path` as listed now (its listing fetched if it must be).
+    fn stored_dir(&self, path: &NodePath) -> Result<StoredDir> {
         let resolved = self.resolve(path)?;
         if !resolved.is_dir() {
             return Err(Error::NotADirectory);
         }
-        let mut entries = self.dot_entries(ino, path);
-        let mut push = |name: &str, kind: NodeKind| {
-            if let Some(child) = path.child(name) {
-                entries.push(DirEntry { ino: self.inodes.listed(&child), kind, name: name.to_string() });
-            }
-        };
-        match &resolved {
-            Resolved::Root => {
-                for (service, _) in &self.services {
-                    push(service.dir_name(), NodeKind::Dir);
-                }
-                push(crate::inodes::CONTROL_DIR, NodeKind::Dir);
-                entries.extend(self.view_children(path));
-            }
-            Resolved::Tree { tree_path, value, namespace, .. } => {
+        let listed = match &resolved {
+            Resolved::Tree { tree_path, namespace, .. } => {
                 let known = namespace.root().descend(tree_path);
                 if !tree_path.is_empty() && known.is_none_or(NsNode::is_unconfirmed) {
                     // Nothing is known below this path and it cannot be listed (listing is
@@ -632,7 +669,40 @@ impl SecretFs {
                 let service = path.service.ok_or(Error::NotFound)?;
                 let cache = self.cache(service).ok_or(Error::NotFound)?;
                 let namespace = cache.list_dir(&resolve::dir_prefix(cache.prefix(), tree_path))?;
-                let node = namespace.root().descend(tree_path).ok_or(Error::NotFound)?;
+                namespace.root().descend(tree_path).ok_or(Error::NotFound)?;
+                Some((namespace, service))
+            }
+            Resolved::Json { .. } | Resolved::Selected { .. } => {
+                resolved_object(&resolved).ok_or(Error::NotADirectory)?;
+                None
+            }
+            Resolved::Raw { .. } => return Err(Error::NotADirectory),
+            Resolved::Root => None,
+        };
+        Ok(StoredDir { resolved, listed })
+    }
+
+    /// The entries of stored directory `ino` at `path`, from its listing `stored`, with the
+    /// names being created in it. Memory only.
+    fn stored_entries(&self, ino: Ino, path: &NodePath, stored: &StoredDir) -> Vec<DirEntry> {
+        let mut entries = self.dot_entries(ino, path);
+        let mut push = |name: &str, kind: NodeKind| {
+            if let Some(child) = path.child(name) {
+                entries.push(DirEntry { ino: self.inodes.listed(&child), kind, name: name.to_string() });
+            }
+        };
+        match (&stored.resolved, &stored.listed) {
+            (Resolved::Root, _) => {
+                for (service, _) in &self.services {
+                    push(service.dir_name(), NodeKind::Dir);
+                }
+                push(crate::inodes::CONTROL_DIR, NodeKind::Dir);
+                entries.extend(self.view_children(path));
+            }
+            (Resolved::Tree { tree_path, value, .. }, Some((namespace, service))) => {
+                let (Some(node), Some(cache)) = (namespace.root().descend(tree_path), self.cache(*service)) else {
+                    return entries;
+                };
                 for (name, child) in node.children.iter().filter(|(_, child)| !child.is_unconfirmed()) {
                     push(name, self.child_kind(cache, child));
                 }
@@ -647,16 +717,15 @@ impl SecretFs {
                     push(RAW_VALUE_FILE, NodeKind::File);
                 }
             }
-            Resolved::Json { .. } | Resolved::Selected { .. } => {
-                let object = resolved_object(&resolved).ok_or(Error::NotADirectory)?;
-                for (key, member) in listed_keys(object) {
+            // A JSON object (`stored_dir` lists every directory of the name tree).
+            (resolved, _) => {
+                for (key, member) in resolved_object(resolved).into_iter().flat_map(listed_keys) {
                     push(key, kind_of_member(member));
                 }
                 push(RAW_VALUE_FILE, NodeKind::File);
             }
-            Resolved::Raw { .. } => return Err(Error::NotADirectory),
         }
-        Ok(entries)
+        self.with_pending(path, entries)
     }
 
     /// The kind a listing shows for `child` without fetching its value: a directory when it has
