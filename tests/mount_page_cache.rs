@@ -3,7 +3,8 @@
 //! FLUSH) while pages and listings are kept; and on both a rotation (of the same length or not) reaches the
 //! next open, a file opened before a rotation reads exactly the old value through its end with
 //! `fstat` agreeing, and readers never see a mix of two versions. On a read-write mount a
-//! value written through the mount, by its own path or another, is what the next open reads.
+//! value written through the mount, by its own path or another, is what the next open reads,
+//! and what changed through the mount is what the next listing shows.
 
 #[path = "common/moto.rs"]
 mod moto;
@@ -62,7 +63,8 @@ fn a_read_only_mount_opens_nothing_and_reads_warm_values_from_the_page_cache() {
 /// The request counts of `m` after SIGUSR1, once it has stopped.
 fn stopped_counts(mut m: Mounted, operations: &[&str]) -> Vec<u64> {
     m.signal(libc::SIGUSR1);
-    std::thread::sleep(Duration::from_millis(200));
+    // Time for the status line to be logged before the daemon stops, even under load.
+    std::thread::sleep(Duration::from_secs(1));
     m.signal(libc::SIGTERM);
     let (_, stderr) = m.wait_exit();
     operations.iter().map(|operation| requests(&stderr, operation)).collect()
@@ -90,6 +92,61 @@ fn a_read_write_mount_only_opens_and_releases_warm_values() {
     assert!((200..=201).contains(&releases), "{releases} RELEASE");
     assert!(opendirs >= 51, "{opendirs} OPENDIR");
     assert!(readdirs <= 4, "the listing is kept: {readdirs} READDIR for 51 listings");
+}
+
+#[test]
+fn a_read_write_mount_lists_what_changed_through_it_at_once() {
+    let (_dir, store) = mount::local_copy();
+    let m = Mounted::start(&["--local", store.to_str().unwrap(), "--allow-delete"], &[]);
+    // Each listing is read twice: the second comes from the kernel's cache, which a change
+    // through the mount must have dropped.
+    let listed = |rel: &str| -> Vec<(String, bool)> {
+        let read = || {
+            let mut entries: Vec<(String, bool)> = std::fs::read_dir(m.path(rel))
+                .unwrap()
+                .map(|entry| {
+                    let entry = entry.unwrap();
+                    (entry.file_name().into_string().unwrap(), entry.file_type().unwrap().is_dir())
+                })
+                .collect();
+            entries.sort();
+            entries
+        };
+        let first = read();
+        assert_eq!(read(), first, "{rel} listed twice");
+        first
+    };
+    let has = |rel: &str, name: &str, dir: bool| listed(rel).contains(&(name.to_string(), dir));
+    assert!(!has("ps", "lt", true));
+    std::fs::create_dir(m.path("ps/lt")).unwrap();
+    assert!(has("ps", "lt", true), "a new directory is listed");
+    std::fs::write(m.path("ps/lt/new"), "v").unwrap();
+    assert!(has("ps/lt", "new", false), "a created file is listed");
+    // A stored name is renamed by `mv`'s copy and delete (rename(2) answers EXDEV).
+    let moved = mount::sh(&format!("mv {} {}", m.path("ps/lt/new").display(), m.path("ps/lt/newer").display()));
+    assert!(moved.status.success(), "{}", String::from_utf8_lossy(&moved.stderr));
+    assert!(has("ps/lt", "newer", false) && !has("ps/lt", "new", false), "a moved file");
+    std::fs::remove_file(m.path("ps/lt/newer")).unwrap();
+    assert!(!has("ps/lt", "newer", false), "a removed file is gone");
+    std::fs::remove_dir(m.path("ps/lt")).unwrap();
+    assert!(!has("ps", "lt", true), "a removed directory is gone");
+    // A value that becomes a JSON object is listed as a directory, and back. A change of kind
+    // reaches the kernel's listing of `sm/prod` through the notifier, which runs after
+    // `close()` returns.
+    let eventually_has = |rel: &str, name: &str, dir: bool| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !has(rel, name, dir) {
+            assert!(Instant::now() < deadline, "{rel}/{name} (directory: {dir}) not listed: {:?}", listed(rel));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    std::fs::write(m.path("sm/prod/j"), "plain").unwrap();
+    assert!(has("sm/prod", "j", false));
+    std::fs::write(m.path("sm/prod/j"), r#"{"a":1}"#).unwrap();
+    eventually_has("sm/prod", "j", true);
+    assert!(has("sm/prod/j", "a", false));
+    std::fs::write(m.path("sm/prod/j/.value"), "plain again").unwrap();
+    eventually_has("sm/prod", "j", false);
 }
 
 #[test]
