@@ -597,6 +597,7 @@ impl SecretFs {
         let open = self.dirs.get(fh).ok_or(Error::BadHandle)?;
         let entries = open.entries.get_or_init(|| match &open.stored {
             Some(stored) => Arc::from(self.stored_entries(open.ino, &open.path, stored)),
+            // A handle without a stored listing had its entries made at the open.
             None => Arc::from([]),
         });
         Ok(entries.clone())
