@@ -169,6 +169,12 @@ pub fn mount(mut config: MountConfig) -> Result<()> {
         .thread_name("secretfs-aws")
         .build()
         .map_err(|e| Error::Mount(format!("cannot start the async runtime: {e}")))?;
+    // Before mounting: a signal sent once the mount is visible (a `systemctl reload` right after
+    // start) must not take its default action, which ends the process and leaves a dead mount.
+    let signals = {
+        let _runtime = runtime.enter();
+        signal_streams()
+    };
     let running = match start(&config, runtime.handle(), launcher) {
         Ok(running) => running,
         Err(err) => {
@@ -193,7 +199,7 @@ pub fn mount(mut config: MountConfig) -> Result<()> {
         );
     }
     notify_ready(&config);
-    runtime.block_on(wait_for_end(&running));
+    runtime.block_on(wait_for_end(&running, signals));
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     stop(running, &config.mountpoint);
     Ok(())
@@ -406,10 +412,10 @@ fn providers(source: &Source, bridge: &Bridge) -> Result<(Arc<dyn Provider>, Arc
     }
 }
 
-/// Serve until SIGINT or SIGTERM, or until the mount goes away. SIGHUP refreshes every cached
-/// value and listing; SIGUSR1 logs one line of counts (inodes, handles, cache entries); SIGUSR2
-/// is ignored (logged).
-async fn wait_for_end(running: &Running) {
+/// The daemon's handlers of SIGINT, SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2, in that order;
+/// signals that arrive before they are read wait for [`wait_for_end`]. Needs the runtime's
+/// context.
+fn signal_streams() -> std::io::Result<Vec<tokio::signal::unix::Signal>> {
     use tokio::signal::unix::{signal, SignalKind};
     let kinds = [
         SignalKind::interrupt(),
@@ -418,7 +424,13 @@ async fn wait_for_end(running: &Running) {
         SignalKind::user_defined1(),
         SignalKind::user_defined2(),
     ];
-    let streams: std::io::Result<Vec<_>> = kinds.into_iter().map(signal).collect();
+    kinds.into_iter().map(signal).collect()
+}
+
+/// Serve until SIGINT or SIGTERM, or until the mount goes away. SIGHUP refreshes every cached
+/// value and listing; SIGUSR1 logs one line of counts (inodes, handles, cache entries); SIGUSR2
+/// is ignored (logged).
+async fn wait_for_end(running: &Running, streams: std::io::Result<Vec<tokio::signal::unix::Signal>>) {
     let Ok(mut streams) = streams else {
         tracing::error!("cannot install signal handlers; unmount with `secretfs unmount`");
         while !running.session.guard.is_finished() {
