@@ -73,6 +73,23 @@ impl Harness {
         self.clock.advance(by);
     }
 
+    /// For `seconds`, read `names` every 20 s (so they stay due for refresh-ahead) while the
+    /// refresher ticks each second; the metadata calls (50 names each) made in each second.
+    fn revalidations_each_second(&self, names: &[String], seconds: u64) -> Vec<u64> {
+        (1..=seconds)
+            .map(|second| {
+                self.advance(Duration::from_secs(1));
+                if second % 20 == 0 {
+                    self.read_names(names);
+                }
+                let before = self.calls(VERSIONS_ACTION);
+                self.cache.refresh_due();
+                self.jobs.run_all();
+                self.calls(VERSIONS_ACTION) - before
+            })
+            .collect()
+    }
+
     /// The changes announced since the last call.
     fn changes(&self) -> Vec<Change> {
         self.changes.try_iter().collect()
@@ -514,23 +531,10 @@ fn names_whose_cold_read_failed_ride_along_with_the_next_fetch() {
 fn a_host_holding_a_hundred_values_revalidates_them_in_a_few_full_calls_per_ttl() {
     let h = Harness::new(20_000);
     let names: Vec<String> = (0..100).map(|i| format!("/d{:02}/p{i:03}", i / 2)).collect();
-    let read_all = || h.read_names(&names);
     h.seed_and_read(&names);
     // Reads every 20 s spread the values' fetch times (each read is a point for its refresh).
-    let seconds = TTL.as_secs() * 6;
-    let mut steady_from = 0;
-    for second in 1..=seconds {
-        h.advance(Duration::from_secs(1));
-        if second % 20 == 0 {
-            read_all();
-        }
-        h.cache.refresh_due();
-        h.jobs.run_all();
-        if second == 2 * TTL.as_secs() {
-            steady_from = h.calls(VERSIONS_ACTION);
-        }
-    }
-    let per_ttl = (h.calls(VERSIONS_ACTION) - steady_from) as f64 / 4.0;
+    let per_second = h.revalidations_each_second(&names, TTL.as_secs() * 6);
+    let per_ttl = per_second[2 * TTL.as_secs() as usize..].iter().sum::<u64>() as f64 / 4.0;
     println!("100 values: {per_ttl} metadata calls per TTL");
     // 100 names fit in 2 calls; a due value fills its call with those due soonest after it.
     assert!(per_ttl <= 4.0, "{per_ttl} metadata calls per TTL for 100 values");
@@ -540,22 +544,8 @@ fn a_host_holding_a_hundred_values_revalidates_them_in_a_few_full_calls_per_ttl(
 fn refreshes_of_values_read_together_spread_over_the_ttl() {
     let h = Harness::new(20_000);
     let names: Vec<String> = (0..5000).map(|i| format!("/big/p{i:04}")).collect();
-    let read_all = || h.read_names(&names);
     h.seed_and_read(&names);
-    // Read everything every 20 s (so it stays due for refresh-ahead); the refresher ticks each
-    // second; count metadata calls (50 names each) per second for 6 TTLs.
-    let seconds = TTL.as_secs() * 6;
-    let mut per_second = Vec::new();
-    for second in 1..=seconds {
-        h.advance(Duration::from_secs(1));
-        if second % 20 == 0 {
-            read_all();
-        }
-        let before = h.calls(VERSIONS_ACTION);
-        h.cache.refresh_due();
-        h.jobs.run_all();
-        per_second.push(h.calls(VERSIONS_ACTION) - before);
-    }
+    let per_second = h.revalidations_each_second(&names, TTL.as_secs() * 6);
     assert_eq!(h.calls(FETCH_ACTION), 5000, "nothing changed: no value fetched again");
     let first_wave = &per_second[..2 * TTL.as_secs() as usize];
     let first_peak = *first_wave.iter().max().unwrap();
@@ -576,23 +566,15 @@ fn values_read_together_cold_spread_their_first_refreshes_over_the_whole_ttl() {
     let h = Harness::new(20_000);
     let names: Vec<String> = (0..5000).map(|i| format!("/big/p{i:04}")).collect();
     h.seed_and_read(&names);
-    let mut calls_at = Vec::new();
-    for second in 1..=TTL.as_secs() {
-        h.advance(Duration::from_secs(1));
-        if second % 20 == 0 {
-            h.read_names(&names);
-        }
-        let before = h.calls(VERSIONS_ACTION);
-        h.cache.refresh_due();
-        h.jobs.run_all();
-        calls_at.extend(std::iter::repeat_n(second, (h.calls(VERSIONS_ACTION) - before) as usize));
-    }
-    let first_half = calls_at.iter().filter(|&&second| second < TTL.as_secs() / 2).count();
-    println!("first refreshes: {} calls within the TTL, {first_half} in its first half", calls_at.len());
-    assert!(calls_at.len() >= 90, "every value is refreshed once within the TTL: {} calls", calls_at.len());
-    assert!(first_half >= calls_at.len() / 3, "{first_half} of {} calls in the first half", calls_at.len());
+    let per_second = h.revalidations_each_second(&names, TTL.as_secs());
+    let calls = per_second.iter().sum::<u64>();
+    // Seconds 1 to TTL/2 - 1.
+    let first_half = per_second[..TTL.as_secs() as usize / 2 - 1].iter().sum::<u64>();
+    println!("first refreshes: {calls} calls within the TTL, {first_half} in its first half");
+    assert!(calls >= 90, "every value is refreshed once within the TTL: {calls} calls");
+    assert!(first_half >= calls / 3, "{first_half} of {calls} calls in the first half");
     // Those refreshed early come round once more within the TTL (once: then the lead is narrow).
-    assert!(calls_at.len() <= 130, "{} calls", calls_at.len());
+    assert!(calls <= 130, "{calls} calls");
 }
 
 #[test]
