@@ -207,12 +207,11 @@ enum DirListing {
     Stored(StoredDir),
 }
 
-/// An open directory: its listing as of the open, made into entries at the first read.
-struct OpenDir {
-    ino: Ino,
-    path: Arc<NodePath>,
-    stored: Option<StoredDir>,
-    entries: OnceLock<Arc<[DirEntry]>>,
+/// An open directory: its entries, or its listing as of the open, made into entries at the
+/// first read.
+enum OpenDir {
+    Made(Arc<[DirEntry]>),
+    Stored { ino: Ino, path: Arc<NodePath>, stored: StoredDir, entries: OnceLock<Arc<[DirEntry]>> },
 }
 
 /// The filesystem: paths over the per-service caches.
@@ -584,23 +583,20 @@ impl SecretFs {
     pub fn opendir(&self, ino: Ino) -> Result<u64> {
         let path = self.path(ino)?;
         let open = match self.dir_listing(ino, &path)? {
-            DirListing::Made(entries) => {
-                OpenDir { ino, path, stored: None, entries: OnceLock::from(Arc::from(entries)) }
-            }
-            DirListing::Stored(stored) => OpenDir { ino, path, stored: Some(stored), entries: OnceLock::new() },
+            DirListing::Made(entries) => OpenDir::Made(Arc::from(entries)),
+            DirListing::Stored(stored) => OpenDir::Stored { ino, path, stored, entries: OnceLock::new() },
         };
         Ok(self.dirs.insert(Arc::new(open)))
     }
 
     /// The entries of an open directory, as listed when it was opened (`.` and `..` first).
     pub fn readdir(&self, fh: u64) -> Result<Arc<[DirEntry]>> {
-        let open = self.dirs.get(fh).ok_or(Error::BadHandle)?;
-        let entries = open.entries.get_or_init(|| match &open.stored {
-            Some(stored) => Arc::from(self.stored_entries(open.ino, &open.path, stored)),
-            // A handle without a stored listing had its entries made at the open.
-            None => Arc::from([]),
-        });
-        Ok(entries.clone())
+        Ok(match &*self.dirs.get(fh).ok_or(Error::BadHandle)? {
+            OpenDir::Made(entries) => entries.clone(),
+            OpenDir::Stored { ino, path, stored, entries } => {
+                entries.get_or_init(|| Arc::from(self.stored_entries(*ino, path, stored))).clone()
+            }
+        })
     }
 
     /// Close a directory handle.
