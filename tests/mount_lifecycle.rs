@@ -64,48 +64,19 @@ fn signals_sent_as_soon_as_the_mount_appears_do_not_kill_the_daemon() {
     // A `systemctl reload` or a status request right after start: the handlers are in place
     // before the mount is visible (a signal taking its default action ends the process and
     // leaves a dead mount).
-    let (dir, store) = local_copy();
-    let mountpoint = dir.path().join("mnt");
-    std::fs::create_dir(&mountpoint).unwrap();
-    let mut child = Command::new(BINARY)
-        .args(["mount", "-f", mountpoint.to_str().unwrap(), "--local", store.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !is_mounted(&mountpoint) && Instant::now() < deadline && child.try_wait().unwrap().is_none() {}
+    let (_dir, store) = local_copy();
+    let mut m = Mounted::spawn(std::path::Path::new(BINARY), &["--local", store.to_str().unwrap()], &[]);
+    m.wait_until_mounted(Duration::ZERO);
     let burst_ends = Instant::now() + Duration::from_millis(100);
     while Instant::now() < burst_ends {
-        // SAFETY: signalling the daemon this test started, by its PID.
-        unsafe { libc::kill(child.id() as i32, libc::SIGUSR2) };
+        m.signal(libc::SIGUSR2);
         std::thread::sleep(Duration::from_micros(200));
     }
     std::thread::sleep(Duration::from_millis(200));
-    let alive = child.try_wait().unwrap().is_none();
-    let read = std::fs::read(mountpoint.join("ps/prod/db/root"));
-    // SAFETY: signalling the daemon this test started, by its PID.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let stop_deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        match child.try_wait().unwrap() {
-            Some(status) => break Some(status),
-            None if Instant::now() > stop_deadline => break None,
-            None => std::thread::sleep(Duration::from_millis(20)),
-        }
-    };
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    if is_mounted(&mountpoint) {
-        let path = std::ffi::CString::new(mountpoint.to_string_lossy().as_bytes()).unwrap();
-        // SAFETY: valid C string; a lazy unmount of this test's own mount.
-        unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
-    }
-    assert!(alive, "the daemon died of a signal sent as the mount appeared");
+    assert!(!m.has_exited(), "the daemon died of a signal sent as the mount appeared");
+    let read = std::fs::read(m.path("ps/prod/db/root"));
     assert!(read.is_ok(), "{read:?}");
-    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert!(m.signal_and_wait(libc::SIGTERM), "a clean stop after the burst");
 }
 
 #[test]

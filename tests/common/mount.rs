@@ -79,6 +79,13 @@ impl Mounted {
 
     /// Mount with another build of secretfs (a baseline in benchmarks).
     pub fn start_binary(binary: &Path, args: &[&str], env: &[(&str, String)]) -> Mounted {
+        let mut mounted = Mounted::spawn(binary, args, env);
+        mounted.wait_until_mounted(Duration::from_millis(20));
+        mounted
+    }
+
+    /// Start the daemon without waiting for its mount.
+    pub fn spawn(binary: &Path, args: &[&str], env: &[(&str, String)]) -> Mounted {
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("mnt");
         std::fs::create_dir(&dir).unwrap();
@@ -98,15 +105,25 @@ impl Mounted {
             let _ = pipe.read_to_end(&mut text);
             String::from_utf8_lossy(&text).into_owned()
         });
+        Mounted { _parent: parent, dir, child: Some(child), stderr: Some(stderr) }
+    }
+
+    /// Wait for the mount to appear, looking every `poll`; fails if the daemon exits first or
+    /// the mount deadline passes.
+    pub fn wait_until_mounted(&mut self, poll: Duration) {
         let deadline = Instant::now() + mount_deadline();
-        while !is_mounted(&dir) {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("secretfs exited with {status} before mounting: {}", stderr.join().unwrap());
+        while !is_mounted(&self.dir) {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("secretfs exited with {status} before mounting: {}", self.collected_stderr());
             }
             assert!(Instant::now() < deadline, "mount did not appear");
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(poll);
         }
-        Mounted { _parent: parent, dir, child: Some(child), stderr: Some(stderr) }
+    }
+
+    /// Whether the daemon has exited.
+    pub fn has_exited(&mut self) -> bool {
+        self.child.as_mut().is_none_or(|child| child.try_wait().ok().flatten().is_some())
     }
 
     pub fn local(args: &[&str]) -> Mounted {
