@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the tests and benchmarks need on a fresh Debian machine: fuse3 and the tools the
-# mount tests drive (vim, perl, python3, getfattr), and a Python virtualenv with moto and the
+# mount tests drive (vim, perl, python3, getfattr, setfacl), and a Python virtualenv with moto and the
 # Prometheus text parser in .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the mount tests use: fusermount3, and the tools they drive (vim, perl, python3,
-# getfattr).
+# getfattr, setfacl).
 missing=""
-for tool in fusermount3:fuse3 vim:vim perl:perl python3:python3 getfattr:attr; do
+for tool in fusermount3:fuse3 vim:vim perl:perl python3:python3 getfattr:attr setfacl:acl; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing="$missing ${tool#*:}"
 done
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$missing python3-venv"

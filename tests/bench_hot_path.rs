@@ -1,7 +1,8 @@
 //! Benchmark of the hot path (run on demand by `scripts/bench.sh`, not in CI; `SECRETFS_BUILD`
 //! names the release binary of this tree, `SECRETFS_BASELINE` a baseline's): warm
-//! open + read to EOF + close, `stat`, `ls -l` of a 100-entry directory and 32-thread
-//! throughput, each printed next to tmpfs measured in the same run and to a baseline build
+//! open + read to EOF + close, `stat`, a listing with `stat` of each of 100 entries, the same
+//! with the ACL and security-label checks that `ls -l` adds, and 32-thread throughput, each
+//! printed next to tmpfs measured just before (the figures drift with the machine's load) and to a baseline build
 //! (`SECRETFS_BASELINE`), on a read-write and a `--read-only` mount of a local store (and, for
 //! this build, a read-write mount without its system-call filter); with the daemon's CPU time
 //! and the kernel requests it received per operation (this build). The machine is noisy: read
@@ -46,6 +47,36 @@ fn tmpfs_copy() -> tempfile::TempDir {
 fn open_read_close(path: &Path, buf: &mut [u8]) {
     let mut file = std::fs::File::open(path).unwrap();
     while file.read(buf).unwrap() > 0 {}
+}
+
+/// `getxattr` (or `lgetxattr`) of `name` on `path`: the kernel's answer is not needed.
+fn ask_xattr(path: &Path, name: &std::ffi::CStr, follow: bool) {
+    let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: both strings are NUL-terminated; a null buffer of size 0 asks for the size only.
+    let size = unsafe {
+        match follow {
+            true => libc::getxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0),
+            false => libc::lgetxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0),
+        }
+    };
+    std::hint::black_box(size);
+}
+
+/// Lists `dir` and stats each entry; with `label_and_acl`, also asks each one (and `dir`) for
+/// its SELinux label and access ACL, as GNU `ls -l` does.
+fn list_and_stat(dir: &Path, label_and_acl: bool) {
+    let ask = |path: &Path| {
+        if label_and_acl {
+            ask_xattr(path, c"security.selinux", false);
+            ask_xattr(path, c"system.posix_acl_access", true);
+        }
+    };
+    ask(dir);
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        std::hint::black_box(entry.metadata().unwrap());
+        ask(&entry.path());
+    }
 }
 
 fn percentile(samples: &mut [Duration], p: usize) -> Duration {
@@ -103,6 +134,7 @@ fn us(d: Duration) -> String {
 struct Figures {
     read: (Duration, Duration),
     stat: Duration,
+    listing: Duration,
     ls: Duration,
     ops_per_second: f64,
     cpu_per_read: Option<Duration>,
@@ -118,24 +150,23 @@ fn measure(root: &Path, pid: Option<u32>) -> Figures {
     let (stat, _) = timed(CYCLES, || {
         std::hint::black_box(std::fs::metadata(&value).unwrap());
     });
-    let (ls, _) = timed(200, || {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            std::hint::black_box(entry.unwrap().metadata().unwrap());
-        }
-    });
+    let (listing, _) = timed(200, || list_and_stat(&dir, false));
+    let (ls, _) = timed(200, || list_and_stat(&dir, true));
     let ops_per_second = throughput(&value);
-    Figures { read, stat, ls, ops_per_second, cpu_per_read }
+    Figures { read, stat, listing, ls, ops_per_second, cpu_per_read }
 }
 
 fn report(label: &str, figures: &Figures, tmpfs: &Figures) {
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     println!(
-        "BENCH {label:<24} | open+read+close p50 {} ({:.1}x tmpfs) p99 {} | stat {} ({:.1}x) | ls -l 100 {} ({:.1}x) | 32 threads {:.0}/s (1/{:.1} of tmpfs) | daemon CPU per read {}",
+        "BENCH {label:<24} | open+read+close p50 {} ({:.1}x tmpfs) p99 {} | stat {} ({:.1}x) | list+stat 100 {} ({:.1}x) | ls -l 100 {} ({:.1}x) | 32 threads {:.0}/s (1/{:.1} of tmpfs) | daemon CPU per read {}",
         us(figures.read.0),
         ratio(figures.read.0, tmpfs.read.0),
         us(figures.read.1),
         us(figures.stat),
         ratio(figures.stat, tmpfs.stat),
+        us(figures.listing),
+        ratio(figures.listing, tmpfs.listing),
         us(figures.ls),
         ratio(figures.ls, tmpfs.ls),
         figures.ops_per_second,
@@ -155,8 +186,6 @@ fn bench_hot_path_against_tmpfs() {
     let work = tempfile::tempdir().unwrap();
     let store = store(work.path());
     let tmpfs = tmpfs_copy();
-    let tmpfs_figures = measure(tmpfs.path(), None);
-    report("tmpfs", &tmpfs_figures, &tmpfs_figures);
     for (build, binary) in mount::benchmark_builds() {
         let modes =
             [("read-write", vec![]), ("--read-only", vec!["--read-only"]), ("rw --no-seccomp", vec!["--no-seccomp"])];
@@ -166,6 +195,8 @@ fn bench_hot_path_against_tmpfs() {
             }
             let mut all = vec!["--local", store.to_str().unwrap()];
             all.extend(args);
+            let tmpfs_figures = measure(tmpfs.path(), None);
+            report("tmpfs", &tmpfs_figures, &tmpfs_figures);
             let mut m = Mounted::start_binary(&binary, &all, &[]);
             let figures = measure(&m.dir, Some(m.pid()));
             report(&format!("{build} {mode}"), &figures, &tmpfs_figures);
@@ -179,14 +210,20 @@ fn bench_hot_path_against_tmpfs() {
                 }
                 m.signal(libc::SIGUSR1);
                 std::thread::sleep(Duration::from_millis(100));
+                for _ in 0..100 {
+                    list_and_stat(&m.path("ps/dir"), true);
+                }
+                m.signal(libc::SIGUSR1);
+                std::thread::sleep(Duration::from_millis(100));
                 m.signal(libc::SIGTERM);
                 let (_, stderr) = m.wait_exit();
                 let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("requests: ")).collect();
-                let (first, last) = (lines[lines.len() - 2], lines[lines.len() - 1]);
+                let [before, reads, listings] = lines[lines.len() - 3..] else { unreachable!() };
                 println!(
-                    "BENCH {build} {mode}: requests before 1,000 warm reads: {}; after: {}",
-                    request_counts(first),
-                    request_counts(last)
+                    "BENCH {build} {mode}: requests before 1,000 warm reads: {}; after: {}; after 100 ls -l: {}",
+                    request_counts(before),
+                    request_counts(reads),
+                    request_counts(listings)
                 );
             }
         }

@@ -272,8 +272,12 @@ fn utf8(name: &OsStr) -> Result<String, Errno> {
 impl Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // Receive O_TRUNC with open instead of a separate truncate; let the kernel send lookups
-        // in one directory in parallel (otherwise one slow lookup queues every other).
-        let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC | InitFlags::FUSE_PARALLEL_DIROPS);
+        // in one directory in parallel (otherwise one slow lookup queues every other); let it
+        // keep each inode's ACL (none: `ENODATA`) once asked, where without POSIX ACLs it asks
+        // at every `ls -l` of every file. Setting an ACL fails with `ENOTSUP` like any xattr.
+        let _ = config.add_capabilities(
+            InitFlags::FUSE_ATOMIC_O_TRUNC | InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_POSIX_ACL,
+        );
         Ok(())
     }
 
@@ -608,8 +612,11 @@ impl Filesystem for FuseAdapter {
         let traced = self.span(req, "getxattr", ino, None);
         let name = name.to_string_lossy().into_owned();
         if !name.starts_with(XATTR_PREFIX) {
-            // `ls -l` asks for ACLs and security labels of every entry: answered without a look.
-            return reply.error(Errno::NO_XATTR);
+            // Answered without a look. No ACL (the kernel keeps that answer); attributes outside
+            // the `user.` namespace (security labels above all) are not supported: `ls -l`
+            // stops asking a filesystem that says so, where `ENODATA` made it ask every file.
+            let supported = name.starts_with("user.") || name.starts_with("system.posix_acl_");
+            return reply.error(if supported { Errno::NO_XATTR } else { Errno::ENOTSUP });
         }
         self.memory_first(
             traced,
