@@ -376,3 +376,22 @@ fn a_parameter_deleted_and_created_again_is_seen_although_its_version_is_1_again
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_directory_is_listed_in_pages_of_fifty_where_aws_answers_that_many() {
+    // moto answers DescribeParameters 10 names a page; AWS up to the 50 a listing asks for
+    // (the proxy joins moto's pages to answer as AWS does).
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    for i in 0..120 {
+        aws.put_parameter(&format!("/dir/p{i:03}"), "v", ParameterType::String);
+    }
+    let proxy = FaultProxy::start(moto.port);
+    proxy.set_describe_page(50);
+    let m = Mounted::start(&["--cache-ttl", "60"], &moto.env_via(proxy.endpoint()));
+    let before = proxy.seen("DescribeParameters");
+    assert_eq!(std::fs::read_dir(m.path("ps/dir")).unwrap().count(), 120);
+    let pages = proxy.seen("DescribeParameters") - before;
+    // The lookup's page of the names starting with `/dir`, then the listing's 3 pages.
+    assert!(pages <= 4, "{pages} DescribeParameters for 120 names");
+}

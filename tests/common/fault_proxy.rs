@@ -69,6 +69,8 @@ struct Rules {
     share: Mutex<HashMap<String, (Fault, u64, u64)>>,
     refused: AtomicU64,
     latency_ms: AtomicU64,
+    /// Most DescribeParameters items a page (0: moto's 10).
+    describe_page: AtomicU64,
     seen: Mutex<HashMap<String, u64>>,
     user_agents: Mutex<std::collections::BTreeSet<String>>,
     form_bodies: Mutex<Vec<String>>,
@@ -163,6 +165,13 @@ impl FaultProxy {
         self.rules.latency_ms.store(latency.as_millis() as u64, Ordering::SeqCst);
     }
 
+    /// Answer DescribeParameters with up to its `MaxResults` items a page, at most `most`, as
+    /// AWS does (up to 50; moto always answers 10): the proxy asks moto for its pages in turn
+    /// and joins them into one answer. Counted and delayed as one request.
+    pub fn set_describe_page(&self, most: u64) {
+        self.rules.describe_page.store(most, Ordering::SeqCst);
+    }
+
     /// How many requests of `action` arrived (answered, refused or held).
     pub fn seen(&self, action: &str) -> u64 {
         self.rules.seen.lock().unwrap().get(action).copied().unwrap_or(0)
@@ -248,12 +257,60 @@ fn serve(client: TcpStream, upstream_port: u16, rules: &Rules) -> std::io::Resul
         );
         return client.write_all(response.as_bytes());
     }
+    let page = rules.describe_page.load(Ordering::SeqCst) as usize;
+    if action == "DescribeParameters" && page > 0 {
+        return client.write_all(&joined_describe_pages(&head, &body, upstream_port, page)?);
+    }
+    client.write_all(&closing(&forward(&head, &body, upstream_port)?))
+}
+
+/// moto's response to the request `head` + `body`.
+fn forward(head: &[u8], body: &[u8], upstream_port: u16) -> std::io::Result<Vec<u8>> {
     let mut upstream = TcpStream::connect(("127.0.0.1", upstream_port))?;
-    upstream.write_all(&head)?;
-    upstream.write_all(&body)?;
+    upstream.write_all(head)?;
+    upstream.write_all(body)?;
     let mut response = Vec::new();
     upstream.read_to_end(&mut response)?;
-    client.write_all(&closing(&response))
+    Ok(response)
+}
+
+/// One DescribeParameters answer of up to `MaxResults` (at most `most`) items, joined from
+/// moto's pages of 10 asked in turn; moto's own answer when one of them is not a success.
+fn joined_describe_pages(head: &[u8], body: &[u8], upstream_port: u16, most: usize) -> std::io::Result<Vec<u8>> {
+    let head = String::from_utf8_lossy(head);
+    let head: String =
+        head.split_inclusive("\r\n").filter(|line| !line.to_ascii_lowercase().starts_with("content-length:")).collect();
+    let head = head.strip_suffix("\r\n").unwrap_or(&head);
+    let mut request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let wanted = request["MaxResults"].as_u64().map_or(10, |n| n as usize).min(most);
+    let mut joined: Vec<serde_json::Value> = Vec::new();
+    loop {
+        let body = request.to_string();
+        let asked = format!("{head}Content-Length: {}\r\n\r\n", body.len());
+        let response = forward(asked.as_bytes(), body.as_bytes(), upstream_port)?;
+        let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") else { return Ok(response) };
+        let page: serde_json::Value = serde_json::from_slice(&response[end + 4..]).unwrap_or_default();
+        if !response.starts_with(b"HTTP/1.1 200") || !page["Parameters"].is_array() {
+            return Ok(closing(&response));
+        }
+        joined.extend(page["Parameters"].as_array().unwrap().iter().cloned());
+        let next = page.get("NextToken").filter(|token| token.is_string()).cloned();
+        match next {
+            Some(token) if joined.len() + 10 <= wanted => request["NextToken"] = token,
+            _ => {
+                let mut answer = serde_json::json!({ "Parameters": joined });
+                if let Some(token) = next {
+                    answer["NextToken"] = token;
+                }
+                let answer = answer.to_string();
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                return Ok(response.into_bytes());
+            }
+        }
+    }
 }
 
 /// `response` with its `Connection` header replaced by `Connection: close`, so the client never
