@@ -4,7 +4,8 @@
 //! next open, a file opened before a rotation reads exactly the old value through its end with
 //! `fstat` agreeing, and readers never see a mix of two versions. On a read-write mount a
 //! value written through the mount, by its own path or another, is what the next open reads,
-//! and what changed through the mount is what the next listing shows.
+//! and what changed through the mount is what the next listing shows. `ls -l` asks the daemon
+//! for each file's ACL once, and for a security label once a run, not once a file.
 
 #[path = "common/moto.rs"]
 mod moto;
