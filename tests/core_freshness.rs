@@ -657,3 +657,28 @@ fn a_first_listing_that_adds_to_names_read_by_exact_name_tells_the_kernel_once_p
     let directories: Vec<&str> = changes.iter().map(|c| c.name.rsplit_once('/').unwrap().0).collect();
     assert_eq!(directories, ["/app/db"], "one per directory a kept listing may miss names of: {changes:?}");
 }
+
+#[test]
+fn a_listing_soon_after_a_lookup_goes_on_from_the_lookups_page() {
+    let h = Harness::new(1000);
+    h.ps.page_probes(2);
+    for dir in ["dir", "other"] {
+        for name in ["a", "b", "c", "d"] {
+            h.ps.insert(&format!("/{dir}/{name}"), ValueKind::String, "v");
+        }
+    }
+    // The lookup asks for one page (a, b); the listing goes on from it: one more call, and a
+    // name created in between on the first page's range waits for the next listing.
+    let before = h.calls(LIST_ACTION);
+    assert!(stat(&h.fs, "ps/dir").is_ok());
+    h.ps.insert("/dir/0", ValueKind::String, "v");
+    assert_eq!(names(&h.fs, "ps/dir"), ["a", "b", "c", "d"]);
+    assert_eq!(h.calls(LIST_ACTION) - before, 2, "the lookup's page, then the pages after it");
+    // Past the negative-cache period the page is too old to go on from: listed from the start.
+    let before = h.calls(LIST_ACTION);
+    assert!(stat(&h.fs, "ps/other").is_ok());
+    h.ps.insert("/other/0", ValueKind::String, "v");
+    h.advance(secretfs::cache::NEGATIVE_TTL);
+    assert_eq!(names(&h.fs, "ps/other"), ["0", "a", "b", "c", "d"]);
+    assert_eq!(h.calls(LIST_ACTION) - before, 2, "the lookup's page, then the whole listing");
+}

@@ -1,8 +1,8 @@
 //! Lazy listings: a directory is listed when first visited (the names starting with its
 //! prefix), a name not known yet is asked for with one page of the names starting with it
-//! (never a whole subtree), and a stale listing is served while a background refresh replaces
-//! it. The tree of known names is swapped whole, so readers never wait for a listing in
-//! progress.
+//! (never a whole subtree; a listing of the directory it finds soon after goes on from that
+//! page), and a stale listing is served while a background refresh replaces it. The tree of
+//! known names is swapped whole, so readers never wait for a listing in progress.
 
 use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -18,6 +18,13 @@ use crate::deadline;
 use crate::error::{Error, Result};
 use crate::namespace::Namespace;
 use crate::provider::{under_prefix, Fetched, Listed, Page, Service};
+
+/// A probe's partial first page, kept so that a listing of the directory it began to list can
+/// go on from it for the negative-cache period instead of asking for that page again.
+pub(super) struct ProbedPage {
+    at: Instant,
+    page: Arc<Page>,
+}
 
 impl ServiceCache {
     /// The tree of the names known now; no provider call.
@@ -88,7 +95,7 @@ impl ServiceCache {
             }
             Err(err) => return Err(err),
         };
-        if page.complete {
+        if page.is_complete() {
             return Ok(self.namespace());
         }
         let tells = page.names.iter().any(|listed| listed.name == name || under_prefix(&below, &listed.name));
@@ -136,11 +143,15 @@ impl ServiceCache {
         let flight = Arc::new(Flight::default());
         let (inner, job, prefix) = (self.inner.clone(), flight.clone(), prefix.to_string());
         self.inner.runtime.spawner.spawn_now(Box::new(move || {
-            let page = inner.listing_call(|| inner.provider.probe(&prefix));
-            if let Some(page) = page.as_ref().ok().filter(|page| page.complete) {
-                inner.settle_listing(&prefix, started, Ok(Arc::new(Listing { names: page.names.clone() })));
+            let page = inner.listing_call(|| inner.provider.probe(&prefix)).map(Arc::new);
+            match page.as_ref() {
+                Ok(page) if page.is_complete() => {
+                    inner.settle_listing(&prefix, started, Ok(Arc::new(Listing { names: page.names.clone() })))
+                }
+                Ok(page) => inner.keep_probed_page(&prefix, started, page),
+                Err(_) => {}
             }
-            job.finish(page.map(Arc::new));
+            job.finish(page);
         }));
         flight
     }
@@ -268,12 +279,44 @@ impl Inner {
         result
     }
 
+    /// Keep the partial first page of a probe of `probed` (`/prod`, or `/prod/`) asked at `at`
+    /// for a listing of the directory it began to list (`/prod/`); pages kept longer than the
+    /// negative-cache period are dropped.
+    fn keep_probed_page(&self, probed: &str, at: Instant, page: &Arc<Page>) {
+        let dir_prefix = match probed.ends_with('/') {
+            true => probed.to_string(),
+            false => format!("{probed}/"),
+        };
+        let mut kept = lock(&self.probed_pages);
+        kept.retain(|_, probe| self.runtime.clock.now().saturating_duration_since(probe.at) < self.policy.negative_ttl);
+        kept.insert(dir_prefix, ProbedPage { at, page: page.clone() });
+    }
+
     /// List the names starting with `prefix` (its slot's flight is set), merge them into the
-    /// tree, and finish the flight.
+    /// tree, and finish the flight. A probe's first page of these names asked within the
+    /// negative-cache period is not asked again: the listing goes on from it (as of the probe).
     pub(super) fn run_listing(&self, prefix: &str) {
-        let started = self.runtime.clock.now();
-        let result = self.listing_call(|| self.provider.list(prefix)).map(|names| Arc::new(Listing { names }));
-        self.settle_listing(prefix, started, result);
+        let now = self.runtime.clock.now();
+        let probed = lock(&self.probed_pages)
+            .remove(prefix)
+            .filter(|probe| now.saturating_duration_since(probe.at) < self.policy.negative_ttl);
+        let (started, result) = match probed {
+            Some(probe) => (probe.at, self.listing_call(|| self.list_after(prefix, &probe.page))),
+            None => (now, self.listing_call(|| self.provider.list(prefix))),
+        };
+        self.settle_listing(prefix, started, result.map(|names| Arc::new(Listing { names })));
+    }
+
+    /// The names starting with `prefix`: those on `first` (a partial page of names starting
+    /// with `prefix` or a part of it) and on the pages after it. When the service refuses to
+    /// go on from it (a token it no longer takes), the names are listed from the start.
+    fn list_after(&self, prefix: &str, first: &Page) -> Result<Vec<Listed>> {
+        let Some(rest) = &first.rest else { return self.provider.list(prefix) };
+        let after = match self.provider.list_rest(rest) {
+            Err(Error::Service(_) | Error::InvalidInput(_)) => return self.provider.list(prefix),
+            after => after?,
+        };
+        Ok(first.names.iter().chain(&after).filter(|listed| under_prefix(prefix, &listed.name)).cloned().collect())
     }
 
     /// Merge what a listing of `prefix` started at `started` found into the tree, record it in

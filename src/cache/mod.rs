@@ -159,6 +159,8 @@ struct Inner {
     runtime: Runtime,
     values: Mutex<HashMap<String, Slot<CachedValue>>>,
     listings: Mutex<HashMap<String, Slot<Listing>>>,
+    /// Partial first pages of probes, by the directory prefix they began to list (`/prod/`).
+    probed_pages: Mutex<HashMap<String, listings::ProbedPage>>,
     tree: Mutex<Tree>,
     listing_denied: AtomicBool,
     writers: NameLocks,
@@ -218,6 +220,7 @@ impl ServiceCache {
                 runtime,
                 values: Mutex::new(HashMap::new()),
                 listings: Mutex::new(HashMap::new()),
+                probed_pages: Mutex::default(),
                 tree: Mutex::new(Tree::default()),
                 listing_denied: AtomicBool::new(false),
                 writers: NameLocks::default(),

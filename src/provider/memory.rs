@@ -1,12 +1,13 @@
 //! An in-memory provider: the base of the local store and the fast provider of core tests.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::SystemTime;
 
 use super::{
-    outcome_of, under_prefix, ApiCounters, CallCounts, FetchResult, Fetched, Listed, Metadata, OutcomeCounts, Provider,
-    SecretBytes, Service, ValueKind,
+    outcome_of, under_prefix, ApiCounters, CallCounts, FetchResult, Fetched, Listed, Metadata, OutcomeCounts, Page,
+    PageRest, Provider, SecretBytes, Service, ValueKind,
 };
 use crate::error::{Error, Result};
 
@@ -34,6 +35,8 @@ pub struct MemoryProvider {
     denied: Mutex<Vec<String>>,
     /// The last version of each name deleted, so a name created again goes on from it.
     removed: Mutex<HashMap<String, u64>>,
+    /// How many names a probe's page holds (0: a probe answers with the whole listing).
+    page_size: AtomicUsize,
 }
 
 impl MemoryProvider {
@@ -48,6 +51,7 @@ impl MemoryProvider {
             faults: Mutex::new(HashMap::new()),
             denied: Mutex::new(Vec::new()),
             removed: Mutex::default(),
+            page_size: AtomicUsize::new(0),
         }
     }
 
@@ -125,6 +129,12 @@ impl MemoryProvider {
         answer
     }
 
+    /// Answer probes with pages of `size` names, as a paging service does (each page a call; a
+    /// page's token is the position of the next name).
+    pub fn page_probes(&self, size: usize) {
+        self.page_size.store(size, Ordering::Relaxed);
+    }
+
     /// Every stored value, by name (for saving a local store).
     pub fn snapshot(&self) -> BTreeMap<String, Fetched> {
         self.values.read().unwrap_or_else(|p| p.into_inner()).clone()
@@ -140,6 +150,21 @@ impl Provider for MemoryProvider {
             .filter(|(name, _)| under_prefix(prefix, name))
             .map(|(name, fetched)| Listed { name: name.clone(), last_modified: fetched.last_modified })
             .collect())
+    }
+
+    fn probe(&self, prefix: &str) -> Result<Page> {
+        let mut names = self.list(prefix)?;
+        let size = self.page_size.load(Ordering::Relaxed);
+        if size == 0 || names.len() <= size {
+            return Ok(Page { names, rest: None });
+        }
+        names.truncate(size);
+        Ok(Page { names, rest: Some(PageRest { prefix: prefix.to_string(), token: size.to_string() }) })
+    }
+
+    fn list_rest(&self, rest: &PageRest) -> Result<Vec<Listed>> {
+        let from: usize = rest.token.parse().map_err(|_| Error::Service(format!("no such page: {}", rest.token)))?;
+        Ok(self.list(&rest.prefix)?.into_iter().skip(from).collect())
     }
 
     fn fetch(&self, names: &[String]) -> Result<Vec<FetchResult>> {

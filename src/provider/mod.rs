@@ -103,8 +103,25 @@ pub struct Listed {
 pub struct Page {
     /// The names on it.
     pub names: Vec<Listed>,
+    /// Where the listing goes on, when pages follow.
+    pub rest: Option<PageRest>,
+}
+
+impl Page {
     /// Whether no page follows: the names are the whole listing.
-    pub complete: bool,
+    pub fn is_complete(&self) -> bool {
+        self.rest.is_none()
+    }
+}
+
+/// The pages after a first one: the prefix that listing was asked for and the service's token
+/// for its next page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageRest {
+    /// The prefix of the names listed.
+    pub prefix: String,
+    /// The service's token for the next page.
+    pub token: String,
 }
 
 /// A fetched value with the metadata needed to show it. `Debug` never prints the bytes.
@@ -170,7 +187,13 @@ pub trait Provider: Send + Sync {
     /// The first page of the names that start with `prefix` that holds one: what lies there,
     /// without listing it whole. Providers that do not page answer with the whole listing.
     fn probe(&self, prefix: &str) -> Result<Page> {
-        Ok(Page { names: self.list(prefix)?, complete: true })
+        Ok(Page { names: self.list(prefix)?, rest: None })
+    }
+
+    /// The names on the pages after a [`Provider::probe`]'s partial page, from its `rest` on.
+    /// Providers that do not page list the prefix whole.
+    fn list_rest(&self, rest: &PageRest) -> Result<Vec<Listed>> {
+        self.list(&rest.prefix)
     }
 
     /// The current version of each of `names` that exists, asked as cheaply as the service

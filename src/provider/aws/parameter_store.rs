@@ -16,8 +16,8 @@ use super::{to_system_time, Bridge};
 use crate::error::{Error, Result};
 use crate::provider::ps_options::{is_reference, PsOptions};
 use crate::provider::{
-    selector, under_prefix, CallCounts, FetchResult, Fetched, Listed, Metadata, OutcomeCounts, Page, Provider,
-    SecretBytes, Service, ValueKind,
+    selector, under_prefix, CallCounts, FetchResult, Fetched, Listed, Metadata, OutcomeCounts, Page, PageRest,
+    Provider, SecretBytes, Service, ValueKind,
 };
 
 /// Largest value of a Standard-tier parameter (Advanced: 8 KB).
@@ -103,10 +103,11 @@ impl ParameterStore {
 
     /// The parameters whose names start with `prefix`, page by page (a page that fails is
     /// tried again on its own; the pages before it are kept; pages may be empty and still carry
-    /// a token); with `first_only`, up to the first page that holds one.
-    async fn list_pages(&self, prefix: &str, first_only: bool) -> Result<Page> {
+    /// a token); with `first_only`, up to the first page that holds one; with `from` (a next-page
+    /// token), from that page on.
+    async fn list_pages(&self, prefix: &str, first_only: bool, from: Option<String>) -> Result<Page> {
         let mut listed = Vec::new();
-        let mut next_token = None;
+        let mut next_token = from;
         loop {
             let mut request =
                 self.client.describe_parameters().max_results(DESCRIBE_PAGE_SIZE).set_next_token(next_token);
@@ -124,7 +125,8 @@ impl ParameterStore {
             }));
             next_token = page.next_token().map(str::to_string);
             if next_token.is_none() || (first_only && !listed.is_empty()) {
-                return Ok(Page { names: listed, complete: next_token.is_none() });
+                let rest = next_token.map(|token| PageRest { prefix: prefix.to_string(), token });
+                return Ok(Page { names: listed, rest });
             }
         }
     }
@@ -175,11 +177,15 @@ impl ParameterStore {
 
 impl Provider for ParameterStore {
     fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
-        Ok(self.bridge.run(self.list_pages(prefix, false))?.names)
+        Ok(self.bridge.run(self.list_pages(prefix, false, None))?.names)
+    }
+
+    fn list_rest(&self, rest: &PageRest) -> Result<Vec<Listed>> {
+        Ok(self.bridge.run(self.list_pages(&rest.prefix, false, Some(rest.token.clone())))?.names)
     }
 
     fn probe(&self, prefix: &str) -> Result<Page> {
-        self.bridge.run(self.list_pages(prefix, true))
+        self.bridge.run(self.list_pages(prefix, true, None))
     }
 
     fn fetch(&self, names: &[String]) -> Result<Vec<FetchResult>> {

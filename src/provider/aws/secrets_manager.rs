@@ -12,8 +12,8 @@ use super::call::Caller;
 use super::{classify_code, to_system_time, Bridge};
 use crate::error::{Error, Result};
 use crate::provider::{
-    selector, under_prefix, CallCounts, FetchResult, Fetched, Listed, Metadata, OutcomeCounts, Page, Provider,
-    SecretBytes, Service, ValueKind,
+    selector, under_prefix, CallCounts, FetchResult, Fetched, Listed, Metadata, OutcomeCounts, Page, PageRest,
+    Provider, SecretBytes, Service, ValueKind,
 };
 
 /// The version stage that names a secret's current value.
@@ -51,10 +51,10 @@ impl SecretsManager {
 
     /// The secrets whose names start with `prefix`, page by page (a page that fails is tried
     /// again on its own; the pages before it are kept); with `first_only`, up to the first page
-    /// that holds one.
-    async fn list_pages(&self, prefix: &str, first_only: bool) -> Result<Page> {
+    /// that holds one; with `from` (a next-page token), from that page on.
+    async fn list_pages(&self, prefix: &str, first_only: bool, from: Option<String>) -> Result<Page> {
         let mut listed = Vec::new();
-        let mut next_token = None;
+        let mut next_token = from;
         loop {
             let mut request = self.client.list_secrets().max_results(LIST_PAGE_SIZE).set_next_token(next_token);
             if !prefix.is_empty() {
@@ -70,7 +70,8 @@ impl SecretsManager {
             }));
             next_token = page.next_token().map(str::to_string);
             if next_token.is_none() || (first_only && !listed.is_empty()) {
-                return Ok(Page { names: listed, complete: next_token.is_none() });
+                let rest = next_token.map(|token| PageRest { prefix: prefix.to_string(), token });
+                return Ok(Page { names: listed, rest });
             }
         }
     }
@@ -164,11 +165,15 @@ fn stored(bytes: SecretBytes, kind: ValueKind, version: Option<&str>) -> Fetched
 
 impl Provider for SecretsManager {
     fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
-        Ok(self.bridge.run(self.list_pages(prefix, false))?.names)
+        Ok(self.bridge.run(self.list_pages(prefix, false, None))?.names)
+    }
+
+    fn list_rest(&self, rest: &PageRest) -> Result<Vec<Listed>> {
+        Ok(self.bridge.run(self.list_pages(&rest.prefix, false, Some(rest.token.clone())))?.names)
     }
 
     fn probe(&self, prefix: &str) -> Result<Page> {
-        self.bridge.run(self.list_pages(prefix, true))
+        self.bridge.run(self.list_pages(prefix, true, None))
     }
 
     fn fetch(&self, names: &[String]) -> Result<Vec<FetchResult>> {
