@@ -26,6 +26,13 @@ pub(super) struct ProbedPage {
     page: Arc<Page>,
 }
 
+impl ProbedPage {
+    /// Whether the page was asked for less than `period` before `now`.
+    fn within(&self, period: Duration, now: Instant) -> bool {
+        now.saturating_duration_since(self.at) < period
+    }
+}
+
 impl ServiceCache {
     /// The tree of the names known now; no provider call.
     pub fn namespace(&self) -> Arc<Namespace> {
@@ -287,8 +294,9 @@ impl Inner {
             true => probed.to_string(),
             false => format!("{probed}/"),
         };
+        let now = self.runtime.clock.now();
         let mut kept = lock(&self.probed_pages);
-        kept.retain(|_, probe| self.runtime.clock.now().saturating_duration_since(probe.at) < self.policy.negative_ttl);
+        kept.retain(|_, probe| probe.within(self.policy.negative_ttl, now));
         kept.insert(dir_prefix, ProbedPage { at, page: page.clone() });
     }
 
@@ -297,9 +305,8 @@ impl Inner {
     /// negative-cache period is not asked again: the listing goes on from it (as of the probe).
     pub(super) fn run_listing(&self, prefix: &str) {
         let now = self.runtime.clock.now();
-        let probed = lock(&self.probed_pages)
-            .remove(prefix)
-            .filter(|probe| now.saturating_duration_since(probe.at) < self.policy.negative_ttl);
+        let probed =
+            lock(&self.probed_pages).remove(prefix).filter(|probe| probe.within(self.policy.negative_ttl, now));
         let (started, result) = match probed {
             Some(probe) => (probe.at, self.listing_call(|| self.list_after(prefix, &probe.page))),
             None => (now, self.listing_call(|| self.provider.list(prefix))),
