@@ -17,13 +17,14 @@ use super::{lock, Inner, Listing, ServiceCache, Tree};
 use crate::deadline;
 use crate::error::{Error, Result};
 use crate::namespace::Namespace;
-use crate::provider::{under_prefix, Fetched, Listed, Page, Service};
+use crate::provider::{under_prefix, Fetched, Listed, Page, PageRest, Service};
 
 /// A probe's partial first page, kept so that a listing of the directory it began to list can
 /// go on from it for the negative-cache period instead of asking for that page again.
 pub(super) struct ProbedPage {
     at: Instant,
-    page: Arc<Page>,
+    names: Vec<Listed>,
+    rest: PageRest,
 }
 
 impl ProbedPage {
@@ -151,12 +152,11 @@ impl ServiceCache {
         let (inner, job, prefix) = (self.inner.clone(), flight.clone(), prefix.to_string());
         self.inner.runtime.spawner.spawn_now(Box::new(move || {
             let page = inner.listing_call(|| inner.provider.probe(&prefix)).map(Arc::new);
-            match page.as_ref() {
-                Ok(page) if page.is_complete() => {
-                    inner.settle_listing(&prefix, started, Ok(Arc::new(Listing { names: page.names.clone() })))
+            if let Ok(page) = &page {
+                match &page.rest {
+                    None => inner.settle_listing(&prefix, started, Ok(Arc::new(Listing { names: page.names.clone() }))),
+                    Some(rest) => inner.keep_probed_page(&prefix, started, &page.names, rest),
                 }
-                Ok(page) => inner.keep_probed_page(&prefix, started, page),
-                Err(_) => {}
             }
             job.finish(page);
         }));
@@ -286,10 +286,10 @@ impl Inner {
         result
     }
 
-    /// Keep the partial first page of a probe of `probed` (`/prod`, or `/prod/`) asked at `at`
-    /// for a listing of the directory it began to list (`/prod/`); pages kept longer than the
-    /// negative-cache period are dropped.
-    fn keep_probed_page(&self, probed: &str, at: Instant, page: &Arc<Page>) {
+    /// Keep the partial first page (`names`, followed by `rest`) of a probe of `probed`
+    /// (`/prod`, or `/prod/`) asked at `at` for a listing of the directory it began to list
+    /// (`/prod/`); pages kept longer than the negative-cache period are dropped.
+    fn keep_probed_page(&self, probed: &str, at: Instant, names: &[Listed], rest: &PageRest) {
         let dir_prefix = match probed.ends_with('/') {
             true => probed.to_string(),
             false => format!("{probed}/"),
@@ -297,7 +297,7 @@ impl Inner {
         let now = self.runtime.clock.now();
         let mut kept = lock(&self.probed_pages);
         kept.retain(|_, probe| probe.within(self.policy.negative_ttl, now));
-        kept.insert(dir_prefix, ProbedPage { at, page: page.clone() });
+        kept.insert(dir_prefix, ProbedPage { at, names: names.to_vec(), rest: rest.clone() });
     }
 
     /// List the names starting with `prefix` (its slot's flight is set), merge them into the
@@ -308,22 +308,21 @@ impl Inner {
         let probed =
             lock(&self.probed_pages).remove(prefix).filter(|probe| probe.within(self.policy.negative_ttl, now));
         let (started, result) = match probed {
-            Some(probe) => (probe.at, self.listing_call(|| self.list_after(prefix, &probe.page))),
+            Some(probe) => (probe.at, self.listing_call(|| self.list_after(prefix, &probe))),
             None => (now, self.listing_call(|| self.provider.list(prefix))),
         };
         self.settle_listing(prefix, started, result.map(|names| Arc::new(Listing { names })));
     }
 
-    /// The names starting with `prefix`: those on `first` (a partial page of names starting
-    /// with `prefix` or a part of it) and on the pages after it. When the service refuses to
-    /// go on from it (a token it no longer takes), the names are listed from the start.
-    fn list_after(&self, prefix: &str, first: &Page) -> Result<Vec<Listed>> {
-        let Some(rest) = &first.rest else { return self.provider.list(prefix) };
-        let after = match self.provider.list_rest(rest) {
+    /// The names starting with `prefix`: those on `probe`'s page (of names starting with
+    /// `prefix` or a part of it) and on the pages after it. When the service refuses to go on
+    /// from it (a token it no longer takes), the names are listed from the start.
+    fn list_after(&self, prefix: &str, probe: &ProbedPage) -> Result<Vec<Listed>> {
+        let after = match self.provider.list_rest(&probe.rest) {
             Err(Error::Service(_) | Error::InvalidInput(_)) => return self.provider.list(prefix),
             after => after?,
         };
-        Ok(first.names.iter().chain(&after).filter(|listed| under_prefix(prefix, &listed.name)).cloned().collect())
+        Ok(probe.names.iter().chain(&after).filter(|listed| under_prefix(prefix, &listed.name)).cloned().collect())
     }
 
     /// Merge what a listing of `prefix` started at `started` found into the tree, record it in
