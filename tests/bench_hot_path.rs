@@ -49,18 +49,10 @@ fn open_read_close(path: &Path, buf: &mut [u8]) {
     while file.read(buf).unwrap() > 0 {}
 }
 
-/// Whether `getxattr` (or `lgetxattr`) of `name` on `path` says the filesystem does not
-/// support it (the attribute itself is not needed).
-fn unsupported_xattr(path: &Path, name: &std::ffi::CStr, follow: bool) -> bool {
-    let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: both strings are NUL-terminated; a null buffer of size 0 asks for the size only.
-    let size = unsafe {
-        match follow {
-            true => libc::getxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0),
-            false => libc::lgetxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0),
-        }
-    };
-    size < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EOPNOTSUPP)
+/// Whether `getxattr` (`lgetxattr` unless `follow`) of `name` on `path` says the filesystem
+/// does not support it.
+fn unsupported_xattr(path: &Path, name: &str, follow: bool) -> bool {
+    mount::xattr_size(path, name, follow) == Err(libc::EOPNOTSUPP)
 }
 
 /// Lists `dir` and stats each entry; with `label_and_acl`, also asks each one for its SELinux
@@ -71,8 +63,8 @@ fn list_and_stat(dir: &Path, label_and_acl: bool) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
         std::hint::black_box(entry.metadata().unwrap());
-        label = label && !unsupported_xattr(&entry.path(), c"security.selinux", false);
-        acl = acl && !unsupported_xattr(&entry.path(), c"system.posix_acl_access", true);
+        label = label && !unsupported_xattr(&entry.path(), "security.selinux", false);
+        acl = acl && !unsupported_xattr(&entry.path(), "system.posix_acl_access", true);
     }
 }
 

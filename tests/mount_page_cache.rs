@@ -150,15 +150,6 @@ fn a_read_write_mount_lists_what_changed_through_it_at_once() {
     eventually_has("sm/prod", "j", false);
 }
 
-/// `getxattr(path, name)` through libc: the attribute's size, or the errno.
-fn xattr_size(path: &std::path::Path, name: &str) -> Result<usize, i32> {
-    let (path, name) =
-        (std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap(), std::ffi::CString::new(name).unwrap());
-    // SAFETY: both strings are NUL-terminated; a null buffer of size 0 asks for the size only.
-    let size = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
-    usize::try_from(size).map_err(|_| std::io::Error::last_os_error().raw_os_error().unwrap())
-}
-
 #[test]
 fn ls_l_does_not_ask_the_daemon_for_each_files_acl_and_label() {
     // `ls -l` asks every entry for its access ACL and its security label. The kernel keeps the
@@ -169,10 +160,10 @@ fn ls_l_does_not_ask_the_daemon_for_each_files_acl_and_label() {
         let dir = m.path("ps/prod/db");
         let paths = std::fs::read_dir(&dir).unwrap().count() as u64 + 1;
         let root = m.path("ps/prod/db/root");
-        assert_eq!(xattr_size(&root, "system.posix_acl_access"), Err(libc::ENODATA), "no ACL");
-        assert_eq!(xattr_size(&root, "security.selinux"), Err(libc::EOPNOTSUPP), "no labels");
-        assert_eq!(xattr_size(&root, "user.other"), Err(libc::ENODATA), "user attributes are supported");
-        assert!(xattr_size(&root, "user.secretfs.type").unwrap() > 0, "the metadata is shown");
+        assert_eq!(mount::xattr_size(&root, "system.posix_acl_access", true), Err(libc::ENODATA), "no ACL");
+        assert_eq!(mount::xattr_size(&root, "security.selinux", true), Err(libc::EOPNOTSUPP), "no labels");
+        assert_eq!(mount::xattr_size(&root, "user.other", true), Err(libc::ENODATA), "user attributes are supported");
+        assert!(mount::xattr_size(&root, "user.secretfs.type", true).unwrap() > 0, "the metadata is shown");
         for _ in 0..20 {
             let listed = mount::sh(&format!("ls -l {} >/dev/null", dir.display()));
             assert!(listed.status.success(), "{listed:?}");

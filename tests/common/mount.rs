@@ -38,6 +38,21 @@ pub fn sh(script: &str) -> std::process::Output {
     Command::new("sh").arg("-c").arg(script).output().unwrap()
 }
 
+/// `getxattr` of `name` on `path` (`lgetxattr` unless `follow`): the attribute's size, or the
+/// errno.
+pub fn xattr_size(path: &Path, name: &str, follow: bool) -> Result<usize, i32> {
+    let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let name = std::ffi::CString::new(name).unwrap();
+    // SAFETY: both strings are NUL-terminated; a null buffer of size 0 asks for the size only.
+    let size = unsafe {
+        match follow {
+            true => libc::getxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0),
+            false => libc::lgetxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0),
+        }
+    };
+    usize::try_from(size).map_err(|_| std::io::Error::last_os_error().raw_os_error().unwrap())
+}
+
 pub fn is_mounted(dir: &Path) -> bool {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let dir = dir.to_string_lossy();
