@@ -20,7 +20,7 @@ CARGO_TARGET_DIR="$PWD/target/baseline" cargo build --release --quiet --manifest
 export SECRETFS_BASELINE="$PWD/target/baseline/release/secretfs"
 cargo build --release --quiet
 export SECRETFS_BUILD="$PWD/target/release/secretfs"
-cargo test --quiet --test bench_hot_path -- --ignored --nocapture --test-threads 1 | grep -oE 'BENCH.*' || true
+cargo test --release --quiet --test bench_hot_path -- --ignored --nocapture --test-threads 1 | grep -oE 'BENCH.*' || true
 # The AWS CLI and boto3 for the process-to-value comparison, in a virtualenv of their own (the
 # AWS CLI pins its botocore, which must not move moto's).
 export BENCH_VENV="$PWD/target/bench-venv"

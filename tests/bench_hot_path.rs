@@ -2,7 +2,9 @@
 //! names the release binary of this tree, `SECRETFS_BASELINE` a baseline's): warm
 //! open + read to EOF + close, `stat`, a listing with `stat` of each of 100 entries, the same
 //! with the ACL and security-label checks that `ls -l` adds, and 32-thread throughput, each
-//! printed next to tmpfs measured just before (the figures drift with the machine's load) and to a baseline build
+//! printed next to tmpfs measured in the same rounds (seven rounds of tmpfs then the mount, one
+//! right after the other: the machine's load drifts; each figure is the median over the rounds,
+//! each ratio the median of the rounds' ratios, with their range) and to a baseline build
 //! (`SECRETFS_BASELINE`), on a read-write and a `--read-only` mount of a local store (and, for
 //! this build, a read-write mount without its system-call filter); with the daemon's CPU time
 //! and the kernel requests it received per operation (this build). The machine is noisy: read
@@ -17,7 +19,11 @@ use std::time::{Duration, Instant};
 
 use mount::Mounted;
 
-const CYCLES: usize = 20_000;
+/// Warm reads and stats timed per build and mode (over all rounds), and listings.
+const CYCLES: usize = 21_000;
+const LISTINGS: usize = 350;
+/// Rounds of tmpfs then the mount, each figure a median over them.
+const ROUNDS: usize = 7;
 const THREADS: usize = 32;
 
 /// A local store with a 20-byte parameter and 100 more in one directory.
@@ -75,7 +81,7 @@ fn percentile(samples: &mut [Duration], p: usize) -> Duration {
 
 /// p50 and p99 of `op` over `cycles` runs (after a warm-up).
 fn timed(cycles: usize, mut op: impl FnMut()) -> (Duration, Duration) {
-    for _ in 0..100 {
+    for _ in 0..cycles / 100 {
         op();
     }
     let mut samples: Vec<Duration> = (0..cycles)
@@ -88,9 +94,9 @@ fn timed(cycles: usize, mut op: impl FnMut()) -> (Duration, Duration) {
     (percentile(&mut samples, 50), percentile(&mut samples, 99))
 }
 
-/// Operations a second of `THREADS` threads doing open + read + close of `path` for 2 s.
+/// Operations a second of `THREADS` threads doing open + read + close of `path` for 1 s.
 fn throughput(path: &Path) -> f64 {
-    let stop = Instant::now() + Duration::from_secs(2);
+    let stop = Instant::now() + Duration::from_secs(1);
     let threads: Vec<_> = (0..THREADS)
         .map(|_| {
             let path = path.to_path_buf();
@@ -104,7 +110,7 @@ fn throughput(path: &Path) -> f64 {
             })
         })
         .collect();
-    threads.into_iter().map(|t| t.join().unwrap()).sum::<u64>() as f64 / 2.0
+    threads.into_iter().map(|t| t.join().unwrap()).sum::<u64>() as f64
 }
 
 /// User + system CPU time of process `pid`.
@@ -116,51 +122,96 @@ fn cpu(pid: u32) -> Duration {
     Duration::from_secs_f64(ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64)
 }
 
-fn us(d: Duration) -> String {
-    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+fn us(d: f64) -> String {
+    format!("{:.1} µs", d * 1e6)
 }
 
-struct Figures {
-    read: (Duration, Duration),
-    stat: Duration,
-    listing: Duration,
-    ls: Duration,
+/// One round's figures of one filesystem: seconds per operation (p50, and p99 of the read),
+/// and operations a second for the throughput.
+#[derive(Clone, Copy)]
+struct Round {
+    read: f64,
+    read_p99: f64,
+    stat: f64,
+    listing: f64,
+    ls: f64,
     ops_per_second: f64,
-    cpu_per_read: Option<Duration>,
 }
 
-fn measure(root: &Path, pid: Option<u32>) -> Figures {
+fn measure_round(root: &Path) -> Round {
     let value = root.join("ps/hot/value");
     let dir = root.join("ps/dir");
     let mut buf = [0u8; 4096];
-    let cpu_before = pid.map(cpu);
-    let read = timed(CYCLES, || open_read_close(&value, &mut buf));
-    let cpu_per_read = pid.zip(cpu_before).map(|(pid, before)| (cpu(pid) - before) / (CYCLES as u32 + 100));
-    let (stat, _) = timed(CYCLES, || {
+    let (read, read_p99) = timed(CYCLES / ROUNDS, || open_read_close(&value, &mut buf));
+    let (stat, _) = timed(CYCLES / ROUNDS, || {
         std::hint::black_box(std::fs::metadata(&value).unwrap());
     });
-    let (listing, _) = timed(200, || list_and_stat(&dir, false));
-    let (ls, _) = timed(200, || list_and_stat(&dir, true));
-    let ops_per_second = throughput(&value);
-    Figures { read, stat, listing, ls, ops_per_second, cpu_per_read }
+    let (listing, _) = timed(LISTINGS / ROUNDS, || list_and_stat(&dir, false));
+    let (ls, _) = timed(LISTINGS / ROUNDS, || list_and_stat(&dir, true));
+    Round {
+        read: read.as_secs_f64(),
+        read_p99: read_p99.as_secs_f64(),
+        stat: stat.as_secs_f64(),
+        listing: listing.as_secs_f64(),
+        ls: ls.as_secs_f64(),
+        ops_per_second: throughput(&value),
+    }
 }
 
-fn report(label: &str, figures: &Figures, tmpfs: &Figures) {
-    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+/// `ROUNDS` rounds of tmpfs then the mount at `root`, one right after the other, so the
+/// machine's drifting load weighs on both alike; with the daemon's CPU time per warm read.
+fn measure(tmpfs: &Path, root: &Path, pid: u32) -> (Vec<Round>, Vec<Round>, Duration) {
+    let (mut on_tmpfs, mut on_mount, mut daemon_cpu) = (Vec::new(), Vec::new(), Duration::ZERO);
+    let mut buf = [0u8; 4096];
+    for _ in 0..ROUNDS {
+        on_tmpfs.push(measure_round(tmpfs));
+        on_mount.push(measure_round(root));
+        let before = cpu(pid);
+        for _ in 0..CYCLES / ROUNDS {
+            open_read_close(&root.join("ps/hot/value"), &mut buf);
+        }
+        daemon_cpu += cpu(pid) - before;
+    }
+    (on_tmpfs, on_mount, daemon_cpu / CYCLES as u32)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The median of `figure` on the mount, its median ratio to tmpfs (round by round) and the
+/// range of that ratio; `inverse` for figures where more is better (the ratio is tmpfs's over
+/// the mount's).
+fn compared(tmpfs: &[Round], mount: &[Round], figure: fn(&Round) -> f64, inverse: bool) -> (f64, f64, f64, f64) {
+    let ratios: Vec<f64> = tmpfs
+        .iter()
+        .zip(mount)
+        .map(|(t, m)| match inverse {
+            true => figure(t) / figure(m),
+            false => figure(m) / figure(t),
+        })
+        .collect();
+    let (low, high) = ratios.iter().fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)));
+    (median(mount.iter().map(figure).collect()), median(ratios), low, high)
+}
+
+fn report(label: &str, tmpfs: &[Round], mount: &[Round], cpu_per_read: Duration) {
+    let time = |figure: fn(&Round) -> f64| {
+        let (value, ratio, low, high) = compared(tmpfs, mount, figure, false);
+        format!("{} ({ratio:.1}x tmpfs, rounds {low:.1}–{high:.1}x)", us(value))
+    };
+    let (ops, share, low, high) = compared(tmpfs, mount, |r| r.ops_per_second, true);
     println!(
-        "BENCH {label:<24} | open+read+close p50 {} ({:.1}x tmpfs) p99 {} | stat {} ({:.1}x) | list+stat 100 {} ({:.1}x) | ls -l 100 {} ({:.1}x) | 32 threads {:.0}/s (1/{:.1} of tmpfs) | daemon CPU per read {}",
-        us(figures.read.0),
-        ratio(figures.read.0, tmpfs.read.0),
-        us(figures.read.1),
-        us(figures.stat),
-        ratio(figures.stat, tmpfs.stat),
-        us(figures.listing),
-        ratio(figures.listing, tmpfs.listing),
-        us(figures.ls),
-        ratio(figures.ls, tmpfs.ls),
-        figures.ops_per_second,
-        tmpfs.ops_per_second / figures.ops_per_second,
-        figures.cpu_per_read.map_or("-".into(), us),
+        "BENCH {label:<24} | open+read+close p50 {} p99 {} | stat {} | list+stat 100 {} | ls -l 100 {} | 32 threads {ops:.0}/s (1/{share:.1} of tmpfs, rounds 1/{low:.1}–1/{high:.1}) | tmpfs p50 read {} stat {} | daemon CPU per read {}",
+        time(|r| r.read),
+        us(median(mount.iter().map(|r| r.read_p99).collect())),
+        time(|r| r.stat),
+        time(|r| r.listing),
+        time(|r| r.ls),
+        us(median(tmpfs.iter().map(|r| r.read).collect())),
+        us(median(tmpfs.iter().map(|r| r.stat).collect())),
+        us(cpu_per_read.as_secs_f64()),
     );
 }
 
@@ -184,11 +235,9 @@ fn bench_hot_path_against_tmpfs() {
             }
             let mut all = vec!["--local", store.to_str().unwrap()];
             all.extend(args);
-            let tmpfs_figures = measure(tmpfs.path(), None);
-            report("tmpfs", &tmpfs_figures, &tmpfs_figures);
             let mut m = Mounted::start_binary(&binary, &all, &[]);
-            let figures = measure(&m.dir, Some(m.pid()));
-            report(&format!("{build} {mode}"), &figures, &tmpfs_figures);
+            let (on_tmpfs, on_mount, cpu_per_read) = measure(tmpfs.path(), &m.dir, m.pid());
+            report(&format!("{build} {mode}"), &on_tmpfs, &on_mount, cpu_per_read);
             if build == "this build" {
                 // Requests per warm open + read + close, counted by the daemon.
                 m.signal(libc::SIGUSR1);
