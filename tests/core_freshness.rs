@@ -360,6 +360,7 @@ fn a_scan_larger_than_the_byte_capacity_never_evicts_a_batch_before_it_is_read()
     let (clock, jobs) = (Arc::new(FakeClock::default()), Arc::new(QueuedJobs::default()));
     let runtime = Runtime { clock: clock.clone(), spawner: jobs.clone(), changes: ChangeStream::default() };
     let cache = ServiceCache::with_runtime(Service::ParameterStore, ps.clone(), "/".into(), settings, runtime);
+    cache.list_dir("/big/").unwrap();
     for name in &names {
         let siblings = names.iter().map(String::as_str);
         assert_eq!(cache.value(name, siblings).unwrap().fetched.bytes.len(), 4000);
@@ -379,6 +380,7 @@ fn a_cold_directory_is_fetched_in_parallel_batches() {
     for i in 0..50 {
         h.ps.insert(&format!("/many/p{i:03}"), ValueKind::String, format!("v{i}"));
     }
+    assert_eq!(names(&h.fs, "ps/many").len(), 50, "a reader lists the directory (`ls -l`, `cat dir/*`)");
     assert_eq!(h.read("ps/many/p000").unwrap(), "v0");
     assert_eq!(h.calls(FETCH_ACTION), 1, "the reader waits for its own batch only");
     assert_eq!(h.jobs.run_all(), 4, "four more batches prefetched off the reader's thread");
@@ -386,6 +388,31 @@ fn a_cold_directory_is_fetched_in_parallel_batches() {
         assert_eq!(h.read(&format!("ps/many/p{i:03}")).unwrap(), format!("v{i}"));
     }
     assert_eq!(h.calls(FETCH_ACTION), 5);
+}
+
+#[test]
+fn a_lone_cold_read_fetches_one_batch_of_siblings_and_no_more() {
+    let h = Harness::new(1000);
+    for i in 0..60 {
+        h.ps.insert(&format!("/many/p{i:03}"), ValueKind::String, format!("v{i}"));
+        h.ps.insert(&format!("/other/p{i:03}"), ValueKind::String, format!("o{i}"));
+    }
+    // `cat ps/many/p020`: looked up and read, the directory never listed.
+    assert_eq!(h.read("ps/many/p020").unwrap(), "v20");
+    assert_eq!(h.jobs.run_all(), 0, "nothing prefetched");
+    assert_eq!(h.calls(FETCH_ACTION), 1);
+    assert_eq!(h.cache.stats().values, 10, "its batch: itself and the nine names after it");
+    // Once a reader lists the directory, a cold read there is a walk.
+    assert_eq!(names(&h.fs, "ps/many").len(), 60);
+    assert_eq!(h.read("ps/many/p040").unwrap(), "v40");
+    assert_eq!(h.jobs.run_all(), 4, "a walk prefetches four more batches");
+    // A listing longer than a TTL ago is not a walk any more.
+    assert_eq!(names(&h.fs, "ps/other").len(), 60);
+    h.advance(TTL * 2);
+    let fetches = h.calls(FETCH_ACTION);
+    assert_eq!(h.read("ps/other/p000").unwrap(), "o0");
+    h.jobs.run_all();
+    assert_eq!(h.calls(FETCH_ACTION), fetches + 1, "its own batch only");
 }
 
 /// A provider whose fetches read the store, then wait for the test to let them answer.
@@ -635,10 +662,11 @@ fn a_lone_value_expired_long_ago_costs_one_call() {
     for i in 0..60 {
         h.ps.insert(&format!("/many/p{i:03}"), ValueKind::String, format!("v{i}"));
     }
+    assert_eq!(names(&h.fs, "ps/many").len(), 60);
     assert_eq!(h.read("ps/many/p000").unwrap(), "v0");
     h.jobs.run_all();
     let fetches = h.calls(FETCH_ACTION);
-    assert_eq!(fetches, 5, "a cold directory: its batch and four prefetched");
+    assert_eq!(fetches, 5, "a cold directory being walked: its batch and four prefetched");
     h.advance(TTL * 3);
     assert_eq!(h.read("ps/many/p030").unwrap(), "v30");
     h.jobs.run_all();

@@ -19,6 +19,10 @@ use crate::error::{Error, Result};
 use crate::namespace::Namespace;
 use crate::provider::{under_prefix, Fetched, Listed, Page, PageRest, Service};
 
+/// Listed directories remembered as walked beyond which those listed longer than a TTL ago are
+/// forgotten.
+const MAX_WALKED: usize = 1024;
+
 /// A probe's partial first page, kept so that a listing of the directory it began to list can
 /// go on from it for the negative-cache period instead of asking for that page again.
 pub(super) struct ProbedPage {
@@ -45,6 +49,7 @@ impl ServiceCache {
     /// refreshed in the background if the covering listing is stale. If listing is denied, the
     /// names known so far are shown.
     pub fn list_dir(&self, dir_prefix: &str) -> Result<Arc<Namespace>> {
+        self.inner.mark_walked(dir_prefix);
         let covering = self.inner.covering_listing(dir_prefix);
         let key = covering.unwrap_or_else(|| dir_prefix.to_string());
         match self.listing(&key, self.inner.patience) {
@@ -248,6 +253,23 @@ impl Inner {
             .filter(|(prefix, slot)| slot.value.is_some() && covers(prefix, dir_prefix, &self.prefix))
             .map(|(prefix, _)| prefix.clone())
             .max_by_key(String::len)
+    }
+
+    /// Remember that a reader lists the directory `dir_prefix` now (see [`Inner::walked_lately`]).
+    fn mark_walked(&self, dir_prefix: &str) {
+        let now = self.runtime.clock.now();
+        let mut walked = lock(&self.walked);
+        if walked.len() >= MAX_WALKED && !walked.contains_key(dir_prefix) {
+            walked.retain(|_, at| now.saturating_duration_since(*at) < self.policy.ttl);
+        }
+        walked.insert(dir_prefix.to_string(), now);
+    }
+
+    /// Whether a reader listed the directory holding `name` within the TTL before `now`: a
+    /// cold read there is part of a walk (`ls -l`, `cat dir/*`, `grep -r`), not a lone read.
+    pub(super) fn walked_lately(&self, name: &str, now: Instant) -> bool {
+        let dir_prefix = name.rfind('/').map_or(self.prefix.as_str(), |slash| &name[..=slash]);
+        lock(&self.walked).get(dir_prefix).is_some_and(|at| now.saturating_duration_since(*at) < self.policy.ttl)
     }
 
     /// Whether `prefix` was listed within its listing's freshness period (marked read now).

@@ -27,7 +27,7 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, OnceLock, Weak};
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use sync::{Mutex, MutexGuard};
 
 use crate::namespace::Namespace;
@@ -161,6 +161,9 @@ struct Inner {
     listings: Mutex<HashMap<String, Slot<Listing>>>,
     /// Partial first pages of probes, by the directory prefix they began to list (`/prod/`).
     probed_pages: Mutex<HashMap<String, listings::ProbedPage>>,
+    /// Directories a reader listed (`readdir`), by prefix, and when: a cold read in one listed
+    /// within the TTL is a walk, and prefetches more batches of its values.
+    walked: Mutex<HashMap<String, Instant>>,
     tree: Mutex<Tree>,
     listing_denied: AtomicBool,
     writers: NameLocks,
@@ -221,6 +224,7 @@ impl ServiceCache {
                 values: Mutex::new(HashMap::new()),
                 listings: Mutex::new(HashMap::new()),
                 probed_pages: Mutex::default(),
+                walked: Mutex::default(),
                 tree: Mutex::new(Tree::default()),
                 listing_denied: AtomicBool::new(false),
                 writers: NameLocks::default(),

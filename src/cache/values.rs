@@ -17,7 +17,8 @@ use crate::deadline;
 use crate::error::{Error, Result};
 use crate::provider::{selector, wipe_json_object, FetchResult, Fetched};
 
-/// Extra batches of a directory's unread values fetched in parallel with a cold read.
+/// Extra batches of a directory's unread values fetched in parallel with a cold read in a
+/// directory a reader listed lately.
 pub const PREFETCH_BATCHES: usize = 4;
 /// Most names kept waiting to ride along in another fetch after their own failed (see
 /// `Inner::take_missed`); beyond it, a failed name waits for its own reader.
@@ -92,12 +93,14 @@ pub(super) type Members = Vec<(String, Arc<Flight<CachedValue>>)>;
 impl ServiceCache {
     /// The value of `name`. A known value is answered from memory (a stale one also starts a
     /// background refresh). On a miss, up to a batch of not-yet-known `siblings` rides along in
-    /// the same call and a few more batches are prefetched in parallel; concurrent readers of a
+    /// the same call, and in a directory a reader listed lately a few more batches are
+    /// prefetched in parallel; concurrent readers of a
     /// name being fetched wait for that one call; a failure is remembered until its backoff ends.
     pub fn value<'a>(&self, name: &str, siblings: impl IntoIterator<Item = &'a str>) -> Result<Arc<CachedValue>> {
         let inner = &self.inner;
         let now = inner.runtime.clock.now();
         let ttl = inner.value_ttl(name);
+        let walk = inner.walked_lately(name, now);
         let (decision, batches, own_flight, past_ttl) = {
             let mut values = lock(&inner.values);
             let slot = values.entry(name.to_string()).or_insert_with(|| Slot::new(now));
@@ -109,10 +112,11 @@ impl ServiceCache {
             }
             let batches = match decision {
                 Decision::Fetch | Decision::ServeAndRefresh(_) => {
-                    // More batches only for a cold read (a directory being walked): a value
-                    // that was known and expired long ago costs its own batch only.
+                    // More batches only for a cold read in a directory being walked (listed
+                    // lately): a lone read (`cat` of one path) costs its own batch, and so does
+                    // a value that was known and expired long ago.
                     let known = values.get(name).is_some_and(|slot| slot.value.is_some());
-                    let prefetch = matches!(decision, Decision::Fetch) && !known;
+                    let prefetch = matches!(decision, Decision::Fetch) && !known && walk;
                     inner.plan(&mut values, name, siblings, now, prefetch)
                 }
                 _ => Vec::new(),
