@@ -159,20 +159,20 @@ fn measure_round(root: &Path) -> Round {
 }
 
 /// `ROUNDS` rounds of tmpfs then the mount at `root`, one right after the other, so the
-/// machine's drifting load weighs on both alike; with the daemon's CPU time per warm read.
+/// machine's drifting load weighs on both alike; then the daemon's CPU time per warm read, over
+/// `CYCLES` reads once it is idle.
 fn measure(tmpfs: &Path, root: &Path, pid: u32) -> (Vec<Round>, Vec<Round>, Duration) {
-    let (mut on_tmpfs, mut on_mount, mut daemon_cpu) = (Vec::new(), Vec::new(), Duration::ZERO);
-    let mut buf = [0u8; 4096];
+    let (mut on_tmpfs, mut on_mount) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         on_tmpfs.push(measure_round(tmpfs));
         on_mount.push(measure_round(root));
-        let before = cpu(pid);
-        for _ in 0..CYCLES / ROUNDS {
-            open_read_close(&root.join("ps/hot/value"), &mut buf);
-        }
-        daemon_cpu += cpu(pid) - before;
     }
-    (on_tmpfs, on_mount, daemon_cpu / CYCLES as u32)
+    std::thread::sleep(Duration::from_millis(200));
+    let (mut buf, value, before) = ([0u8; 4096], root.join("ps/hot/value"), cpu(pid));
+    for _ in 0..CYCLES {
+        open_read_close(&value, &mut buf);
+    }
+    (on_tmpfs, on_mount, (cpu(pid) - before) / CYCLES as u32)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
