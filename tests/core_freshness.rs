@@ -391,6 +391,19 @@ fn a_cold_directory_is_fetched_in_parallel_batches() {
 }
 
 #[test]
+fn reading_a_whole_path_prefetches_as_a_walk_does() {
+    let h = Harness::new(1000);
+    let names: Vec<String> = (0..60).map(|i| format!("/many/p{i:03}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        h.ps.insert(name, ValueKind::String, format!("v{i}"));
+    }
+    // `secretfs get-by-path` lists through the provider, then reads every value.
+    h.cache.walking(names.iter().map(String::as_str));
+    assert_eq!(h.cache.value(&names[0], names.iter().map(String::as_str)).unwrap().fetched.bytes.as_slice(), b"v0");
+    assert_eq!(h.jobs.run_all(), 4, "four batches prefetched in parallel");
+}
+
+#[test]
 fn a_lone_cold_read_fetches_one_batch_of_siblings_and_no_more() {
     let h = Harness::new(1000);
     for i in 0..60 {

@@ -62,6 +62,13 @@ impl ServiceCache {
         }
     }
 
+    /// Tell the cache that a reader is about to read all of `names` (`get-by-path`): their
+    /// directories count as listed now, so cold reads there prefetch as in a walk.
+    pub fn walking<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let dirs: HashSet<&str> = names.into_iter().map(|name| self.inner.dir_of(name)).collect();
+        dirs.into_iter().for_each(|dir| self.inner.mark_walked(dir));
+    }
+
     /// The tree, after asking the service for `name` (a name not in the tree yet): the first
     /// page of the names starting with `name` (one call). A page that is the whole listing is
     /// kept as the listing of `name` (a name missing there is not asked about again for the
@@ -268,8 +275,14 @@ impl Inner {
     /// Whether a reader listed the directory holding `name` within the TTL before `now`: a
     /// cold read there is part of a walk (`ls -l`, `cat dir/*`, `grep -r`), not a lone read.
     pub(super) fn walked_lately(&self, name: &str, now: Instant) -> bool {
-        let dir_prefix = name.rfind('/').map_or(self.prefix.as_str(), |slash| &name[..=slash]);
-        lock(&self.walked).get(dir_prefix).is_some_and(|at| now.saturating_duration_since(*at) < self.policy.ttl)
+        let walked = lock(&self.walked);
+        walked.get(self.dir_of(name)).is_some_and(|at| now.saturating_duration_since(*at) < self.policy.ttl)
+    }
+
+    /// The prefix of the directory shown holding `name` (`/prod/db/` for `/prod/db/root`; the
+    /// mount prefix for a name at the top).
+    fn dir_of<'a>(&'a self, name: &'a str) -> &'a str {
+        name.rfind('/').map_or(self.prefix.as_str(), |slash| &name[..=slash])
     }
 
     /// Whether `prefix` was listed within its listing's freshness period (marked read now).

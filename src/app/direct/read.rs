@@ -108,6 +108,7 @@ pub fn by_path(session: &Session, query: &PathQuery) -> std::result::Result<BTre
     let subject = || format!("{} {}", query.service.dir_name(), query.path);
     let listed = cache.provider().list(&prefix).map_err(|error| Failure { subject: subject(), error })?;
     let names: Vec<String> = listed.into_iter().map(|l| l.name).filter(|name| query.wants(&prefix, name)).collect();
+    cache.walking(names.iter().map(String::as_str));
     let mut values = BTreeMap::new();
     for name in &names {
         match cache.value(name, names.iter().map(String::as_str)) {
