@@ -8,7 +8,7 @@ use std::os::unix::process::CommandExt;
 
 use super::{read, Failure, Session, Target};
 use crate::error::{Error, Result};
-use crate::provider::SecretBytes;
+use crate::provider::{SecretBytes, Service};
 
 /// One `--env VAR=SPEC`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,11 +35,16 @@ impl Binding {
     }
 }
 
-/// The value of each binding, read together: the names of one service share their calls.
+/// The value of each binding, read together: the names of one service share their calls, and
+/// more than one call's worth are read in parallel batches.
 pub fn environment(
     session: &Session,
     bindings: &[Binding],
 ) -> std::result::Result<Vec<(String, SecretBytes)>, Failure> {
+    for service in Service::ALL {
+        let names = bindings.iter().filter(|b| b.target.service == service).map(|b| b.target.name.as_str());
+        session.cache(service).walking(names);
+    }
     let mut values = Vec::with_capacity(bindings.len());
     for binding in bindings {
         let target = &binding.target;
