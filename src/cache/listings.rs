@@ -19,8 +19,8 @@ use crate::error::{Error, Result};
 use crate::namespace::Namespace;
 use crate::provider::{under_prefix, Fetched, Listed, Page, PageRest, Service};
 
-/// Listed directories remembered as walked beyond which those listed longer than a TTL ago are
-/// forgotten.
+/// How many walked directories are remembered before those listed more than a TTL ago are
+/// dropped.
 const MAX_WALKED: usize = 1024;
 
 /// A probe's partial first page, kept so that a listing of the directory it began to list can
@@ -62,8 +62,8 @@ impl ServiceCache {
         }
     }
 
-    /// Tell the cache that a reader is about to read all of `names` (`get-by-path`): their
-    /// directories count as listed now, so cold reads there prefetch as in a walk.
+    /// Tell the cache that a reader is about to read all of `names` (`get-by-path`, `exec`):
+    /// their directories count as listed now, so cold reads there prefetch as in a walk.
     pub fn walking<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
         let dirs: HashSet<&str> = names.into_iter().map(|name| self.inner.dir_of(name)).collect();
         dirs.into_iter().for_each(|dir| self.inner.mark_walked(dir));
@@ -262,11 +262,16 @@ impl Inner {
             .max_by_key(String::len)
     }
 
-    /// Remember that a reader lists the directory `dir_prefix` now (see [`Inner::walked_lately`]).
+    /// Remember that a reader lists the directory `dir_prefix` now (see
+    /// [`Inner::walked_lately`]).
     fn mark_walked(&self, dir_prefix: &str) {
         let now = self.runtime.clock.now();
         let mut walked = lock(&self.walked);
-        if walked.len() >= MAX_WALKED && !walked.contains_key(dir_prefix) {
+        if let Some(at) = walked.get_mut(dir_prefix) {
+            *at = now;
+            return;
+        }
+        if walked.len() >= MAX_WALKED {
             walked.retain(|_, at| now.saturating_duration_since(*at) < self.policy.ttl);
         }
         walked.insert(dir_prefix.to_string(), now);

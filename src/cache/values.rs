@@ -94,13 +94,12 @@ impl ServiceCache {
     /// The value of `name`. A known value is answered from memory (a stale one also starts a
     /// background refresh). On a miss, up to a batch of not-yet-known `siblings` rides along in
     /// the same call, and in a directory a reader listed lately a few more batches are
-    /// prefetched in parallel; concurrent readers of a
-    /// name being fetched wait for that one call; a failure is remembered until its backoff ends.
+    /// prefetched in parallel; concurrent readers of a name being fetched wait for that one
+    /// call; a failure is remembered until its backoff ends.
     pub fn value<'a>(&self, name: &str, siblings: impl IntoIterator<Item = &'a str>) -> Result<Arc<CachedValue>> {
         let inner = &self.inner;
         let now = inner.runtime.clock.now();
         let ttl = inner.value_ttl(name);
-        let walk = inner.walked_lately(name, now);
         let (decision, batches, own_flight, past_ttl) = {
             let mut values = lock(&inner.values);
             let slot = values.entry(name.to_string()).or_insert_with(|| Slot::new(now));
@@ -116,7 +115,7 @@ impl ServiceCache {
                     // lately): a lone read (`cat` of one path) costs its own batch, and so does
                     // a value that was known and expired long ago.
                     let known = values.get(name).is_some_and(|slot| slot.value.is_some());
-                    let prefetch = matches!(decision, Decision::Fetch) && !known && walk;
+                    let prefetch = matches!(decision, Decision::Fetch) && !known && inner.walked_lately(name, now);
                     inner.plan(&mut values, name, siblings, now, prefetch)
                 }
                 _ => Vec::new(),
