@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks (on demand, not in CI): builds this tree and a baseline commit in release mode,
 # then runs tests/bench_hot_path.rs (warm reads, stat, ls -l and 32-thread throughput next to
-# tmpfs) and tests/bench_freshness.rs, which print each figure for both builds side by side, and
+# tmpfs), tests/bench_memory.rs (resident memory over ten passes of 52,000 values) and
+# tests/bench_freshness.rs, which print each figure for both builds side by side, and
 # tests/bench_cli.rs (`secretfs get` next to the AWS CLI and boto3, each a new process).
 #   BASELINE_REV=<commit> ./scripts/bench.sh      (default: e5a3895, main before the hot-path work)
 #   BENCH=<filter> ./scripts/bench.sh             (one scenario, e.g. BENCH=mount_ready)
@@ -21,6 +22,7 @@ export SECRETFS_BASELINE="$PWD/target/baseline/release/secretfs"
 cargo build --release --quiet
 export SECRETFS_BUILD="$PWD/target/release/secretfs"
 cargo test --release --quiet --test bench_hot_path -- --ignored --nocapture --test-threads 1 | grep -oE 'BENCH.*' || true
+cargo test --release --quiet --test bench_memory -- --ignored --nocapture | grep -oE 'BENCH.*' || true
 # The AWS CLI and boto3 for the process-to-value comparison, in a virtualenv of their own (the
 # AWS CLI pins its botocore, which must not move moto's).
 export BENCH_VENV="$PWD/target/bench-venv"
