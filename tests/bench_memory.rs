@@ -45,12 +45,11 @@ fn bench_memory_over_ten_passes_of_52k_values() {
                 assert_eq!(read_bulk_pass(&m.path(""), LEN), VALUES);
                 seconds.push(format!("{:.1}", start.elapsed().as_secs_f64()));
                 resident.push(resident_kb(m.pid()));
+                // The baseline has no status file: its calls show as "?".
                 let status = m.read(".secretfs/status").unwrap_or_default();
-                match ps_status_figure(&status, "calls") {
-                    Some(total) => calls.push((total - calls_before).to_string()),
-                    None => calls.push("?".into()),
-                }
-                calls_before = ps_status_figure(&status, "calls").unwrap_or(0);
+                let total = ps_status_figure(&status, "calls");
+                calls.push(total.map_or("?".into(), |total| (total - calls_before).to_string()));
+                calls_before = total.unwrap_or(0);
             }
             let (second, last) = (resident[1] as f64, resident[PASSES - 1] as f64);
             let max = *resident.iter().max().unwrap() as f64;
