@@ -11,7 +11,7 @@ mod passes;
 use std::time::Instant;
 
 use mount::Mounted;
-use passes::{ps_status_figure, read_bulk_pass, resident_kb, write_bulk_store};
+use passes::{ps_status_figure, read_bulk_pass, write_bulk_store};
 
 const VALUES: usize = 52_000;
 const PER_DIR: usize = 100;
@@ -37,14 +37,14 @@ fn bench_memory_over_ten_passes_of_52k_values() {
             let mut args = vec!["--local", store];
             args.extend(&extra);
             let m = Mounted::start_binary(&binary, &args, &[]);
-            let mounted = resident_kb(m.pid());
+            let mounted = mount::status_kb(m.pid(), "VmRSS:");
             let (mut resident, mut calls, mut seconds) = (Vec::new(), Vec::new(), Vec::new());
             let mut calls_before = 0;
             for _ in 0..PASSES {
                 let start = Instant::now();
                 assert_eq!(read_bulk_pass(&m.path(""), LEN), VALUES);
                 seconds.push(format!("{:.1}", start.elapsed().as_secs_f64()));
-                resident.push(resident_kb(m.pid()));
+                resident.push(mount::status_kb(m.pid(), "VmRSS:"));
                 // The baseline has no status file: its calls show as "?".
                 let status = m.read(".secretfs/status").unwrap_or_default();
                 let total = ps_status_figure(&status, "calls");

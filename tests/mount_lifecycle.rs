@@ -94,19 +94,12 @@ fn a_mount_point_others_can_write_to_is_refused() {
     }
 }
 
-/// A field of /proc/PID/status in kB (`VmLck`, `VmRSS`).
-fn status_kb(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field}"));
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[test]
 fn locked_memory_is_what_the_daemon_uses_not_what_it_reserves() {
     let m = Mounted::local(&["--lock-memory"]);
     let out = mount::sh(&format!("cat {0}/ps/prod/db/root {0}/sm/prod/db/password", m.dir.display()));
     assert!(out.status.success());
-    let (locked, resident) = (status_kb(m.pid(), "VmLck:"), status_kb(m.pid(), "VmRSS:"));
+    let (locked, resident) = (mount::status_kb(m.pid(), "VmLck:"), mount::status_kb(m.pid(), "VmRSS:"));
     println!("--lock-memory: {locked} kB locked, {resident} kB resident");
     assert!(locked > 0, "memory is locked");
     // Locked address space: the binary, fuser's request buffers (16 MiB per FUSE thread, mostly

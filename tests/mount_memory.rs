@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use moto::{Aws, Moto};
 use mount::Mounted;
-use passes::{ps_status_figure, read_bulk_pass, resident_kb, write_bulk_store};
+use passes::{ps_status_figure, read_bulk_pass, write_bulk_store};
 
 const KEYS: usize = 8;
 
@@ -62,14 +62,14 @@ fn rotations_of_a_looked_up_secret_leave_inodes_and_memory_flat() {
     for round in 1..=WARM_UP {
         rotate_and_read(&aws, &m, round);
     }
-    let rss_before = resident_kb(m.pid());
+    let rss_before = mount::status_kb(m.pid(), "VmRSS:");
     m.signal(libc::SIGUSR1);
     for round in WARM_UP + 1..=WARM_UP + ROUNDS {
         rotate_and_read(&aws, &m, round);
     }
     // Let the kernel send the forgets of the last rotations' inodes.
     std::thread::sleep(Duration::from_millis(500));
-    let rss_after = resident_kb(m.pid());
+    let rss_after = mount::status_kb(m.pid(), "VmRSS:");
     m.signal(libc::SIGUSR1);
     std::thread::sleep(Duration::from_millis(200));
     std::fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
@@ -107,9 +107,9 @@ fn passes_over_more_values_than_the_cache_holds_keep_memory_and_calls_bounded() 
     let mut resident = Vec::new();
     let mut calls = vec![0];
     for pass in 1..=PASSES {
-        assert_eq!(read_bulk_pass(m.path("").as_path(), LEN), VALUES, "pass {pass}");
+        assert_eq!(read_bulk_pass(&m.path(""), LEN), VALUES, "pass {pass}");
         let now = status();
-        resident.push(resident_kb(m.pid()));
+        resident.push(mount::status_kb(m.pid(), "VmRSS:"));
         calls.push(figure(&now, "calls"));
         assert!(figure(&now, "values") <= HELD, "pass {pass} holds more than --cache-size: {now}");
     }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::changes::{ChangeKind, Origin};
 use super::memory_only;
+use super::refresh::directory_of;
 use super::slot::{Decision, Flight, Slot};
 use super::{lock, Inner, Listing, ServiceCache, Tree};
 use crate::deadline;
@@ -287,7 +288,10 @@ impl Inner {
     /// The prefix of the directory shown holding `name` (`/prod/db/` for `/prod/db/root`; the
     /// mount prefix for a name at the top).
     fn dir_of<'a>(&'a self, name: &'a str) -> &'a str {
-        name.rfind('/').map_or(self.prefix.as_str(), |slash| &name[..=slash])
+        match directory_of(name) {
+            "" => &self.prefix,
+            dir => dir,
+        }
     }
 
     /// Whether `prefix` was listed within its listing's freshness period (marked read now).

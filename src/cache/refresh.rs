@@ -237,6 +237,6 @@ impl Inner {
 
 /// The directory part of a service name (`/prod/tls/` of `/prod/tls/key`; empty for a name
 /// without `/`).
-fn directory_of(name: &str) -> &str {
+pub(super) fn directory_of(name: &str) -> &str {
     name.rfind('/').map_or("", |slash| &name[..=slash])
 }

@@ -53,6 +53,13 @@ pub fn xattr_size(path: &Path, name: &str, follow: bool) -> Result<usize, i32> {
     usize::try_from(size).map_err(|_| std::io::Error::last_os_error().raw_os_error().unwrap())
 }
 
+/// A field of /proc/PID/status in kB (`VmLck:`, `VmRSS:`).
+pub fn status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 pub fn is_mounted(dir: &Path) -> bool {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let dir = dir.to_string_lossy();

@@ -1,6 +1,5 @@
 //! Many parameters in a local store, full passes over them through a mount, and the daemon's
-//! resident memory and counters after each pass: shared by the memory test and its benchmark.
-#![allow(dead_code)] // Shared by several test binaries; each uses a part.
+//! counters after each pass: shared by the memory test and its benchmark.
 
 use std::path::Path;
 
@@ -36,13 +35,6 @@ pub fn read_bulk_pass(mount: &Path, len: usize) -> usize {
         }
     }
     read
-}
-
-/// A process's resident memory in kB (`VmRSS` of /proc/PID/status).
-pub fn resident_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 /// The number before ` {label}` on the `ps:` line of a `.secretfs/status` text (`calls`,
